@@ -1,0 +1,39 @@
+"""Altus 4: MySQL full-text search as an API, without moving the data."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from altus4.config import Settings
+
+__version__ = "1.0.0"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build an app from `settings` (default: the environment). No I/O happens until a request or CLI call."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        ALTUS4_VERSION=__version__,
+        ALTUS4_STARTED=time.monotonic(),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies,
+                                x_host=settings.trusted_proxies)
+    logging.getLogger("altus4").setLevel(settings.log_level)
+
+    from altus4 import api, cli
+    from altus4.services import Services
+
+    app.extensions["altus4"] = Services.build(settings)
+    api.init_app(app)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,145 @@
+"""Authentication and permission as decorators that cannot be forgotten.
+
+Every view must carry exactly one of `public`, `user_required`, `admin_required`
+or `api_key_required(...)`; `check_all_routes_declare_auth` fails app start-up
+when one does not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import wraps
+
+from flask import Flask, Response, g, request
+
+from altus4.errors import Forbidden, InvalidApiKey, RateLimited, Unauthorized
+from altus4.security.api_keys import looks_like_key
+from altus4.services import services
+from altus4.services.rate_limits import Limit, Verdict, parse_limits
+
+log = logging.getLogger("altus4.auth")
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _mark(view: Callable, kind: str) -> Callable:
+    view._altus4_auth = kind  # type: ignore[attr-defined]
+    return view
+
+
+def _enforce(verdict: Verdict, message: str) -> None:
+    g.rate_limit_headers = verdict.headers()
+    if not verdict.allowed:
+        raise RateLimited(f"{message} Try again in {verdict.retry_after} seconds.",
+                          details={"limit": verdict.limit, "resetTime": verdict.reset_at},
+                          headers=verdict.headers())
+
+
+def public(view: Callable) -> Callable:
+    return _mark(view, "public")
+
+
+def ip_limited(limits_setting: str) -> Callable[[Callable], Callable]:
+    """A per-client-IP limit (register/login) read from a settings attribute at request time."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            svc = services()
+            limits: tuple[Limit, ...] = parse_limits(getattr(svc.settings, limits_setting))
+            bucket = f"ip:{request.endpoint}:{request.remote_addr}"
+            _enforce(svc.limiter.hit(bucket, limits), "Too many attempts from this address.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _authenticate_user() -> None:
+    token = _bearer()
+    if token is None:
+        raise Unauthorized("Missing bearer token", code="NO_TOKEN")
+    if looks_like_key(token):
+        raise Unauthorized("This endpoint needs a JWT from /api/v1/auth/login, not an API key", code="INVALID_TOKEN")
+    svc = services()
+    g.user, g.claims = svc.users.from_token(token)
+    _enforce(svc.limiter.hit(f"user:{g.user['id']}", parse_limits(svc.settings.user_rate_limit)),
+             "Rate limit exceeded.")
+
+
+def user_required(view: Callable) -> Callable:
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        _authenticate_user()
+        return view(*args, **kwargs)
+
+    return _mark(wrapper, "user")
+
+
+def admin_required(view: Callable) -> Callable:
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        _authenticate_user()
+        if g.user["role"] != "admin":
+            raise Forbidden("Administrator role required")
+        return view(*args, **kwargs)
+
+    return _mark(wrapper, "admin")
+
+
+def api_key_required(permission: str) -> Callable[[Callable], Callable]:
+    """API key bearer auth: valid key, the permission, the tier's rate limit, then count the use."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            token = _bearer()
+            if token is None:
+                raise InvalidApiKey("Missing API key: send 'Authorization: Bearer altus4_sk_…'")
+            keys = services().keys
+            principal = keys.authenticate(token)
+            principal.require(permission)
+            g.api_key, g.api_key_tier = principal, principal.tier
+            _enforce(keys.check_rate_limit(principal), "Rate limit exceeded.")
+            if keys.record_use(principal, request.remote_addr):
+                g.flush_usage = True
+            return view(*args, **kwargs)
+
+        return _mark(wrapper, f"api_key:{permission}")
+
+    return decorate
+
+
+def _after(response: Response) -> Response:
+    for name, value in (g.get("rate_limit_headers") or {}).items():
+        response.headers[name] = value
+    if g.get("flush_usage"):
+        keys = services().keys
+
+        def flush() -> None:  # after the body has gone out; a failure is logged, never raised into the server
+            try:
+                keys.flush_usage(force=True)
+            except Exception:
+                log.exception("usage flush after response failed")
+
+        response.call_on_close(flush)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_after)
+
+
+def check_all_routes_declare_auth(app: Flask) -> None:
+    undeclared = [endpoint for endpoint, view in app.view_functions.items()
+                  if endpoint != "static" and not getattr(view, "_altus4_auth", None)]
+    if undeclared:
+        raise RuntimeError(f"routes without an auth declaration: {', '.join(sorted(undeclared))}")

@@ -1,0 +1,110 @@
+"""The response envelope every endpoint answers in: `{success, data|error, meta}`."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from altus4.errors import ApiError
+
+log = logging.getLogger("altus4.api")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# werkzeug's HTTP errors (routing, body size, method) mapped to our codes
+_HTTP_CODES = {
+    400: "VALIDATION_ERROR",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMIT_EXCEEDED",
+}
+
+
+def _meta(**extra: Any) -> dict[str, Any]:
+    meta = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "requestId": getattr(g, "request_id", None),
+        "version": current_app.config["ALTUS4_VERSION"],
+    }
+    started = getattr(g, "started_at", None)
+    if started is not None:
+        meta["executionTime"] = round((time.perf_counter() - started) * 1000, 2)
+    tier = getattr(g, "api_key_tier", None)
+    if tier:
+        meta["apiKeyTier"] = tier
+    meta.update(extra)
+    return meta
+
+
+def ok(data: Any = None, status: int = 200, **meta: Any) -> tuple[Response, int]:
+    return jsonify({"success": True, "data": data, "meta": _meta(**meta)}), status
+
+
+def error_response(status: int, code: str, message: str, details: Any = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    response = jsonify({"success": False, "error": error, "meta": _meta()})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _on_api_error(err: ApiError) -> Response:
+    if err.status >= 500:
+        log.warning("request failed: %s %s", err.code, err.message)
+    return error_response(err.status, err.code, err.message, err.details, err.headers)
+
+
+def _on_http_error(err: HTTPException) -> Response:
+    status = err.code or 500
+    code = _HTTP_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
+    headers = {}
+    if status == 405 and err.valid_methods:
+        headers["Allow"] = ", ".join(sorted(err.valid_methods))
+    message = err.description or err.name
+    if status == 404:
+        message = f"No route for {request.method} {request.path}"
+    elif status == 413:
+        message = f"Request body exceeds {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+    response = error_response(status, code, message, headers=headers)
+    # keep headers a werkzeug exception carries (e.g. rate-limit Retry-After)
+    for name, value in err.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def _on_unexpected(err: Exception) -> Response:
+    log.exception("unhandled error")
+    return error_response(500, "INTERNAL_ERROR", "Internal server error")
+
+
+def _assign_request_id() -> None:
+    g.started_at = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
+
+
+def _echo_request_id(response: Response) -> Response:
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_assign_request_id)
+    app.after_request(_echo_request_id)
+    app.register_error_handler(ApiError, _on_api_error)
+    app.register_error_handler(HTTPException, _on_http_error)
+    app.register_error_handler(Exception, _on_unexpected)

@@ -1,0 +1,82 @@
+"""/health and /api/v1/management: liveness, dependency health, first-key setup, migration status."""
+
+import time
+
+from flask import Blueprint, current_app, g
+
+from altus4.api.auth import public, user_required
+from altus4.api.envelope import error_response, ok
+from altus4.api.keys import SHOWN_ONCE
+from altus4.services import services
+from altus4.services.api_keys import public_key
+
+bp = Blueprint("management", __name__)
+
+
+def _uptime() -> float:
+    return round(time.monotonic() - current_app.config["ALTUS4_STARTED"], 3)
+
+
+@bp.get("/health")
+@public
+def liveness():
+    """For load balancers: answers from memory, touches no dependency."""
+    return ok({"status": "healthy", "version": current_app.config["ALTUS4_VERSION"], "uptime": _uptime()})
+
+
+def _check_mysql() -> dict:
+    started = time.perf_counter()
+    try:
+        services().db.fetch_one("SELECT 1 AS ok")
+        return {"status": "up", "latencyMs": round((time.perf_counter() - started) * 1000, 2)}
+    except Exception as exc:  # any failure means "down" here; the reason is reported, not raised
+        return {"status": "down", "error": type(exc).__name__}
+
+
+def _check_redis() -> dict:
+    started = time.perf_counter()
+    if services().redis.ping():
+        return {"status": "up", "latencyMs": round((time.perf_counter() - started) * 1000, 2)}
+    return {"status": "down"}
+
+
+def _check_ai() -> dict:
+    settings = services().settings
+    if not settings.openai_api_key:
+        return {"status": "disabled", "reason": "OPENAI_API_KEY is not set; search runs without AI features"}
+    return {"status": "configured", "model": settings.openai_model}
+
+
+@bp.get("/api/v1/management/health")
+@public
+def dependency_health():
+    checks = {"mysql": _check_mysql(), "redis": _check_redis(), "ai": _check_ai()}
+    data = {
+        "status": "healthy", "version": current_app.config["ALTUS4_VERSION"], "uptime": _uptime(),
+        "authenticationMethods": ["jwt", "api_key"], "checks": checks,
+    }
+    if checks["mysql"]["status"] != "up":
+        return error_response(503, "SERVICE_UNAVAILABLE", "The metadata database is unreachable",
+                              details={**data, "status": "unhealthy"}, headers={"Retry-After": "5"})
+    if checks["redis"]["status"] != "up":
+        data["status"] = "degraded"
+    return ok(data)
+
+
+@bp.post("/api/v1/management/setup")
+@user_required
+def setup_first_key():
+    row, secret = services().keys.setup_first_key(g.user["id"])
+    return ok({"apiKey": public_key(row), "secretKey": secret, "warning": SHOWN_ONCE}, 201)
+
+
+@bp.get("/api/v1/management/migration-status")
+@user_required
+def migration_status():
+    """Whether this user has moved to API-key authentication for search (what the contract means here)."""
+    has_key = bool(services().keys.list(g.user["id"]))
+    return ok({
+        "userId": g.user["id"], "hasMigrated": has_key,
+        "recommendedAction": "none" if has_key else "Create your first API key with POST /api/v1/management/setup",
+        "documentation": "/api/v1/openapi.json",
+    })

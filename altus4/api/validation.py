@@ -1,0 +1,54 @@
+"""Request parsing with pydantic: every failure becomes a 400 with field-level details."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+
+from altus4.errors import ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _details(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def body(model: type[M]) -> M:
+    """The JSON body as `model`; a missing or non-JSON body counts as `{}` only when nothing was sent."""
+    if request.content_length or request.data:
+        payload = request.get_json(silent=True)
+        if payload is None:
+            raise ValidationFailed("Request body must be valid JSON",
+                                   details=[{"field": "body", "message": "invalid JSON"}])
+    else:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise ValidationFailed("Request body must be a JSON object",
+                               details=[{"field": "body", "message": "expected an object"}])
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ValidationFailed(details=_details(exc)) from None
+
+
+def query(model: type[M]) -> M:
+    """Query-string parameters as `model` (repeated keys become lists where the model wants one)."""
+    data: dict[str, object] = {}
+    for key in request.args:
+        values = request.args.getlist(key)
+        annotation = model.model_fields.get(key)
+        wants_list = annotation is not None and "list" in str(annotation.annotation)
+        if wants_list:
+            data[key] = [v for item in values for v in item.split(",") if v]
+        else:
+            data[key] = values[-1]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(details=_details(exc)) from None

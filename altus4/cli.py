@@ -1,0 +1,143 @@
+"""The `altus4` command: migrations, admin bootstrap and the demo set-up.
+
+Also registered on the Flask CLI (`flask --app app migrate`), so either works.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+
+from altus4.config import ConfigError, Settings
+from altus4.db.migrate import MigrationError, Migrator
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+
+
+def _migrator() -> Migrator:
+    return Migrator(_settings())
+
+
+def _run(action):
+    try:
+        return action()
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(help="Altus 4 administration.")
+def main() -> None:
+    from dotenv import load_dotenv
+
+    load_dotenv(override=False)
+
+
+@main.command("migrate", help="Apply pending migrations (creates the database if it does not exist).")
+def migrate() -> None:
+    done = _run(_migrator().migrate)
+    click.echo("\n".join(f"migrated {name}" for name in done) or "nothing to migrate")
+
+
+@main.command("migrate:status", help="List migrations and whether each is applied.")
+def migrate_status() -> None:
+    for m in _run(_migrator().status):
+        mark = f"applied (batch {m['batch']}, {m['appliedAt']})" if m["applied"] else "pending"
+        click.echo(f"{m['version']}_{m['name']}: {mark}")
+
+
+@main.command("migrate:rollback", help="Undo the last batch, or --steps N migrations.")
+@click.option("--steps", type=click.IntRange(min=1), default=None)
+def migrate_rollback(steps: int | None) -> None:
+    undone = _run(lambda: _migrator().rollback(steps))
+    click.echo("\n".join(f"rolled back {name}" for name in undone) or "nothing to roll back")
+
+
+@main.command("migrate:fresh", help="Drop every Altus 4 table and migrate again (destroys data).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def migrate_fresh(yes: bool) -> None:
+    if not yes:
+        click.confirm("This deletes all Altus 4 data. Continue?", abort=True)
+    done = _run(_migrator().fresh)
+    click.echo("\n".join(f"migrated {name}" for name in done))
+
+
+def _app_services():
+    from altus4 import create_app
+    from altus4.services import Services
+
+    app = create_app(_settings())
+    services: Services = app.extensions["altus4"]
+    return app, services
+
+
+@main.command("user:create", help="Create a user; --admin makes it an administrator.")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--admin", is_flag=True)
+def user_create(email: str, name: str, password: str, admin: bool) -> None:
+    from altus4.errors import ApiError
+
+    if len(password) < 8:
+        raise click.ClickException("password must be at least 8 characters")
+    app, svc = _app_services()
+    with app.app_context():
+        try:
+            user = svc.users.register(email, password, name)
+            if admin:
+                user = svc.users.promote(email)
+        except ApiError as exc:
+            raise click.ClickException(exc.message) from None
+    click.echo(f"created {user['role']} {user['email']} ({user['id']})")
+
+
+@main.command("user:promote", help="Give an existing user the admin role.")
+@click.argument("email")
+def user_promote(email: str) -> None:
+    from altus4.errors import ApiError
+
+    app, svc = _app_services()
+    with app.app_context():
+        try:
+            user = svc.users.promote(email)
+        except ApiError as exc:
+            raise click.ClickException(exc.message) from None
+    click.echo(f"{user['email']} is now an admin")
+
+
+@main.command("demo", help="Load the demo database, create the demo user and print a fresh demo API key.")
+def demo() -> None:
+    from altus4 import demo as demo_data
+
+    settings = _settings()
+    demo_data.build_demo_database(settings)
+    app, svc = _app_services()
+    with app.app_context():
+        row = svc.db.fetch_one("SELECT id FROM users WHERE email = %s", (demo_data.DEMO_EMAIL,))
+        if row:
+            svc.users.delete(row["id"])  # cascades: old keys and connections go with it
+        user = svc.users.register(demo_data.DEMO_EMAIL, demo_data.DEMO_PASSWORD, "Demo User")
+        svc.connections.create(user["id"], {
+            "name": "Demo store", "host": settings.db_host, "port": settings.db_port,
+            "database": demo_data.DEMO_DATABASE, "username": settings.db_username,
+            "password": settings.db_password, "ssl": False,
+        })
+        _, secret = svc.keys.create(user["id"], "Demo key", "test", ["search", "analytics"], "free", None)
+    click.echo(f"demo user: {demo_data.DEMO_EMAIL} / {demo_data.DEMO_PASSWORD}")
+    click.echo(f"demo API key: {secret}")
+
+
+def init_app(app: Flask) -> None:
+    for command in main.commands.values():
+        app.cli.add_command(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

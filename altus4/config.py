@@ -1,0 +1,247 @@
+"""All configuration, parsed once from the environment.
+
+Every setting is read here and nowhere else. Coercers reject bad values with a
+`ConfigError` naming the variable, so a misconfigured worker dies at start
+instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEV_JWT_SECRET = "altus4-development-jwt-secret-not-for-production"
+DEV_ENCRYPTION_KEY = "altus4-development-encryption-key-not-for-production"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int = 0, hi: int = 2**31) -> int:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < lo:
+        raise ConfigError(f"{name} must be at least {lo}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _duration(env: Mapping[str, str], name: str, default: int) -> int:
+    """Seconds, from `3600`, `60m`, `24h` or `7d` (the forms the Node service took)."""
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    match = _DURATION.match(raw)
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"{name} must be a positive duration like 3600, 60m, 24h or 7d, got {raw!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _hosts(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` (port required) as tuples."""
+    hosts = []
+    for item in _list(env, name):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must be a list of host:port, got {item!r}")
+        hosts.append((host.strip("[]"), int(port)))
+    return tuple(hosts)
+
+
+def parse_encryption_key(raw: str, name: str = "ENCRYPTION_KEY") -> bytes:
+    """A 256-bit AES key from 64 hex digits, base64 of 32 bytes, or a passphrase of 32+ characters.
+
+    A passphrase is stretched with SHA-256 so existing deployments, whose key was
+    a 32-character string, keep working.
+    """
+    raw = raw.strip()
+    if re.fullmatch(r"[0-9a-fA-F]{64}", raw):
+        return bytes.fromhex(raw)
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+        if len(decoded) == 32:
+            return decoded
+    except (binascii.Error, ValueError):
+        pass
+    if len(raw) >= 32:
+        return hashlib.sha256(raw.encode()).digest()
+    raise ConfigError(f"{name} must be 64 hex digits, base64 of 32 bytes, or at least 32 characters")
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    entries = _list(env, name)
+    for entry in entries:
+        if entry == "*" or re.fullmatch(r"[A-Za-z0-9*.-]+", entry):
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name} entries must be hostnames, wildcards like *.example.com, or CIDRs; got {entry!r}") from None
+    return entries
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "production"
+    port: int = 3000
+    version: str = "1.0.0"
+    log_level: str = "INFO"
+    # metadata database (the primary; replicas in db_read_hosts)
+    db_host: str = "127.0.0.1"
+    db_port: int = 3306
+    db_username: str = "root"
+    db_password: str = ""
+    db_database: str = "altus4"
+    db_read_hosts: tuple[tuple[str, int], ...] = ()
+    db_pool_size: int = 10
+    db_pool_timeout: float = 2.0
+    db_connect_timeout: float = 5.0
+    # redis
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_password: str = ""
+    redis_db: int = 0
+    redis_socket_timeout: float = 0.5
+    # secrets
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_expires_in: int = 86400
+    encryption_key: bytes = field(default_factory=lambda: parse_encryption_key(DEV_ENCRYPTION_KEY), repr=False)
+    # AI
+    openai_api_key: str = field(default="", repr=False)
+    openai_model: str = "gpt-4o-mini"
+    openai_base_url: str = ""
+    openai_embedding_model: str = "text-embedding-3-small"
+    # connected databases
+    allowed_database_hosts: tuple[str, ...] = ()
+    database_ssl_ca: str = ""
+    connection_timeout: float = 5.0
+    # limits
+    rate_limit_free: int = 1000
+    rate_limit_pro: int = 10000
+    rate_limit_enterprise: int = 100000
+    auth_rate_limit: str = "10 per minute;100 per hour"
+    user_rate_limit: str = "600 per minute"
+    max_body_bytes: int = 1_048_576
+    trusted_proxies: int = 0  # how many proxies in front set X-Forwarded-For (nginx/HAProxy: 1)
+    # search
+    search_cache_ttl: int = 300
+    schema_cache_ttl: int = 600
+    search_timeout_ms: int = 5000
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def redis_url(self) -> str:
+        auth = f":{self.redis_password}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        modes = ("development", "production")
+        development = _choice(env, "APP_ENV", env.get("NODE_ENV", "").strip() or "production", modes) == "development"
+        jwt_secret = env.get("JWT_SECRET", "").strip()
+        raw_key = env.get("ENCRYPTION_KEY", "").strip()
+        if not development:
+            if not jwt_secret:
+                raise ConfigError("JWT_SECRET is required outside development (APP_ENV=development allows a default)")
+            if not raw_key:
+                raise ConfigError("ENCRYPTION_KEY is required outside development (APP_ENV=development allows a default)")
+        jwt_secret = jwt_secret or DEV_JWT_SECRET
+        if len(jwt_secret) < 32:
+            raise ConfigError("JWT_SECRET must be at least 32 characters")
+        return cls(
+            env="development" if development else "production",
+            port=_int(env, "PORT", 3000, 1, 65535),
+            log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+            db_host=env.get("DB_HOST", "").strip() or "127.0.0.1",
+            db_port=_int(env, "DB_PORT", 3306, 1, 65535),
+            db_username=env.get("DB_USERNAME", "").strip() or "root",
+            db_password=env.get("DB_PASSWORD", ""),
+            db_database=env.get("DB_DATABASE", "").strip() or "altus4",
+            db_read_hosts=_hosts(env, "DB_READ_HOSTS"),
+            db_pool_size=_int(env, "DB_POOL_SIZE", 10, 1, 1000),
+            db_pool_timeout=_float(env, "DB_POOL_TIMEOUT", 2.0),
+            db_connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", 5.0, 0.1),
+            redis_host=env.get("REDIS_HOST", "").strip() or "127.0.0.1",
+            redis_port=_int(env, "REDIS_PORT", 6379, 1, 65535),
+            redis_password=env.get("REDIS_PASSWORD", ""),
+            redis_db=_int(env, "REDIS_DB", 0, 0, 15),
+            redis_socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", 0.5, 0.01),
+            jwt_secret=jwt_secret,
+            jwt_expires_in=_duration(env, "JWT_EXPIRES_IN", 86400),
+            encryption_key=parse_encryption_key(raw_key or DEV_ENCRYPTION_KEY),
+            openai_api_key=env.get("OPENAI_API_KEY", "").strip(),
+            openai_model=env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini",
+            openai_base_url=env.get("OPENAI_BASE_URL", "").strip(),
+            openai_embedding_model=env.get("OPENAI_EMBEDDING_MODEL", "").strip() or "text-embedding-3-small",
+            allowed_database_hosts=_networks(env, "ALLOWED_DATABASE_HOSTS"),
+            database_ssl_ca=env.get("DATABASE_SSL_CA", "").strip(),
+            connection_timeout=_float(env, "CONNECTION_TIMEOUT", 5.0, 0.1),
+            rate_limit_free=_int(env, "RATE_LIMIT_FREE", 1000, 1),
+            rate_limit_pro=_int(env, "RATE_LIMIT_PRO", 10000, 1),
+            rate_limit_enterprise=_int(env, "RATE_LIMIT_ENTERPRISE", 100000, 1),
+            auth_rate_limit=env.get("AUTH_RATE_LIMIT", "").strip() or "10 per minute;100 per hour",
+            user_rate_limit=env.get("USER_RATE_LIMIT", "").strip() or "600 per minute",
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576, 1024),
+            trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, 0, 10),
+            search_cache_ttl=_int(env, "SEARCH_CACHE_TTL", 300, 0),
+            schema_cache_ttl=_int(env, "SCHEMA_CACHE_TTL", 600, 0),
+            search_timeout_ms=_int(env, "SEARCH_TIMEOUT_MS", 5000, 100, 600_000),
+        )

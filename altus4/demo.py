@@ -1,0 +1,83 @@
+"""A small demo database (products and articles with FULLTEXT indexes) and a demo account.
+
+Used by `make run` so a new user has something to search at once. Rebuilding it
+is idempotent: the tables are recreated and the demo user's key is replaced,
+because a key can only be shown when it is created.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pymysql
+
+from altus4.config import Settings
+from altus4.db.pool import connect_kwargs
+
+DEMO_EMAIL = "demo@altus4.local"
+DEMO_PASSWORD = "demo-password-123"
+DEMO_DATABASE = "altus4_demo"
+
+_ADJECTIVES = ["wireless", "ergonomic", "compact", "waterproof", "stainless", "portable", "smart", "organic",
+               "heavy-duty", "lightweight", "vintage", "solar"]
+_PRODUCTS = ["headphones", "keyboard", "backpack", "kettle", "thermostat", "camera", "lamp", "blender",
+             "speaker", "tent", "charger", "notebook"]
+_FEATURES = ["long battery life", "noise cancelling", "quick setup", "a two-year warranty", "recycled materials",
+             "a sleek aluminium body", "fast charging over USB-C", "a quiet motor", "easy cleaning",
+             "bluetooth pairing"]
+_TOPICS = [
+    ("Tuning MySQL full-text search", "mysql fulltext index relevance ranking natural language boolean mode"),
+    ("Scaling Python web services", "gunicorn gevent workers connection pools horizontal scaling load balancer"),
+    ("Caching strategies with Redis", "redis cache invalidation ttl sentinel cluster latency"),
+    ("Designing REST APIs", "rest api pagination error envelope versioning authentication"),
+    ("Indexing for fast queries", "database index btree explain query optimization mysql"),
+    ("Securing credentials at rest", "encryption aes gcm secrets rotation passwords hashing"),
+]
+
+
+def _products(rng: random.Random, count: int) -> list[tuple]:
+    rows = []
+    for _ in range(count):
+        adjective, product = rng.choice(_ADJECTIVES), rng.choice(_PRODUCTS)
+        features = rng.sample(_FEATURES, 2)
+        rows.append((f"{adjective.title()} {product}", f"A {adjective} {product} with {features[0]} and {features[1]}.",
+                     product, round(rng.uniform(5, 500), 2)))
+    return rows
+
+
+def _articles(rng: random.Random, count: int) -> list[tuple]:
+    rows = []
+    for i in range(count):
+        title, words = _TOPICS[i % len(_TOPICS)]
+        vocabulary = words.split()
+        body = " ".join(rng.choice(vocabulary) for _ in range(60))
+        rows.append((f"{title} (part {i // len(_TOPICS) + 1})", f"{title}. {body}.", rng.choice(["ana", "li", "sam"])))
+    return rows
+
+
+def build_demo_database(settings: Settings, database: str = DEMO_DATABASE, products: int = 200,
+                        articles: int = 60, seed: int = 4) -> None:
+    rng = random.Random(seed)
+    conn = pymysql.connect(**connect_kwargs(settings, settings.db_host, settings.db_port, None))
+    quoted = "`" + database.replace("`", "``") + "`"
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            cur.execute(f"USE {quoted}")
+            cur.execute("DROP TABLE IF EXISTS products, articles")
+            cur.execute(
+                "CREATE TABLE products (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(255) NOT NULL,"
+                " description TEXT NOT NULL, category VARCHAR(64) NOT NULL, price DECIMAL(10,2) NOT NULL,"
+                " FULLTEXT KEY ft_products (name, description)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+            cur.execute(
+                "CREATE TABLE articles (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(255) NOT NULL,"
+                " body TEXT NOT NULL, author VARCHAR(64) NOT NULL,"
+                " FULLTEXT KEY ft_articles (title, body)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+            cur.executemany("INSERT INTO products (name, description, category, price) VALUES (%s, %s, %s, %s)",
+                            _products(rng, products))
+            cur.executemany("INSERT INTO articles (title, body, author) VALUES (%s, %s, %s)",
+                            _articles(rng, articles))
+            cur.execute("ANALYZE TABLE products, articles")
+            cur.fetchall()
+    finally:
+        conn.close()

@@ -1,0 +1,1 @@
+"""Cryptography in one place: password hashes, JWTs, API key secrets, credential encryption."""

@@ -1,0 +1,56 @@
+"""The services a running app holds, built once per app from its settings.
+
+Routes reach them through `services()`; nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from altus4.config import Settings
+from altus4.db.pool import Database
+from altus4.redis_store import RedisStore
+from altus4.security.secrets_box import SecretBox
+from altus4.services.api_keys import ApiKeyService
+from altus4.services.connections import ConnectionService
+from altus4.services.rate_limits import RateLimiter, parse_limits
+from altus4.services.schema import SchemaCache
+from altus4.services.users import UserService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    redis: RedisStore
+    limiter: RateLimiter
+    users: UserService
+    keys: ApiKeyService
+    connections: ConnectionService
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        db = Database(settings)
+        store = RedisStore(settings)
+        limiter = RateLimiter(store)
+        schemas = SchemaCache(store, settings.schema_cache_ttl)
+        return cls(
+            settings=settings, db=db, redis=store, limiter=limiter,
+            users=UserService(db, settings),
+            keys=ApiKeyService(db, store, limiter, settings),
+            connections=ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings),
+        )
+
+    @property
+    def auth_limits(self):
+        return parse_limits(self.settings.auth_rate_limit)
+
+    def close(self) -> None:
+        self.db.close()
+        self.redis.close()
+
+
+def services() -> Services:
+    return current_app.extensions["altus4"]

@@ -1,0 +1,168 @@
+"""Connected databases: CRUD for their owners, credentials sealed at rest, reachability and schema.
+
+A password is encrypted the moment it arrives and decrypted only to open a
+connection; no read path returns it. A connection that cannot be reached is
+still saved, with its status and the reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pymysql
+
+from altus4.config import Settings
+from altus4.db import targets
+from altus4.db.pool import Database
+from altus4.errors import NotFound, ValidationFailed
+from altus4.security.secrets_box import DecryptionError, SecretBox
+from altus4.services.schema import DatabaseSchema, SchemaCache, discover
+from altus4.services.users import iso, utcnow
+
+_COLUMNS = ("id, user_id, name, host, port, database_name, username, password_encrypted, ssl_enabled, is_active,"
+            " connection_status, last_error, last_tested, schema_version, created_at, updated_at")
+# fields that change where or as whom we connect: changing one re-tests and invalidates caches
+_ENDPOINT_FIELDS = {"host", "port", "database", "username", "password", "ssl"}
+
+
+def public_connection(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "name": row["name"], "host": row["host"], "port": row["port"],
+        "database": row["database_name"], "username": row["username"], "ssl": bool(row["ssl_enabled"]),
+        "isActive": bool(row["is_active"]), "connectionStatus": row["connection_status"],
+        "lastError": row["last_error"], "lastTested": iso(row["last_tested"]),
+        "createdAt": iso(row["created_at"]), "updatedAt": iso(row["updated_at"]),
+    }
+
+
+class ConnectionService:
+    def __init__(self, db: Database, box: SecretBox, schemas: SchemaCache, settings: Settings):
+        self.db = db
+        self.box = box
+        self.schemas = schemas
+        self.settings = settings
+        self.listeners: list = []  # callables(connection_id) told when a connection changes or goes
+
+    def _check_host(self, host: str) -> None:
+        try:
+            targets.check_host_allowed(host, self.settings.allowed_database_hosts)
+        except targets.HostNotAllowed as exc:
+            raise ValidationFailed(str(exc), code="HOST_NOT_ALLOWED",
+                                   details=[{"field": "host", "message": str(exc)}]) from None
+
+    def create(self, user_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        self._check_host(data["host"])
+        conn_id = str(uuid.uuid4())
+        sealed = self.box.encrypt(data.get("password") or "", conn_id)
+        self.db.execute(
+            "INSERT INTO database_connections (id, user_id, name, host, port, database_name, username,"
+            " password_encrypted, ssl_enabled) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (conn_id, user_id, data["name"], data["host"], data["port"], data["database"], data["username"],
+             sealed, bool(data.get("ssl"))),
+        )
+        self.test(user_id, conn_id)
+        return self.get(user_id, conn_id)
+
+    def list(self, user_id: str) -> list[dict[str, Any]]:
+        return self.db.fetch_all(
+            f"SELECT {_COLUMNS} FROM database_connections WHERE user_id = %s ORDER BY created_at", (user_id,))
+
+    def get(self, user_id: str, conn_id: str) -> dict[str, Any]:
+        """:raise NotFound: no such connection for this user (another user's looks the same)."""
+        row = self.db.fetch_one(
+            f"SELECT {_COLUMNS} FROM database_connections WHERE id = %s AND user_id = %s", (conn_id, user_id))
+        if row is None:
+            raise NotFound("Database connection not found")
+        return row
+
+    def active_for(self, user_id: str, ids: list[str] | None) -> list[dict[str, Any]]:
+        """The user's active connections, all of them or the named ones (unknown ids → 404)."""
+        rows = [r for r in self.list(user_id) if r["is_active"]]
+        if ids is None:
+            return rows
+        by_id = {r["id"]: r for r in rows}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise NotFound("Database connection not found", details={"databases": missing})
+        return [by_id[i] for i in dict.fromkeys(ids)]
+
+    def update(self, user_id: str, conn_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        row = self.get(user_id, conn_id)
+        if "host" in changes:
+            self._check_host(changes["host"])
+        columns = {"name": "name", "host": "host", "port": "port", "database": "database_name",
+                   "username": "username", "ssl": "ssl_enabled", "isActive": "is_active"}
+        values = {columns[k]: v for k, v in changes.items() if k in columns}
+        if "password" in changes:
+            values["password_encrypted"] = self.box.encrypt(changes["password"] or "", conn_id)
+        endpoint_changed = bool(_ENDPOINT_FIELDS & changes.keys())
+        if values:
+            assignments = ", ".join(f"{column} = %s" for column in values)
+            bump = ", schema_version = schema_version + 1" if endpoint_changed else ""
+            self.db.execute(f"UPDATE database_connections SET {assignments}{bump} WHERE id = %s AND user_id = %s",
+                            (*values.values(), conn_id, user_id))
+        if endpoint_changed:
+            self._changed(row)
+            self.test(user_id, conn_id)
+        return self.get(user_id, conn_id)
+
+    def delete(self, user_id: str, conn_id: str) -> None:
+        row = self.get(user_id, conn_id)
+        self.db.execute("DELETE FROM database_connections WHERE id = %s AND user_id = %s", (conn_id, user_id))
+        self._changed(row)
+
+    def _changed(self, row: dict[str, Any]) -> None:
+        self.schemas.forget(row["id"], row["schema_version"])
+        for listener in self.listeners:
+            listener(row["id"])
+
+    def spec(self, row: dict[str, Any]) -> targets.TargetSpec:
+        try:
+            password = self.box.decrypt(row["password_encrypted"], row["id"]) if row["password_encrypted"] else ""
+        except DecryptionError:
+            raise targets.TargetError("Stored credentials cannot be decrypted (was ENCRYPTION_KEY changed?)") from None
+        return targets.TargetSpec(row["id"], row["host"], int(row["port"]), row["database_name"], row["username"],
+                                  password, bool(row["ssl_enabled"]))
+
+    def test(self, user_id: str, conn_id: str) -> dict[str, Any]:
+        row = self.get(user_id, conn_id)
+        try:
+            targets.ping(self.spec(row), self.settings)
+            status, error = "connected", None
+        except targets.TargetError as exc:
+            status, error = "failed", str(exc)[:512]
+        self.db.execute(
+            "UPDATE database_connections SET connection_status = %s, last_error = %s, last_tested = %s,"
+            " updated_at = updated_at WHERE id = %s", (status, error, utcnow(), conn_id))
+        return {"connected": status == "connected",
+                "message": "Connection successful" if error is None else error}
+
+    def statuses(self, user_id: str) -> dict[str, bool]:
+        rows = self.list(user_id)
+        if not rows:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(8, len(rows))) as pool:
+            results = pool.map(lambda r: self.test(user_id, r["id"])["connected"], rows)
+            return dict(zip((r["id"] for r in rows), results))
+
+    def schema(self, user_id: str, conn_id: str, refresh: bool = False) -> DatabaseSchema:
+        """:raise targets.TargetError: the database cannot be reached."""
+        return self.schema_for(self.get(user_id, conn_id), refresh)
+
+    def schema_for(self, row: dict[str, Any], refresh: bool = False) -> DatabaseSchema:
+        if not refresh:
+            cached = self.schemas.get(row["id"], row["schema_version"])
+            if cached is not None:
+                return cached
+        spec = self.spec(row)
+        conn = targets.connect(spec, self.settings)
+        try:
+            found = discover(conn, spec.database)
+        except pymysql.MySQLError as exc:
+            raise targets.TargetError(targets.describe_error(exc, spec)) from None
+        finally:
+            conn.close()
+        self.schemas.put(row["id"], row["schema_version"], found)
+        return found

@@ -1,0 +1,118 @@
+"""Fixed-window rate limits shared by every worker and host through Redis.
+
+One pipelined round trip per request (INCR + EXPIRE for each window), keys
+hash-tagged by bucket so a Redis Cluster keeps a bucket's windows on one slot.
+If Redis is down, counting falls back to this process (limits then hold per
+worker rather than per fleet, which is better than none).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from altus4.config import ConfigError
+from altus4.redis_store import RedisStore
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_LIMIT = re.compile(r"^\s*(\d+)\s*(?:per|/)\s*(second|minute|hour|day)s?\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class Limit:
+    amount: int
+    window: int  # seconds
+
+    def __str__(self) -> str:
+        unit = next(name for name, secs in _UNITS.items() if secs == self.window)
+        return f"{self.amount} per {unit}"
+
+
+def parse_limits(text: str) -> tuple[Limit, ...]:
+    """`"10 per minute;100 per hour"` → limits; raises ConfigError on anything else."""
+    limits = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        match = _LIMIT.match(part)
+        if not match or int(match.group(1)) < 1:
+            raise ConfigError(f"bad rate limit {part!r}: use forms like '10 per minute;100 per hour'")
+        limits.append(Limit(int(match.group(1)), _UNITS[match.group(2).lower()]))
+    if not limits:
+        raise ConfigError("a rate limit needs at least one 'N per unit'")
+    return tuple(limits)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: int  # epoch seconds when the tightest window resets
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, self.reset_at - int(time.time()))
+
+    def headers(self) -> dict[str, str]:
+        headers = {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining),
+                   "X-RateLimit-Reset": str(self.reset_at)}
+        if not self.allowed:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
+
+
+class RateLimiter:
+    def __init__(self, store: RedisStore):
+        self.store = store
+        self._local: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def _keys(self, bucket: str, limits: tuple[Limit, ...], now: float) -> list[tuple[str, Limit, int]]:
+        out = []
+        for limit in limits:
+            window_start = int(now // limit.window) * limit.window
+            out.append((f"rl:{{{bucket}}}:{limit.window}:{window_start}", limit, window_start + limit.window))
+        return out
+
+    def _count_in_redis(self, keys) -> list[int]:
+        pipe = self.store.client.pipeline(transaction=False)
+        for key, limit, _ in keys:
+            pipe.incr(key)
+            pipe.expire(key, limit.window + 1)
+        return pipe.execute()[::2]
+
+    def _count_locally(self, keys) -> list[int]:
+        with self._lock:
+            if len(self._local) > 100_000:
+                self._local.clear()
+            counts = []
+            for key, _, _ in keys:
+                self._local[key] = self._local.get(key, 0) + 1
+                counts.append(self._local[key])
+            return counts
+
+    def hit(self, bucket: str, limits: tuple[Limit, ...]) -> Verdict:
+        keys = self._keys(bucket, limits, time.time())
+        try:
+            counts = self._count_in_redis(keys)
+        except redis.RedisError:
+            counts = self._count_locally(keys)
+        verdicts = [
+            Verdict(count <= limit.amount, limit.amount, max(0, limit.amount - count), reset_at)
+            for (_, limit, reset_at), count in zip(keys, counts)
+        ]
+        blocked = [v for v in verdicts if not v.allowed]
+        if blocked:
+            return max(blocked, key=lambda v: v.reset_at)
+        return min(verdicts, key=lambda v: v.remaining)
+
+    def peek(self, bucket: str, limits: tuple[Limit, ...]) -> Verdict:
+        """The state of the buckets without counting a request (for usage reports)."""
+        keys = self._keys(bucket, limits, time.time())
+        values = self.store.safe(lambda r: r.mget([k for k, _, _ in keys]), [None] * len(keys))
+        verdicts = [Verdict(True, limit.amount, max(0, limit.amount - int(value or 0)), reset_at)
+                    for (_, limit, reset_at), value in zip(keys, values)]
+        return min(verdicts, key=lambda v: v.remaining)

@@ -1,0 +1,133 @@
+"""Accounts: registration, login, profile, password changes, token revocation, deletion."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import jwt
+import pymysql
+
+from altus4.config import Settings
+from altus4.db.pool import Database
+from altus4.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from altus4.security import passwords, tokens
+
+_USER_COLUMNS = "id, email, name, role, is_active, password_changed_at, created_at, last_active"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def iso(value: datetime | None) -> str | None:
+    """DATETIME columns hold UTC; render them as ISO-8601 with a Z."""
+    return value.isoformat(timespec="milliseconds") + "Z" if value else None
+
+
+def public_user(row: dict[str, Any], connected: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "id": row["id"], "email": row["email"], "name": row["name"], "role": row["role"],
+        "connectedDatabases": connected or [], "createdAt": iso(row["created_at"]),
+        "lastActive": iso(row["last_active"]),
+    }
+
+
+class UserService:
+    def __init__(self, db: Database, settings: Settings):
+        self.db = db
+        self.settings = settings
+
+    def issue_token(self, user: dict[str, Any]) -> str:
+        token, _ = tokens.issue(user["id"], user["role"], self.settings.jwt_secret, self.settings.jwt_expires_in)
+        return token
+
+    def register(self, email: str, password: str, name: str, role: str = "user") -> dict[str, Any]:
+        user_id = str(uuid.uuid4())
+        try:
+            self.db.execute(
+                "INSERT INTO users (id, email, name, password_hash, role) VALUES (%s, %s, %s, %s, %s)",
+                (user_id, email.lower(), name, passwords.hash_password(password), role),
+            )
+        except pymysql.err.IntegrityError:
+            raise Conflict("User with this email already exists", code="USER_EXISTS") from None
+        return self.get(user_id)
+
+    def authenticate(self, email: str, password: str) -> dict[str, Any]:
+        row = self.db.fetch_one(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE email = %s", (email.lower(),))
+        if not passwords.verify_password(row["password_hash"] if row else None, password) or not row["is_active"]:
+            raise Unauthorized("Invalid email or password", code="INVALID_CREDENTIALS")
+        self.db.execute("UPDATE users SET last_active = %s WHERE id = %s", (utcnow(), row["id"]))
+        return self.get(row["id"])
+
+    def get(self, user_id: str) -> dict[str, Any]:
+        row = self.db.fetch_one(f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s", (user_id,))
+        if row is None:
+            raise NotFound("User not found")
+        return row
+
+    def from_token(self, token: str) -> tuple[dict[str, Any], tokens.TokenClaims]:
+        """The live user behind a bearer token, in one query; raises Unauthorized otherwise."""
+        try:
+            claims = tokens.decode(token, self.settings.jwt_secret)
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("Token has expired", code="TOKEN_EXPIRED") from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized("Invalid token", code="INVALID_TOKEN") from None
+        row = self.db.fetch_one(
+            f"SELECT {_USER_COLUMNS}, EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = %s) AS revoked "
+            "FROM users WHERE id = %s",
+            (claims.jti, claims.user_id),
+        )
+        if row is None or not row["is_active"] or row["revoked"]:
+            raise Unauthorized("Token is no longer valid", code="INVALID_TOKEN")
+        changed = row["password_changed_at"]
+        if changed and claims.issued_at < changed.replace(tzinfo=timezone.utc).timestamp():
+            raise Unauthorized("Token predates a password change", code="INVALID_TOKEN")
+        return row, claims
+
+    def connected_database_ids(self, user_id: str) -> list[str]:
+        rows = self.db.fetch_all(
+            "SELECT id FROM database_connections WHERE user_id = %s AND is_active = 1 ORDER BY created_at", (user_id,))
+        return [r["id"] for r in rows]
+
+    def update_profile(self, user_id: str, name: str | None, email: str | None) -> dict[str, Any]:
+        changes = {k: v for k, v in (("name", name), ("email", email.lower() if email else None)) if v is not None}
+        if changes:
+            assignments = ", ".join(f"{column} = %s" for column in changes)  # column names are ours, not the client's
+            try:
+                self.db.execute(f"UPDATE users SET {assignments} WHERE id = %s", (*changes.values(), user_id))
+            except pymysql.err.IntegrityError:
+                raise Conflict("User with this email already exists", code="USER_EXISTS") from None
+        return self.get(user_id)
+
+    def change_password(self, user_id: str, current: str, new: str) -> None:
+        row = self.db.fetch_one("SELECT password_hash FROM users WHERE id = %s", (user_id,))
+        if row is None or not passwords.verify_password(row["password_hash"], current):
+            raise Unauthorized("Current password is incorrect", code="INVALID_CREDENTIALS")
+        if current == new:
+            raise ValidationFailed("New password must differ from the current one",
+                                   details=[{"field": "newPassword", "message": "must differ from currentPassword"}])
+        # every token issued before this instant stops working (see from_token)
+        self.db.execute("UPDATE users SET password_hash = %s, password_changed_at = %s WHERE id = %s",
+                        (passwords.hash_password(new), utcnow(), user_id))
+
+    def revoke_token(self, claims: tokens.TokenClaims) -> None:
+        expires = datetime.fromtimestamp(claims.expires_at, timezone.utc).replace(tzinfo=None)
+        with self.db.write() as cur:
+            cur.execute("INSERT IGNORE INTO revoked_tokens (jti, user_id, expires_at) VALUES (%s, %s, %s)",
+                        (claims.jti, claims.user_id, expires))
+            cur.execute("DELETE FROM revoked_tokens WHERE expires_at < %s LIMIT 100", (utcnow(),))
+
+    def delete(self, user_id: str) -> None:
+        """Remove the account; foreign keys cascade to keys, connections, analytics and tokens."""
+        self.db.execute("DELETE FROM users WHERE id = %s", (user_id,))
+
+    def promote(self, email: str) -> dict[str, Any]:
+        """Make an existing user an admin (CLI only: nobody becomes admin through the API)."""
+        if not self.db.execute("UPDATE users SET role = 'admin' WHERE email = %s", (email.lower(),)):
+            row = self.db.fetch_one("SELECT id FROM users WHERE email = %s", (email.lower(),))
+            if row is None:
+                raise NotFound(f"No user with email {email}")
+        return self.db.fetch_one(f"SELECT {_USER_COLUMNS} FROM users WHERE email = %s", (email.lower(),))
