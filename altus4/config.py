@@ -127,7 +127,7 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         try:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
-            raise ConfigError(f"{name} entries must be hostnames, wildcards like *.example.com, or CIDRs; got {entry!r}") from None
+            raise ConfigError(f"{name} entries must be hostnames, *.wildcards or CIDRs; got {entry!r}") from None
     return entries
 
 
@@ -141,7 +141,7 @@ class Settings:
     db_host: str = "127.0.0.1"
     db_port: int = 3306
     db_username: str = "root"
-    db_password: str = ""
+    db_password: str = field(default="", repr=False)
     db_database: str = "altus4"
     db_read_hosts: tuple[tuple[str, int], ...] = ()
     db_pool_size: int = 10
@@ -150,11 +150,11 @@ class Settings:
     # redis
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
-    redis_password: str = ""
+    redis_password: str = field(default="", repr=False)
     redis_db: int = 0
     redis_socket_timeout: float = 0.5
     # secrets
-    jwt_secret: str = DEV_JWT_SECRET
+    jwt_secret: str = field(default=DEV_JWT_SECRET, repr=False)
     jwt_expires_in: int = 86400
     encryption_key: bytes = field(default_factory=lambda: parse_encryption_key(DEV_ENCRYPTION_KEY), repr=False)
     # AI
@@ -200,9 +200,9 @@ class Settings:
         raw_key = env.get("ENCRYPTION_KEY", "").strip()
         if not development:
             if not jwt_secret:
-                raise ConfigError("JWT_SECRET is required outside development (APP_ENV=development allows a default)")
+                raise ConfigError("JWT_SECRET is required outside development (APP_ENV=development has a default)")
             if not raw_key:
-                raise ConfigError("ENCRYPTION_KEY is required outside development (APP_ENV=development allows a default)")
+                raise ConfigError("ENCRYPTION_KEY is required outside development (APP_ENV=development has a default)")
         jwt_secret = jwt_secret or DEV_JWT_SECRET
         if len(jwt_secret) < 32:
             raise ConfigError("JWT_SECRET must be at least 32 characters")

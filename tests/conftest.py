@@ -22,6 +22,7 @@ TEST_DB = os.environ.get("ALTUS4_TEST_DATABASE", "altus4_test")
 TEST_REDIS_DB = int(os.environ.get("ALTUS4_TEST_REDIS_DB", "13"))
 TARGET_A = "altus4_test_target_a"
 TARGET_B = "altus4_test_target_b"
+READER = ("altus4_reader", "reader-Secret-42")  # a read-only account, as users are told to create
 
 
 def env_for_tests(**overrides: str) -> dict[str, str]:
@@ -64,6 +65,15 @@ def targets(settings: Settings) -> dict[str, str]:
     """Two connected-database fixtures with known FULLTEXT data."""
     build_demo_database(settings, TARGET_A, products=120, articles=30, seed=1)
     build_demo_database(settings, TARGET_B, products=80, articles=18, seed=2)
+    conn = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
+                           password=settings.db_password, autocommit=True)
+    with conn.cursor() as cur:
+        for host in ("localhost", "127.0.0.1", "%"):
+            cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (READER[0], host, READER[1]))
+            cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (READER[0], host, READER[1]))
+            for database in (TARGET_A, TARGET_B):
+                cur.execute(f"GRANT SELECT ON `{database}`.* TO %s@%s", (READER[0], host))
+    conn.close()
     return {"a": TARGET_A, "b": TARGET_B}
 
 
@@ -111,7 +121,7 @@ class User:
 
     def connect_database(self, settings: Settings, database: str, **body) -> dict:
         payload = {"name": database, "host": settings.db_host, "port": settings.db_port, "database": database,
-                   "username": settings.db_username, "password": settings.db_password, **body}
+                   "username": READER[0], "password": READER[1], **body}
         r = self.call("POST", "/api/v1/databases", json=payload)
         assert r.status_code == 201, r.get_json()
         return r.get_json()["data"]

@@ -6,7 +6,7 @@ import logging
 import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -31,7 +31,7 @@ _HTTP_CODES = {
 
 def _meta(**extra: Any) -> dict[str, Any]:
     meta = {
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "requestId": getattr(g, "request_id", None),
         "version": current_app.config["ALTUS4_VERSION"],
     }

@@ -7,7 +7,7 @@ are checked strictly, with the field named in the 400.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
@@ -54,8 +54,8 @@ def _future(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    if value <= datetime.now(timezone.utc):
+        value = value.replace(tzinfo=UTC)
+    if value <= datetime.now(UTC):
         raise ValueError("must be in the future")
     return value
 

@@ -16,7 +16,7 @@ import string
 _ALPHABET = string.ascii_letters + string.digits
 SECRET_LENGTH = 40
 PREFIX_SECRET_CHARS = 4
-KEY_PATTERN = re.compile(r"^altus4_sk_(test|live)_[A-Za-z0-9]{%d}$" % SECRET_LENGTH)
+KEY_PATTERN = re.compile(rf"^altus4_sk_(test|live)_[A-Za-z0-9]{{{SECRET_LENGTH}}}$")
 
 
 def generate(environment: str) -> str:

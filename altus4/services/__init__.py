@@ -13,6 +13,7 @@ from altus4.config import Settings
 from altus4.db.pool import Database
 from altus4.redis_store import RedisStore
 from altus4.security.secrets_box import SecretBox
+from altus4.services.analytics import AnalyticsService
 from altus4.services.api_keys import ApiKeyService
 from altus4.services.connections import ConnectionService
 from altus4.services.rate_limits import RateLimiter, parse_limits
@@ -29,6 +30,7 @@ class Services:
     users: UserService
     keys: ApiKeyService
     connections: ConnectionService
+    analytics: AnalyticsService
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -41,6 +43,7 @@ class Services:
             users=UserService(db, settings),
             keys=ApiKeyService(db, store, limiter, settings),
             connections=ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings),
+            analytics=AnalyticsService(db),
         )
 
     @property

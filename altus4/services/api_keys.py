@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -71,7 +71,7 @@ def public_key(row: dict[str, Any]) -> dict[str, Any]:
 def _naive_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is None:
         return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 class ApiKeyService:
@@ -174,7 +174,7 @@ class ApiKeyService:
             "daily": [{"date": d["day"].isoformat(), "requests": int(d["request_count"])} for d in daily],
             "rateLimitStatus": {
                 "tier": row["rate_limit_tier"], "limit": status.limit, "remaining": status.remaining,
-                "resetTime": datetime.fromtimestamp(status.reset_at, timezone.utc).isoformat().replace("+00:00", "Z"),
+                "resetTime": datetime.fromtimestamp(status.reset_at, UTC).isoformat().replace("+00:00", "Z"),
             },
         }
 
@@ -203,7 +203,7 @@ class ApiKeyService:
             (digest,))
         if row is None:
             raise InvalidApiKey("Invalid API key")
-        expires = row["expires_at"].replace(tzinfo=timezone.utc).timestamp() if row["expires_at"] else None
+        expires = row["expires_at"].replace(tzinfo=UTC).timestamp() if row["expires_at"] else None
         principal = ApiKeyPrincipal(
             id=row["id"], user_id=row["user_id"], permissions=tuple(row["permissions"].split(",")),
             tier=row["rate_limit_tier"], environment=row["environment"], expires_at=expires,
@@ -281,7 +281,7 @@ class ApiKeyService:
                 if key_id not in existing:
                     continue
                 ts, ip = last_used.get(key_id, (None, None))
-                when = datetime.fromtimestamp(ts, timezone.utc).replace(tzinfo=None) if ts else None
+                when = datetime.fromtimestamp(ts, UTC).replace(tzinfo=None) if ts else None
                 cur.execute(
                     "UPDATE api_keys SET usage_count = usage_count + %s,"
                     " last_used = COALESCE(GREATEST(last_used, %s), %s, last_used),"

@@ -145,7 +145,7 @@ class ConnectionService:
             return {}
         with ThreadPoolExecutor(max_workers=min(8, len(rows))) as pool:
             results = pool.map(lambda r: self.test(user_id, r["id"])["connected"], rows)
-            return dict(zip((r["id"] for r in rows), results))
+            return dict(zip((r["id"] for r in rows), results, strict=False))
 
     def schema(self, user_id: str, conn_id: str, refresh: bool = False) -> DatabaseSchema:
         """:raise targets.TargetError: the database cannot be reached."""

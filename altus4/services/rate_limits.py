@@ -102,7 +102,7 @@ class RateLimiter:
             counts = self._count_locally(keys)
         verdicts = [
             Verdict(count <= limit.amount, limit.amount, max(0, limit.amount - count), reset_at)
-            for (_, limit, reset_at), count in zip(keys, counts)
+            for (_, limit, reset_at), count in zip(keys, counts, strict=False)
         ]
         blocked = [v for v in verdicts if not v.allowed]
         if blocked:
@@ -114,5 +114,5 @@ class RateLimiter:
         keys = self._keys(bucket, limits, time.time())
         values = self.store.safe(lambda r: r.mget([k for k, _, _ in keys]), [None] * len(keys))
         verdicts = [Verdict(True, limit.amount, max(0, limit.amount - int(value or 0)), reset_at)
-                    for (_, limit, reset_at), value in zip(keys, values)]
+                    for (_, limit, reset_at), value in zip(keys, values, strict=False)]
         return min(verdicts, key=lambda v: v.remaining)

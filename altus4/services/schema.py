@@ -60,7 +60,8 @@ class DatabaseSchema:
         raw = json.loads(text)
         tables = {}
         for name, t in raw["tables"].items():
-            indexes = [FullTextIndex(i["name"], tuple(i["columns"]), i.get("cardinality")) for i in t["fulltext_indexes"]]
+            indexes = [FullTextIndex(i["name"], tuple(i["columns"]), i.get("cardinality"))
+                       for i in t["fulltext_indexes"]]
             tables[name] = TableSchema(t["name"], t["engine"], t["row_estimate"], t["columns"],
                                        tuple(t["primary_key"]), indexes)
         return cls(raw["database"], tables)
@@ -97,7 +98,8 @@ def discover(conn: pymysql.Connection, database: str) -> DatabaseSchema:
             tables[table].primary_key = columns
         else:
             card = rows[0]["cardinality"]
-            tables[table].fulltext_indexes.append(FullTextIndex(index, columns, int(card) if card is not None else None))
+            cardinality = int(card) if card is not None else None
+            tables[table].fulltext_indexes.append(FullTextIndex(index, columns, cardinality))
     return DatabaseSchema(database, tables)
 
 

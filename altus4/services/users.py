@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -18,7 +18,7 @@ _USER_COLUMNS = "id, email, name, role, is_active, password_changed_at, created_
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -83,7 +83,7 @@ class UserService:
         if row is None or not row["is_active"] or row["revoked"]:
             raise Unauthorized("Token is no longer valid", code="INVALID_TOKEN")
         changed = row["password_changed_at"]
-        if changed and claims.issued_at < changed.replace(tzinfo=timezone.utc).timestamp():
+        if changed and claims.issued_at < changed.replace(tzinfo=UTC).timestamp():
             raise Unauthorized("Token predates a password change", code="INVALID_TOKEN")
         return row, claims
 
@@ -114,7 +114,7 @@ class UserService:
                         (passwords.hash_password(new), utcnow(), user_id))
 
     def revoke_token(self, claims: tokens.TokenClaims) -> None:
-        expires = datetime.fromtimestamp(claims.expires_at, timezone.utc).replace(tzinfo=None)
+        expires = datetime.fromtimestamp(claims.expires_at, UTC).replace(tzinfo=None)
         with self.db.write() as cur:
             cur.execute("INSERT IGNORE INTO revoked_tokens (jti, user_id, expires_at) VALUES (%s, %s, %s)",
                         (claims.jti, claims.user_id, expires))

@@ -1,0 +1,43 @@
+# Altus 4 — `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+T ?= tests
+
+.DEFAULT_GOAL := help
+.PHONY: help install services migrate demo run test lint clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
+	@touch $@
+
+install: $(VENV)/.installed ## Create the virtualenv and install Altus 4 with its dependencies
+
+services: ## Make sure MySQL/MariaDB and Redis are reachable (starts local ones when none is configured)
+	@bash scripts/ensure-services.sh
+
+migrate: install services ## Apply database migrations
+	$(VENV)/bin/altus4 migrate
+
+demo: migrate ## Load the demo database and print a fresh demo API key
+	APP_ENV=$${APP_ENV:-development} $(VENV)/bin/altus4 demo
+
+run: install services ## Migrate, load the demo data, print a demo API key, serve on 127.0.0.1:$${PORT:-3000}
+	@bash scripts/run.sh
+
+test: install services ## Run the test suite (real MariaDB and Redis); T=path narrows it
+	$(PY) -m pytest $(T)
+
+lint: install ## ruff check
+	$(VENV)/bin/ruff check altus4 tests app.py config
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

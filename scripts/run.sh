@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# `make run`: migrate, load the demo database, print a demo API key, serve with gunicorn.
+# Uses exactly the servers and port that the environment or .env configure; APP_ENV defaults to development.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/load-env.sh
+export APP_ENV=${APP_ENV:-${NODE_ENV:-development}}
+.venv/bin/altus4 migrate
+.venv/bin/altus4 demo
+echo "Altus 4 on http://${HOST:-127.0.0.1}:${PORT:-3000}  (curl http://${HOST:-127.0.0.1}:${PORT:-3000}/health)"
+exec .venv/bin/gunicorn -c config/gunicorn.conf.py app:app

@@ -1,0 +1,69 @@
+"""Configuration: parsed once, bad values fail fast with the variable named."""
+
+import pytest
+
+from altus4.config import ConfigError, Settings, parse_encryption_key
+from altus4.services.rate_limits import Limit, parse_limits
+
+PROD = {"JWT_SECRET": "j" * 40, "ENCRYPTION_KEY": "ab" * 32}
+
+
+def test_production_requires_secrets():
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        Settings.from_env({"ENCRYPTION_KEY": "ab" * 32})
+    with pytest.raises(ConfigError, match="ENCRYPTION_KEY"):
+        Settings.from_env({"JWT_SECRET": "j" * 40})
+    settings = Settings.from_env(PROD)
+    assert settings.env == "production" and not settings.development
+
+
+def test_development_has_defaults():
+    settings = Settings.from_env({"APP_ENV": "development"})
+    assert settings.development and len(settings.encryption_key) == 32
+
+
+def test_node_env_is_honoured():
+    assert Settings.from_env({"NODE_ENV": "development"}).development
+
+
+@pytest.mark.parametrize("name,value", [
+    ("PORT", "http"), ("PORT", "70000"), ("DB_PORT", "-1"), ("REDIS_PORT", "x"), ("JWT_SECRET", "short"),
+    ("ENCRYPTION_KEY", "too-short"), ("JWT_EXPIRES_IN", "forever"), ("DB_READ_HOSTS", "replica-without-port"),
+    ("ALLOWED_DATABASE_HOSTS", "10.0.0.0/33"), ("APP_ENV", "staging"), ("DB_POOL_TIMEOUT", "soon"),
+])
+def test_bad_values_name_the_setting(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({**PROD, name: value})
+
+
+def test_values_are_parsed():
+    s = Settings.from_env({**PROD, "PORT": "8080", "JWT_EXPIRES_IN": "7d", "DB_READ_HOSTS": "r1:3307, r2:3308",
+                           "ALLOWED_DATABASE_HOSTS": "10.0.0.0/8,*.db.internal", "REDIS_PASSWORD": "pw"})
+    assert s.port == 8080 and s.jwt_expires_in == 7 * 86400
+    assert s.db_read_hosts == (("r1", 3307), ("r2", 3308))
+    assert s.allowed_database_hosts == ("10.0.0.0/8", "*.db.internal")
+    assert s.redis_url == "redis://:pw@127.0.0.1:6379/0"
+
+
+def test_encryption_key_forms():
+    hex_key = parse_encryption_key("00" * 32)
+    assert hex_key == bytes(32)
+    import base64
+
+    assert parse_encryption_key(base64.b64encode(b"k" * 32).decode()) == b"k" * 32
+    assert len(parse_encryption_key("a passphrase that is long enough!!")) == 32
+
+
+def test_settings_repr_hides_secrets():
+    s = Settings.from_env({**PROD, "OPENAI_API_KEY": "sk-very-secret", "DB_PASSWORD": "db-pw-1",
+                           "REDIS_PASSWORD": "r-pw-1"})
+    text = repr(s)
+    for secret in ("sk-very-secret", "abab", "j" * 40, "db-pw-1", "r-pw-1"):
+        assert secret not in text
+
+
+def test_rate_limit_strings():
+    assert parse_limits("10 per minute;100/hour") == (Limit(10, 60), Limit(100, 3600))
+    for bad in ("", "ten per minute", "5 per fortnight", "0 per second"):
+        with pytest.raises(ConfigError):
+            parse_limits(bad)
