@@ -166,6 +166,8 @@ class Settings:
     allowed_database_hosts: tuple[str, ...] = ()
     database_ssl_ca: str = ""
     connection_timeout: float = 5.0
+    target_pool_size: int = 5  # connections per connected database, per worker
+    target_pools_max: int = 64  # connected databases with an open pool, per worker (LRU beyond)
     # limits
     rate_limit_free: int = 1000
     rate_limit_pro: int = 10000
@@ -234,6 +236,8 @@ class Settings:
             allowed_database_hosts=_networks(env, "ALLOWED_DATABASE_HOSTS"),
             database_ssl_ca=env.get("DATABASE_SSL_CA", "").strip(),
             connection_timeout=_float(env, "CONNECTION_TIMEOUT", 5.0, 0.1),
+            target_pool_size=_int(env, "TARGET_POOL_SIZE", 5, 1, 500),
+            target_pools_max=_int(env, "TARGET_POOLS_MAX", 64, 1, 10_000),
             rate_limit_free=_int(env, "RATE_LIMIT_FREE", 1000, 1),
             rate_limit_pro=_int(env, "RATE_LIMIT_PRO", 10000, 1),
             rate_limit_enterprise=_int(env, "RATE_LIMIT_ENTERPRISE", 100000, 1),

@@ -14,7 +14,7 @@ import pymysql
 from altus4.config import Settings
 from altus4.db.pool import connect_kwargs
 
-DEMO_EMAIL = "demo@altus4.local"
+DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-123"
 DEMO_DATABASE = "altus4_demo"
 

@@ -36,6 +36,10 @@ class RedisStore:
             log.warning("redis unavailable: %s", exc)
             return default
 
+    def try_lock(self, name: str, seconds: int) -> bool:
+        """True for the one caller fleet-wide that takes `name` in this window (False if Redis is down)."""
+        return self.safe(lambda r: bool(r.set(name, "1", nx=True, ex=seconds)), False)
+
     def ping(self) -> bool:
         return self.safe(lambda r: bool(r.ping()), False)
 

@@ -73,8 +73,44 @@ def targets(settings: Settings) -> dict[str, str]:
             cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (READER[0], host, READER[1]))
             for database in (TARGET_A, TARGET_B):
                 cur.execute(f"GRANT SELECT ON `{database}`.* TO %s@%s", (READER[0], host))
+    _known_tables(conn)
     conn.close()
     return {"a": TARGET_A, "b": TARGET_B}
+
+
+# Rows whose matches the search tests assert exactly. Filler rows give InnoDB's IDF something to weigh against.
+KB_A = [
+    (1, "MySQL full text search", "Boolean mode and natural language mode explained with examples"),
+    (2, "Redis caching patterns", "Cache invalidation with expiry while MySQL stays the source of truth"),
+    (3, "Scaling gunicorn workers", "Gevent workers share connection pools across many greenlets"),
+    (4, "Slow queries in MySQL", "Use EXPLAIN to find slow queries and missing indexes"),
+    (5, "Optimizing indexes", "Optimization of composite indexes for range scans"),
+]
+KB_B = [
+    (1, "Elasticsearch migration stories", "Teams that moved search back into MySQL full text indexes"),
+    (2, "Connection pooling", "Pools keep connections warm for gevent workers"),
+    (3, "Redis sentinel failover", "Sentinels promote a replica when the primary fails"),
+]
+PLAIN = [(1, "remember the quarterly gunicorn report"), (2, "nothing to see here"), (3, "gunicorn tuning notes")]
+
+
+def _filler(start: int, count: int) -> list[tuple]:
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+    return [(start + i, f"Filler {words[i % 10]} {words[(i * 3) % 10]}", f"Unrelated note number {i} about {words[i % 7]}")
+            for i in range(count)]
+
+
+def _known_tables(conn) -> None:
+    with conn.cursor() as cur:
+        for database, rows in ((TARGET_A, KB_A), (TARGET_B, KB_B)):
+            cur.execute(f"USE `{database}`")
+            cur.execute("DROP TABLE IF EXISTS kb, plain")
+            cur.execute("CREATE TABLE kb (id INT PRIMARY KEY, title VARCHAR(200) NOT NULL, body TEXT NOT NULL,"
+                        " FULLTEXT KEY ft_kb (title, body)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+            cur.executemany("INSERT INTO kb VALUES (%s, %s, %s)", rows + _filler(100, 40))
+        cur.execute(f"USE `{TARGET_A}`")
+        cur.execute("CREATE TABLE plain (id INT PRIMARY KEY, note TEXT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+        cur.executemany("INSERT INTO plain VALUES (%s, %s)", PLAIN)
 
 
 @pytest.fixture(scope="session")

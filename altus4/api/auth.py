@@ -7,18 +7,16 @@ when one does not.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from functools import wraps
 
 from flask import Flask, Response, g, request
 
+from altus4.api.deferred import defer
 from altus4.errors import Forbidden, InvalidApiKey, RateLimited, Unauthorized
 from altus4.security.api_keys import looks_like_key
 from altus4.services import services
 from altus4.services.rate_limits import Limit, Verdict, parse_limits
-
-log = logging.getLogger("altus4.auth")
 
 
 def _bearer() -> str | None:
@@ -110,7 +108,7 @@ def api_key_required(permission: str) -> Callable[[Callable], Callable]:
             g.api_key, g.api_key_tier = principal, principal.tier
             _enforce(keys.check_rate_limit(principal), "Rate limit exceeded.")
             if keys.record_use(principal, request.remote_addr):
-                g.flush_usage = True
+                defer(lambda: keys.flush_usage(force=True))
             return view(*args, **kwargs)
 
         return _mark(wrapper, f"api_key:{permission}")
@@ -118,24 +116,14 @@ def api_key_required(permission: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
-def _after(response: Response) -> Response:
+def _rate_limit_headers(response: Response) -> Response:
     for name, value in (g.get("rate_limit_headers") or {}).items():
         response.headers[name] = value
-    if g.get("flush_usage"):
-        keys = services().keys
-
-        def flush() -> None:  # after the body has gone out; a failure is logged, never raised into the server
-            try:
-                keys.flush_usage(force=True)
-            except Exception:
-                log.exception("usage flush after response failed")
-
-        response.call_on_close(flush)
     return response
 
 
 def init_app(app: Flask) -> None:
-    app.after_request(_after)
+    app.after_request(_rate_limit_headers)
 
 
 def check_all_routes_declare_auth(app: Flask) -> None:

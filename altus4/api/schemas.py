@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 Permission = Literal["search", "analytics", "admin"]
 Tier = Literal["free", "pro", "enterprise"]
@@ -136,3 +136,26 @@ class UpdateConnectionBody(Body):
 
 class SchemaQuery(Body):
     refresh: bool = False
+
+
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+DatabaseId = Annotated[str, StringConstraints(pattern=_UUID)]
+
+
+class SearchBody(Body):
+    query: str = Field(min_length=1, max_length=500)
+    databases: list[DatabaseId] | None = Field(default=None, min_length=1, max_length=50)
+    tables: list[Identifier] | None = Field(default=None, min_length=1, max_length=50)
+    columns: list[Identifier] | None = Field(default=None, min_length=1, max_length=100)
+    searchMode: Literal["natural", "boolean", "semantic"] = "natural"
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0)
+    includeAnalytics: bool = False
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must contain a search term")
+        return value

@@ -3,16 +3,38 @@
 from flask import Blueprint, g
 from pydantic import Field
 
+from altus4.api import schemas
 from altus4.api.auth import api_key_required
+from altus4.api.deferred import defer
 from altus4.api.envelope import ok
-from altus4.api.schemas import Body
-from altus4.api.validation import query
+from altus4.api.validation import body, query
+from altus4.search.service import SearchParams
 from altus4.services import services
 
 bp = Blueprint("search", __name__, url_prefix="/api/v1/search")
 
 
-class HistoryQuery(Body):
+def _tuple(values):
+    return tuple(values) if values else None
+
+
+@bp.post("")
+@api_key_required("search")
+def search():
+    data = body(schemas.SearchBody)
+    svc = services()
+    params = SearchParams(query=data.query, mode=data.searchMode, databases=_tuple(data.databases),
+                          tables=_tuple(data.tables), columns=_tuple(data.columns), limit=data.limit,
+                          offset=data.offset)
+    result = svc.search.search(g.api_key.user_id, params)
+    searched = [d["id"] for d in result["databases"]]
+    if svc.analytics.record(g.api_key.user_id, g.api_key.id, data.query, result["modeUsed"], searched,
+                            result["totalCount"], result["executionTime"], result["cached"]):
+        defer(svc.analytics.flush)
+    return ok(result)
+
+
+class HistoryQuery(schemas.Body):
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0)
 

@@ -44,15 +44,15 @@ def connect_kwargs(settings: Settings, host: str, port: int, database: str | Non
 class Pool:
     """One PooledDB plus the semaphore that bounds how long a caller waits for it."""
 
-    def __init__(self, settings: Settings, host: str, port: int, name: str):
+    def __init__(self, name: str, size: int, timeout: float, setsession: list[str] | None = None, **connect: Any):
         self.name = name
-        self.size = settings.db_pool_size
-        self.timeout = settings.db_pool_timeout
-        self._slots = threading.BoundedSemaphore(self.size)
+        self.size = size
+        self.timeout = timeout
+        self._slots = threading.BoundedSemaphore(size)
         self._pool = PooledDB(
-            creator=pymysql, maxconnections=self.size, maxcached=self.size, blocking=True,
+            creator=pymysql, maxconnections=size, maxcached=size, blocking=True, setsession=setsession,
             ping=0,  # SteadyDB reconnects on failure; a ping per checkout would double the round trips
-            **connect_kwargs(settings, host, port, settings.db_database),
+            **connect,
         )
 
     @contextmanager
@@ -85,8 +85,11 @@ class Pool:
 class Database:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.primary = Pool(settings, settings.db_host, settings.db_port, "primary")
-        self.replicas = [Pool(settings, h, p, f"replica {h}:{p}") for h, p in settings.db_read_hosts]
+        size, timeout = settings.db_pool_size, settings.db_pool_timeout
+        self.primary = Pool("primary", size, timeout,
+                            **connect_kwargs(settings, settings.db_host, settings.db_port, settings.db_database))
+        self.replicas = [Pool(f"replica {h}:{p}", size, timeout, **connect_kwargs(settings, h, p, settings.db_database))
+                         for h, p in settings.db_read_hosts]
         self._next_replica = itertools.cycle(self.replicas) if self.replicas else None
 
     @contextmanager

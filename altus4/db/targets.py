@@ -63,8 +63,7 @@ def check_host_allowed(host: str, allowlist: tuple[str, ...]) -> None:
     raise HostNotAllowed(f"Host {host!r} is not in ALLOWED_DATABASE_HOSTS")
 
 
-def connect(spec: TargetSpec, settings: Settings, read_timeout: float | None = None) -> pymysql.Connection:
-    """:raise TargetError: with a message fit for the connection's owner."""
+def connect_kwargs(spec: TargetSpec, settings: Settings, read_timeout: float | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = dict(
         host=spec.host, port=spec.port, user=spec.username, password=spec.password, database=spec.database,
         charset="utf8mb4", cursorclass=DictCursor, autocommit=True,
@@ -75,8 +74,13 @@ def connect(spec: TargetSpec, settings: Settings, read_timeout: float | None = N
         if settings.database_ssl_ca:
             kwargs["ssl_ca"] = settings.database_ssl_ca
     # without ssl PyMySQL still upgrades to TLS when the server offers it (unverified, but not plaintext)
+    return kwargs
+
+
+def connect(spec: TargetSpec, settings: Settings, read_timeout: float | None = None) -> pymysql.Connection:
+    """:raise TargetError: with a message fit for the connection's owner."""
     try:
-        return pymysql.connect(**kwargs)
+        return pymysql.connect(**connect_kwargs(spec, settings, read_timeout))
     except pymysql.MySQLError as exc:
         raise TargetError(describe_error(exc, spec)) from None
     except (OSError, ValueError) as exc:  # certificate files, socket errors outside PyMySQL's wrapping
@@ -90,6 +94,8 @@ def describe_error(exc: Exception, spec: TargetSpec) -> str:
         if "not support" in text.lower() or "doesn't support" in text.lower():
             return f"TLS was requested but the server at {spec.host}:{spec.port} does not support it"
         return f"TLS connection to {spec.host}:{spec.port} failed: {text}"
+    if code in (1969, 3024):  # MariaDB max_statement_time / MySQL max_execution_time
+        return "the query exceeded the server-side time limit"
     if code == 2003:
         return f"Cannot reach {spec.host}:{spec.port} (connection refused or timed out)"
     if code == 1045:

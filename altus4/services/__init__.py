@@ -11,7 +11,9 @@ from flask import current_app
 
 from altus4.config import Settings
 from altus4.db.pool import Database
+from altus4.db.target_pools import TargetPools
 from altus4.redis_store import RedisStore
+from altus4.search.service import SearchService
 from altus4.security.secrets_box import SecretBox
 from altus4.services.analytics import AnalyticsService
 from altus4.services.api_keys import ApiKeyService
@@ -31,6 +33,8 @@ class Services:
     keys: ApiKeyService
     connections: ConnectionService
     analytics: AnalyticsService
+    pools: TargetPools
+    search: SearchService
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -38,12 +42,17 @@ class Services:
         store = RedisStore(settings)
         limiter = RateLimiter(store)
         schemas = SchemaCache(store, settings.schema_cache_ttl)
+        connections = ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings)
+        pools = TargetPools(settings)
+        connections.listeners.append(pools.discard)
         return cls(
             settings=settings, db=db, redis=store, limiter=limiter,
             users=UserService(db, settings),
             keys=ApiKeyService(db, store, limiter, settings),
-            connections=ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings),
-            analytics=AnalyticsService(db),
+            connections=connections,
+            analytics=AnalyticsService(db, store),
+            pools=pools,
+            search=SearchService(connections, pools, store, settings),
         )
 
     @property
@@ -51,6 +60,7 @@ class Services:
         return parse_limits(self.settings.auth_rate_limit)
 
     def close(self) -> None:
+        self.pools.close()
         self.db.close()
         self.redis.close()
 

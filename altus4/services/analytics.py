@@ -1,28 +1,90 @@
-"""Search analytics: what was searched, by whom, how fast — recorded per search, read per user."""
+"""Search analytics: every search recorded, per-user history, trends and performance.
+
+Recording is off the request path: a search appends one entry to a Redis list,
+and a batch INSERT moves entries to MySQL after the response (whichever request
+takes the flush lock). Every read flushes first, so a search is visible in
+analytics as soon as it has been answered. Without Redis, entries are written
+directly.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from altus4.db.pool import Database
+from altus4.redis_store import RedisStore
 from altus4.services.users import iso
+
+log = logging.getLogger("altus4.analytics")
+
+_PENDING = "analytics:{pending}"
+_FLUSH_LOCK = "analytics:flush-lock"
+FLUSH_INTERVAL = 5
+BATCH = 500
+# IGNORE: an entry for a user deleted meanwhile is dropped, not an error for its whole batch
+_INSERT = ("INSERT IGNORE INTO search_analytics (id, user_id, api_key_id, query_text, search_mode, database_ids,"
+           " result_count, execution_time_ms, cache_hit, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+
+def _row(entry: dict[str, Any]) -> tuple:
+    return (entry["id"], entry["userId"], entry["apiKeyId"], entry["query"][:500], entry["mode"],
+            json.dumps(entry["databases"]), entry["results"], entry["ms"], entry["cacheHit"],
+            datetime.fromtimestamp(entry["at"], UTC).replace(tzinfo=None))
 
 
 class AnalyticsService:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, store: RedisStore):
         self.db = db
+        self.store = store
 
     def record(self, user_id: str, api_key_id: str | None, query: str, mode: str, database_ids: list[str],
-               result_count: int, execution_ms: float, cache_hit: bool) -> None:
-        self.db.execute(
-            "INSERT INTO search_analytics (id, user_id, api_key_id, query_text, search_mode, database_ids,"
-            " result_count, execution_time_ms, cache_hit) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (str(uuid.uuid4()), user_id, api_key_id, query[:500], mode, json.dumps(database_ids), result_count,
-             execution_ms, cache_hit))
+               result_count: int, execution_ms: float, cache_hit: bool) -> bool:
+        """Queue one search; True when the caller should flush after its response."""
+        entry = {"id": str(uuid.uuid4()), "userId": user_id, "apiKeyId": api_key_id, "query": query, "mode": mode,
+                 "databases": database_ids, "results": result_count, "ms": round(execution_ms, 3),
+                 "cacheHit": cache_hit, "at": datetime.now(UTC).timestamp()}
+        try:
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.rpush(_PENDING, json.dumps(entry))
+            pipe.set(_FLUSH_LOCK, "1", nx=True, ex=FLUSH_INTERVAL)
+            return bool(pipe.execute()[1])
+        except redis.RedisError:
+            self.db.execute(_INSERT, _row(entry))
+            return False
+
+    def flush(self) -> int:
+        """Move queued entries to MySQL in batches; returns how many were written."""
+        written = 0
+        while True:
+            try:
+                pipe = self.store.client.pipeline(transaction=True)
+                pipe.lrange(_PENDING, 0, BATCH - 1)
+                pipe.ltrim(_PENDING, BATCH, -1)
+                entries, _ = pipe.execute()
+            except redis.RedisError as exc:
+                log.warning("analytics flush skipped: %s", exc)
+                return written
+            if not entries:
+                return written
+            rows = [_row(json.loads(e)) for e in entries]
+            try:
+                with self.db.write() as cur:
+                    cur.executemany(_INSERT, rows)
+            except Exception:
+                self.store.safe(lambda r: r.lpush(_PENDING, *reversed(entries)), None)
+                raise
+            written += len(rows)
+            if len(entries) < BATCH:
+                return written
 
     def history(self, user_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        self.flush()
         rows = self.db.fetch_all(
             "SELECT id, query_text, search_mode, database_ids, result_count, execution_time_ms, cache_hit, created_at"
             " FROM search_analytics WHERE user_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
@@ -38,3 +100,10 @@ class AnalyticsService:
                 "cacheHit": bool(r["cache_hit"]), "timestamp": iso(r["created_at"]),
             })
         return items, int(total)
+
+    def popular_prefix(self, user_id: str, prefix: str, limit: int) -> list[dict[str, Any]]:
+        """The user's own past queries starting with `prefix`, most frequent first."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return self.db.fetch_all(
+            "SELECT query_text, COUNT(*) AS n FROM search_analytics WHERE user_id = %s AND query_text LIKE %s"
+            " GROUP BY query_text ORDER BY n DESC, query_text LIMIT %s", (user_id, escaped + "%", limit))

@@ -233,7 +233,7 @@ class ApiKeyService:
 
     def flush_usage(self, force: bool = False) -> int:
         """Move pending usage counters from Redis to MySQL; returns how many keys were updated."""
-        if not force and not self.store.safe(lambda r: r.set(_FLUSH_LOCK, "1", nx=True, ex=FLUSH_INTERVAL), False):
+        if not force and not self.store.try_lock(_FLUSH_LOCK, FLUSH_INTERVAL):
             return 0
         try:
             pipe = self.store.client.pipeline(transaction=True)

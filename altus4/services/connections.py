@@ -97,14 +97,13 @@ class ConnectionService:
         values = {columns[k]: v for k, v in changes.items() if k in columns}
         if "password" in changes:
             values["password_encrypted"] = self.box.encrypt(changes["password"] or "", conn_id)
-        endpoint_changed = bool(_ENDPOINT_FIELDS & changes.keys())
         if values:
+            # any change gets a new version: cached schema, cached results and the pool all key on it
             assignments = ", ".join(f"{column} = %s" for column in values)
-            bump = ", schema_version = schema_version + 1" if endpoint_changed else ""
-            self.db.execute(f"UPDATE database_connections SET {assignments}{bump} WHERE id = %s AND user_id = %s",
-                            (*values.values(), conn_id, user_id))
-        if endpoint_changed:
+            self.db.execute(f"UPDATE database_connections SET {assignments}, schema_version = schema_version + 1"
+                            " WHERE id = %s AND user_id = %s", (*values.values(), conn_id, user_id))
             self._changed(row)
+        if _ENDPOINT_FIELDS & changes.keys():
             self.test(user_id, conn_id)
         return self.get(user_id, conn_id)
 

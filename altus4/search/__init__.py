@@ -1,0 +1,1 @@
+"""Search: boolean parsing, planning, federated execution, results."""

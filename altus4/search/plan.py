@@ -1,0 +1,171 @@
+"""From a search request and a discovered schema to the SQL Altus 4 runs.
+
+Identifiers come only from the discovered schema (user-supplied names are
+looked up there, case-insensitively, and replaced by the schema's spelling) and
+are always backtick-quoted; the query text is always a parameter.
+
+MATCH must name a FULLTEXT index's exact column list, so `columns` selects
+which indexes are used; a table that is named explicitly but has no usable
+FULLTEXT index is searched with a parameterised LIKE fallback instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from altus4.services.schema import DatabaseSchema, TableSchema
+
+SCORE = "__altus4_score"
+MAX_LIKE_TERMS = 8
+MODES = {"natural": "IN NATURAL LANGUAGE MODE", "boolean": "IN BOOLEAN MODE"}
+
+
+class UnknownIdentifier(ValueError):
+    def __init__(self, kind: str, names: list[str], available: dict[str, list[str]]):
+        super().__init__(f"unknown {kind}: {', '.join(names)}")
+        self.kind = kind
+        self.names = names
+        self.available = available
+
+
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+@dataclass(frozen=True)
+class TableQuery:
+    table: str
+    columns: tuple[str, ...]  # every column, selected for `data`
+    key: tuple[str, ...]  # ordering tie-break and result id
+    match_groups: tuple[tuple[str, ...], ...] = ()  # FULLTEXT index column lists
+    like_columns: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def strategy(self) -> str:
+        return "fulltext" if self.match_groups else "like"
+
+    @property
+    def searched_columns(self) -> tuple[str, ...]:
+        cols = [c for group in self.match_groups for c in group] + list(self.like_columns)
+        return tuple(dict.fromkeys(cols))
+
+
+def _resolve(requested: list[str], known: list[str]) -> dict[str, str]:
+    """requested name -> schema spelling (exact match first, then case-insensitive)."""
+    lowered = {k.lower(): k for k in known}
+    resolved = {}
+    for name in requested:
+        if name in known:
+            resolved[name] = name
+        elif name.lower() in lowered:
+            resolved[name] = lowered[name.lower()]
+    return resolved
+
+
+def _order_key(table: TableSchema) -> tuple[str, ...]:
+    return table.primary_key or tuple(list(table.columns)[:5])
+
+
+def plan_table(table: TableSchema, columns: list[str] | None, explicit: bool) -> TableQuery | None:
+    wanted = set(_resolve(columns, list(table.columns)).values()) if columns else None
+    groups = [ix.columns for ix in table.fulltext_indexes if wanted is None or wanted & set(ix.columns)]
+    base = dict(table=table.name, columns=tuple(table.columns), key=_order_key(table))
+    if groups:
+        covered = {c for g in groups for c in g}
+        uncovered = sorted((wanted or set()) - covered)
+        notes = tuple(f"column {c!r} of {table.name!r} has no FULLTEXT index and was not searched"
+                      for c in uncovered)
+        return TableQuery(match_groups=tuple(dict.fromkeys(groups)), notes=notes, **base)
+    if not explicit:
+        return None
+    like = [c for c in table.text_columns if wanted is None or c in wanted]
+    if not like:
+        return None
+    return TableQuery(like_columns=tuple(like), notes=(
+        f"{table.name!r} has no FULLTEXT index on {', '.join(like)}: searched with LIKE (slow, no relevance ranking)",
+    ), **base)
+
+
+def plan(schema: DatabaseSchema, tables: list[str] | None, columns: list[str] | None) -> list[TableQuery]:
+    """The table queries for one database; names it lacks are skipped (checked across databases by the caller)."""
+    if tables:
+        chosen = [schema.tables[name] for name in _resolve(tables, list(schema.tables)).values()]
+    else:
+        chosen = list(schema.tables.values())
+    queries = [plan_table(t, columns, explicit=bool(tables)) for t in chosen]
+    return [q for q in queries if q is not None]
+
+
+def check_names(schemas: dict[str, DatabaseSchema], tables: list[str] | None, columns: list[str] | None) -> None:
+    """:raise UnknownIdentifier: a named table or column exists in none of the searched databases."""
+    if tables:
+        known = [t for s in schemas.values() for t in s.tables]
+        missing = [t for t in tables if t not in _resolve(tables, known)]
+        if missing:
+            raise UnknownIdentifier("tables", missing, {s.database: sorted(s.tables) for s in schemas.values()})
+    if columns:
+        candidates = [t for s in schemas.values() for t in s.tables.values()
+                      if not tables or t.name in _resolve(tables, list(s.tables)).values()]
+        known = [c for t in candidates for c in t.columns]
+        missing = [c for c in columns if c not in _resolve(columns, known)]
+        if missing:
+            raise UnknownIdentifier("columns", missing,
+                                    {t.name: list(t.columns) for t in candidates})
+
+
+def _against(mode: str) -> str:
+    return f"AGAINST (%s {MODES[mode]})"
+
+
+def _like_pattern(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: tuple
+
+
+def build_select(q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...],
+                 like_excluded: tuple[str, ...], window: int) -> Statement:
+    selected = ", ".join(quote(c) for c in q.columns)
+    order = ", ".join(quote(c) for c in q.key)
+    order_sql = f"{quote(SCORE)} DESC" + (f", {order}" if order else "")
+    if q.match_groups:
+        matches = [f"MATCH ({', '.join(quote(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
+        score = " + ".join(matches)
+        where = " OR ".join(matches)
+        params = (text,) * len(matches) * 2
+    else:
+        score, where, params = _like_clauses(q.like_columns, like_terms, like_excluded)
+    sql = (f"SELECT {selected}, ({score}) AS {quote(SCORE)} FROM {quote(q.table)} WHERE {where}"
+           f" ORDER BY {order_sql} LIMIT %s")
+    return Statement(sql, (*params, window))
+
+
+def build_count(q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...],
+                like_excluded: tuple[str, ...]) -> Statement:
+    if q.match_groups:
+        matches = [f"MATCH ({', '.join(quote(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
+        return Statement(f"SELECT COUNT(*) AS n FROM {quote(q.table)} WHERE {' OR '.join(matches)}",
+                         (text,) * len(matches))
+    _, where, params = _like_clauses(q.like_columns, like_terms, like_excluded)
+    where_params = params[len(q.like_columns) * len(like_terms[:MAX_LIKE_TERMS]):]
+    return Statement(f"SELECT COUNT(*) AS n FROM {quote(q.table)} WHERE {where}", where_params)
+
+
+def _like_clauses(columns: tuple[str, ...], terms: tuple[str, ...], excluded: tuple[str, ...]) -> tuple[str, str, tuple]:
+    """(score expression, WHERE, params for score then WHERE): any term in any column matches."""
+    terms = terms[:MAX_LIKE_TERMS]
+    pairs = [(c, t) for t in terms for c in columns]
+    score = " + ".join(f"({quote(c)} LIKE %s)" for c, _ in pairs)
+    where = "(" + " OR ".join(f"{quote(c)} LIKE %s" for c, _ in pairs) + ")"
+    patterns = tuple(_like_pattern(t) for _, t in pairs)
+    params = patterns + patterns
+    for term in excluded[:MAX_LIKE_TERMS]:
+        where += " AND NOT (" + " OR ".join(f"COALESCE({quote(c)} LIKE %s, 0)" for c in columns) + ")"
+        params += (_like_pattern(term),) * len(columns)
+    return score, where, params

@@ -1,0 +1,247 @@
+"""Federated search: plan per database, run in parallel within a time budget, merge, page, cache.
+
+Pagination is exact: every table returns its top `offset + limit` rows in a
+deterministic order, scores are normalised per table (see `results.normalise`),
+and the page is cut from the merged list, so page 2 continues page 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from altus4.config import Settings
+from altus4.db import targets
+from altus4.db.target_pools import TargetPools
+from altus4.errors import ApiError, ServiceUnavailable, UpstreamFailed, ValidationFailed
+from altus4.redis_store import RedisStore
+from altus4.search import plan as planner
+from altus4.search.boolean import QuerySyntaxError, natural_terms, parse_boolean
+from altus4.search.results import Hit, normalise, render, term_pattern
+from altus4.services.connections import ConnectionService
+from altus4.services.schema import DatabaseSchema
+
+MAX_WINDOW = 1000  # offset + limit: deeper pages cost every table that many rows
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    query: str
+    mode: str = "natural"
+    databases: tuple[str, ...] | None = None
+    tables: tuple[str, ...] | None = None
+    columns: tuple[str, ...] | None = None
+    limit: int = 20
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    mode: str  # the MySQL mode that runs: natural or boolean
+    text: str  # the AGAINST parameter
+    terms: tuple[str, ...]  # positive terms, for highlighting and LIKE
+    excluded: tuple[str, ...]
+
+
+def compile_query(query: str, mode: str) -> CompiledQuery:
+    """:raise ValidationFailed: a malformed boolean query, pointing at the problem."""
+    if mode == "boolean":
+        try:
+            parsed = parse_boolean(query)
+        except QuerySyntaxError as exc:
+            raise ValidationFailed(f"Malformed boolean query: {exc}", code="INVALID_QUERY",
+                                   details=[{"field": "query", "message": exc.message,
+                                             "position": exc.position + 1}]) from None
+        return CompiledQuery("boolean", parsed.mysql, parsed.positive_terms, parsed.negative_terms)
+    terms = natural_terms(query)
+    if not terms:
+        raise ValidationFailed("The query has no searchable words", code="INVALID_QUERY",
+                               details=[{"field": "query", "message": "no searchable words"}])
+    return CompiledQuery("natural", query, terms, ())
+
+
+def run_parallel(tasks: list, timeout: float) -> list[tuple[str, Any]]:
+    """Run callables concurrently (greenlets under gunicorn's gevent worker, threads elsewhere).
+
+    Returns ("ok", value), ("error", exception) or ("timeout", None) per task, in order.
+    """
+    if not tasks:
+        return []
+    pool = ThreadPoolExecutor(max_workers=min(16, len(tasks)))
+    futures = [pool.submit(task) for task in tasks]
+    wait(futures, timeout=timeout)
+    out: list[tuple[str, Any]] = []
+    for future in futures:
+        if not future.done():
+            out.append(("timeout", None))
+        elif future.exception() is not None:
+            out.append(("error", future.exception()))
+        else:
+            out.append(("ok", future.result()))
+    pool.shutdown(wait=False, cancel_futures=True)
+    return out
+
+
+class SearchService:
+    def __init__(self, connections: ConnectionService, pools: TargetPools, store: RedisStore, settings: Settings):
+        self.connections = connections
+        self.pools = pools
+        self.store = store
+        self.settings = settings
+
+    # ---- public -------------------------------------------------------------------
+    def search(self, user_id: str, params: SearchParams) -> dict[str, Any]:
+        started = time.perf_counter()
+        if params.offset + params.limit > MAX_WINDOW:
+            raise ValidationFailed(f"offset + limit may be at most {MAX_WINDOW}",
+                                   details=[{"field": "offset", "message": f"offset + limit > {MAX_WINDOW}"}])
+        compiled = compile_query(params.query, "natural" if params.mode == "semantic" else params.mode)
+        rows = self.connections.active_for(user_id, list(params.databases) if params.databases else None)
+        if not rows:
+            raise ValidationFailed("No active database connections to search; add one with POST /api/v1/databases",
+                                   code="NO_DATABASES")
+        key = self._cache_key(user_id, rows, compiled, params)
+        cached = self.store.safe(lambda r: r.get(key), None) if self.settings.search_cache_ttl else None
+        if cached:
+            data = json.loads(cached)
+            data["cached"] = True
+        else:
+            data = self._execute(rows, compiled, params)
+            if self.settings.search_cache_ttl and all(d["status"] == "ok" for d in data["databases"]):
+                self.store.safe(lambda r: r.set(key, json.dumps(data), ex=self.settings.search_cache_ttl), None)
+            data["cached"] = False
+        data["searchMode"] = params.mode
+        data["modeUsed"] = compiled.mode
+        data["aiUsed"] = False
+        if params.mode == "semantic":
+            data["aiReason"] = "semantic search is not available on this server; natural-language results returned"
+        data["executionTime"] = round((time.perf_counter() - started) * 1000, 2)
+        return data
+
+    def schemas(self, rows: list[dict[str, Any]]) -> tuple[dict[str, DatabaseSchema], dict[str, dict]]:
+        """Schemas of the connections (cached), fetched in parallel; failures per database."""
+        outcomes = run_parallel([lambda r=r: self.connections.schema_for(r) for r in rows],
+                                self.settings.search_timeout_ms / 1000)
+        found, failed = {}, {}
+        for row, (status, value) in zip(rows, outcomes, strict=False):
+            if status == "ok":
+                found[row["id"]] = value
+            else:
+                failed[row["id"]] = self._failure(row, status, value)
+        return found, failed
+
+    # ---- internals ------------------------------------------------------------------
+    def _cache_key(self, user_id: str, rows, compiled: CompiledQuery, params: SearchParams) -> str:
+        material = json.dumps([
+            sorted((r["id"], r["schema_version"]) for r in rows), compiled.mode, compiled.text,
+            sorted(params.tables or []), sorted(params.columns or []), params.offset, params.limit,
+        ])
+        return f"search:{user_id}:{hashlib.sha256(material.encode()).hexdigest()}"
+
+    @staticmethod
+    def _failure(row: dict[str, Any], status: str, error: BaseException | None) -> dict[str, Any]:
+        if status == "timeout":
+            message = "timed out"
+        elif isinstance(error, targets.TargetError):
+            message = str(error)
+        elif isinstance(error, ApiError):
+            message = error.message
+        else:
+            message = "query failed"
+        return {"id": row["id"], "name": row["name"], "status": "timeout" if status == "timeout" else "failed",
+                "error": message, "resultCount": 0}
+
+    def _execute(self, rows: list[dict[str, Any]], compiled: CompiledQuery, params: SearchParams) -> dict[str, Any]:
+        schemas, failed = self.schemas(rows)
+        try:
+            planner.check_names(schemas, list(params.tables or []), list(params.columns or []))
+        except planner.UnknownIdentifier as exc:
+            raise ValidationFailed(f"Unknown {exc.kind}: {', '.join(exc.names)}", code="UNKNOWN_IDENTIFIER",
+                                   details={"unknown": exc.names, "available": exc.available}) from None
+        window = params.offset + params.limit
+        jobs: list[tuple[dict[str, Any], planner.TableQuery]] = []
+        for row in rows:
+            if row["id"] in schemas:
+                for q in planner.plan(schemas[row["id"]], list(params.tables or []), list(params.columns or [])):
+                    jobs.append((row, q))
+        outcomes = run_parallel([lambda j=j: self._run_table(j[0], j[1], compiled, window) for j in jobs],
+                                self.settings.search_timeout_ms / 1000)
+        hits: list[Hit] = []
+        per_table: dict[tuple[str, str], int] = {}
+        order = {row["id"]: i for i, row in enumerate(rows)}
+        like_predicates = len(compiled.terms[:planner.MAX_LIKE_TERMS])
+        for (row, q), (status, value) in zip(jobs, outcomes, strict=False):
+            if status != "ok":
+                failed.setdefault(row["id"], self._failure(row, status, value))
+                continue
+            table_rows, total = value
+            per_table[(row["id"], q.table)] = total
+            scores = normalise(table_rows, q, like_predicates * len(q.like_columns))
+            for position, (r, score) in enumerate(zip(table_rows, scores, strict=False)):
+                hits.append(Hit(row["id"], order[row["id"]], q.table, position, float(r[planner.SCORE] or 0),
+                                score, r, q))
+        statuses = []
+        for row in rows:
+            if row["id"] in failed:
+                statuses.append(failed[row["id"]])
+            else:
+                count = sum(n for (db, _), n in per_table.items() if db == row["id"])
+                statuses.append({"id": row["id"], "name": row["name"], "status": "ok", "error": None,
+                                 "resultCount": count})
+        if failed and len(failed) == len(rows):
+            all_timeouts = all(f["status"] == "timeout" for f in failed.values())
+            error = ServiceUnavailable if all_timeouts else UpstreamFailed
+            raise error("None of the requested databases could be searched", code="ALL_DATABASES_FAILED",
+                        details={"databases": statuses})
+        hits.sort(key=Hit.sort_key)
+        page = hits[params.offset:window]
+        pattern = term_pattern(compiled.terms)
+        names = {row["id"]: row["name"] for row in rows}
+        total = sum(per_table.values())
+        categories = {}
+        for (_, table), n in per_table.items():
+            categories[table] = categories.get(table, 0) + n
+        notes = sorted({note for _, q in jobs for note in q.notes})
+        return {
+            "results": [render(h, pattern, names[h.database]) for h in page],
+            "totalCount": total, "totalCountExact": True,
+            "page": params.offset // params.limit + 1, "limit": params.limit, "offset": params.offset,
+            "databases": statuses,
+            "categories": [{"name": t, "count": n, "confidence": round(n / total, 4) if total else 0.0}
+                           for t, n in sorted(categories.items(), key=lambda kv: (-kv[1], kv[0])) if n],
+            "suggestions": [],
+            "queryOptimization": [
+                {"type": "index", "description": note, "impact": "high",
+                 "sqlSuggestion": self._index_hint(q)}
+                for _, q in jobs if q.strategy == "like" for note in q.notes
+            ],
+            "warnings": notes,
+        }
+
+    @staticmethod
+    def _index_hint(q: planner.TableQuery) -> str:
+        columns = ", ".join(planner.quote(c) for c in q.like_columns)
+        name = planner.quote(f"ft_{q.table}_{'_'.join(q.like_columns)}"[:64])
+        return f"ALTER TABLE {planner.quote(q.table)} ADD FULLTEXT INDEX {name} ({columns})"
+
+    def _run_table(self, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery,
+                   window: int) -> tuple[list[dict[str, Any]], int]:
+        spec = self.connections.spec(row)
+        select = planner.build_select(q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, window)
+        try:
+            with self.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
+                cur.execute(select.sql, select.params)
+                found = list(cur.fetchall())
+                if len(found) < window:
+                    return found, len(found)
+                count = planner.build_count(q, compiled.mode, compiled.text, compiled.terms, compiled.excluded)
+                cur.execute(count.sql, count.params)
+                return found, int(cur.fetchone()["n"])
+        except pymysql.MySQLError as exc:
+            raise targets.TargetError(targets.describe_error(exc, spec)) from None
