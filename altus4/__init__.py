@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from altus4 import api, cli
     from altus4.services import Services
 
-    app.extensions["altus4"] = Services.build(settings)
+    app.extensions["altus4"] = Services.build(settings, app.config["ALTUS4_STARTED"])
     api.init_app(app)
     cli.init_app(app)
     return app

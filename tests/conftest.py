@@ -96,8 +96,8 @@ PLAIN = [(1, "remember the quarterly gunicorn report"), (2, "nothing to see here
 
 def _filler(start: int, count: int) -> list[tuple]:
     words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
-    return [(start + i, f"Filler {words[i % 10]} {words[(i * 3) % 10]}", f"Unrelated note number {i} about {words[i % 7]}")
-            for i in range(count)]
+    return [(start + i, f"Filler {words[i % 10]} {words[(i * 3) % 10]}",
+             f"Unrelated note number {i} about {words[i % 7]}") for i in range(count)]
 
 
 def _known_tables(conn) -> None:

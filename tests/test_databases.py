@@ -77,7 +77,8 @@ def test_schema_discovers_fulltext_indexes(user, settings, targets):
     r = user.call("GET", f"/api/v1/databases/{conn['id']}/schema")
     assert r.status_code == 200
     tables = {t["table"]: t for t in r.get_json()["data"]}
-    assert set(tables) == {"products", "articles"}
+    assert set(tables) == {"products", "articles", "kb", "plain"}
+    assert tables["plain"]["fullTextIndexes"] == []
     products = tables["products"]
     (index,) = products["fullTextIndexes"]
     assert (index["name"], index["columns"], index["type"]) == ("ft_products", ["name", "description"], "FULLTEXT")

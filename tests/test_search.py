@@ -129,7 +129,8 @@ def test_search_works_without_redis(migrated, targets):
     user.connect_database(migrated, targets["a"])
     secret, _ = user.create_key()
     for _ in range(2):
-        r = client.post("/api/v1/search", json={"query": "gevent workers"}, headers={"Authorization": f"Bearer {secret}"})
+        r = client.post("/api/v1/search", json={"query": "gevent workers"},
+                        headers={"Authorization": f"Bearer {secret}"})
         assert r.status_code == 200 and r.get_json()["data"]["cached"] is False
         assert [x["data"]["id"] for x in r.get_json()["data"]["results"] if x["table"] == "kb"] == [3]
     history = client.get("/api/v1/search/history", headers={"Authorization": f"Bearer {secret}"}).get_json()

@@ -159,3 +159,16 @@ class SearchBody(Body):
         if not value.strip():
             raise ValueError("must contain a search term")
         return value
+
+
+class SuggestionsQuery(Body):
+    query: str = Field(min_length=1, max_length=100)
+    databases: list[DatabaseId] | None = Field(default=None, max_length=50)
+    tables: list[Identifier] | None = Field(default=None, max_length=50)
+    limit: int = Field(default=10, ge=1, le=25)
+
+
+class AnalyzeBody(Body):
+    query: str = Field(min_length=1, max_length=500)
+    databases: list[DatabaseId] = Field(min_length=1, max_length=50)
+    searchMode: Literal["natural", "boolean"] = "natural"

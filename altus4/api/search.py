@@ -28,10 +28,33 @@ def search():
                           offset=data.offset)
     result = svc.search.search(g.api_key.user_id, params)
     searched = [d["id"] for d in result["databases"]]
-    if svc.analytics.record(g.api_key.user_id, g.api_key.id, data.query, result["modeUsed"], searched,
+    categories = [c["name"] for c in result["categories"]]
+    if svc.analytics.record(g.api_key.user_id, g.api_key.id, data.query, result["modeUsed"], searched, categories,
                             result["totalCount"], result["executionTime"], result["cached"]):
         defer(svc.analytics.flush)
     return ok(result)
+
+
+@bp.get("/suggestions")
+@api_key_required("search")
+def suggestions():
+    params = query(schemas.SuggestionsQuery)
+    found = services().assistant.suggestions(g.api_key.user_id, params.query, list(params.databases or []) or None,
+                                             list(params.tables or []) or None, params.limit)
+    return ok({"suggestions": found})
+
+
+@bp.post("/analyze")
+@api_key_required("search")
+def analyze():
+    data = body(schemas.AnalyzeBody)
+    return ok(services().assistant.analyze(g.api_key.user_id, data.query, list(data.databases), data.searchMode))
+
+
+@bp.get("/trends")
+@api_key_required("search")
+def trends():
+    return ok(services().reports.period_summaries(g.api_key.user_id))
 
 
 class HistoryQuery(schemas.Body):

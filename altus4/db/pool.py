@@ -49,6 +49,7 @@ class Pool:
         self.size = size
         self.timeout = timeout
         self._slots = threading.BoundedSemaphore(size)
+        self.in_use = 0  # connections checked out now (read by metrics and the admin endpoints)
         self._pool = PooledDB(
             creator=pymysql, maxconnections=size, maxcached=size, blocking=True, setsession=setsession,
             ping=0,  # SteadyDB reconnects on failure; a ping per checkout would double the round trips
@@ -60,6 +61,7 @@ class Pool:
         if not self._slots.acquire(timeout=self.timeout):
             raise DatabaseUnavailable(f"No {self.name} database connection free within {self.timeout}s",
                                       code="POOL_EXHAUSTED", retry_after=1)
+        self.in_use += 1
         try:
             try:
                 conn = self._pool.connection()
@@ -76,6 +78,7 @@ class Pool:
             finally:
                 conn.close()  # back to the pool
         finally:
+            self.in_use -= 1
             self._slots.release()
 
     def close(self) -> None:

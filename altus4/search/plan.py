@@ -157,7 +157,8 @@ def build_count(q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...]
     return Statement(f"SELECT COUNT(*) AS n FROM {quote(q.table)} WHERE {where}", where_params)
 
 
-def _like_clauses(columns: tuple[str, ...], terms: tuple[str, ...], excluded: tuple[str, ...]) -> tuple[str, str, tuple]:
+def _like_clauses(columns: tuple[str, ...], terms: tuple[str, ...],
+                  excluded: tuple[str, ...]) -> tuple[str, str, tuple]:
     """(score expression, WHERE, params for score then WHERE): any term in any column matches."""
     terms = terms[:MAX_LIKE_TERMS]
     pairs = [(c, t) for t in terms for c in columns]

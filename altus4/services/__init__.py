@@ -13,12 +13,14 @@ from altus4.config import Settings
 from altus4.db.pool import Database
 from altus4.db.target_pools import TargetPools
 from altus4.redis_store import RedisStore
+from altus4.search.assist import Assistant
 from altus4.search.service import SearchService
 from altus4.security.secrets_box import SecretBox
 from altus4.services.analytics import AnalyticsService
 from altus4.services.api_keys import ApiKeyService
 from altus4.services.connections import ConnectionService
 from altus4.services.rate_limits import RateLimiter, parse_limits
+from altus4.services.reports import ReportService
 from altus4.services.schema import SchemaCache
 from altus4.services.users import UserService
 
@@ -35,9 +37,11 @@ class Services:
     analytics: AnalyticsService
     pools: TargetPools
     search: SearchService
+    reports: ReportService
+    assistant: Assistant
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, started: float) -> Services:
         db = Database(settings)
         store = RedisStore(settings)
         limiter = RateLimiter(store)
@@ -45,14 +49,18 @@ class Services:
         connections = ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings)
         pools = TargetPools(settings)
         connections.listeners.append(pools.discard)
+        analytics = AnalyticsService(db, store)
+        search = SearchService(connections, pools, store, settings)
         return cls(
             settings=settings, db=db, redis=store, limiter=limiter,
             users=UserService(db, settings),
             keys=ApiKeyService(db, store, limiter, settings),
             connections=connections,
-            analytics=AnalyticsService(db, store),
+            analytics=analytics,
             pools=pools,
-            search=SearchService(connections, pools, store, settings),
+            search=search,
+            reports=ReportService(db, analytics, started),
+            assistant=Assistant(search, connections, analytics),
         )
 
     @property

@@ -29,12 +29,14 @@ FLUSH_INTERVAL = 5
 BATCH = 500
 # IGNORE: an entry for a user deleted meanwhile is dropped, not an error for its whole batch
 _INSERT = ("INSERT IGNORE INTO search_analytics (id, user_id, api_key_id, query_text, search_mode, database_ids,"
-           " result_count, execution_time_ms, cache_hit, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+           " categories, result_count, execution_time_ms, cache_hit, created_at)"
+           " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
 
 
 def _row(entry: dict[str, Any]) -> tuple:
     return (entry["id"], entry["userId"], entry["apiKeyId"], entry["query"][:500], entry["mode"],
-            json.dumps(entry["databases"]), entry["results"], entry["ms"], entry["cacheHit"],
+            json.dumps(entry["databases"]), json.dumps(entry.get("categories", []))[:1000], entry["results"],
+            entry["ms"], entry["cacheHit"],
             datetime.fromtimestamp(entry["at"], UTC).replace(tzinfo=None))
 
 
@@ -44,10 +46,11 @@ class AnalyticsService:
         self.store = store
 
     def record(self, user_id: str, api_key_id: str | None, query: str, mode: str, database_ids: list[str],
-               result_count: int, execution_ms: float, cache_hit: bool) -> bool:
+               categories: list[str], result_count: int, execution_ms: float, cache_hit: bool) -> bool:
         """Queue one search; True when the caller should flush after its response."""
         entry = {"id": str(uuid.uuid4()), "userId": user_id, "apiKeyId": api_key_id, "query": query, "mode": mode,
-                 "databases": database_ids, "results": result_count, "ms": round(execution_ms, 3),
+                 "databases": database_ids, "categories": categories[:20], "results": result_count,
+                 "ms": round(execution_ms, 3),
                  "cacheHit": cache_hit, "at": datetime.now(UTC).timestamp()}
         try:
             pipe = self.store.client.pipeline(transaction=False)
@@ -77,7 +80,7 @@ class AnalyticsService:
                 with self.db.write() as cur:
                     cur.executemany(_INSERT, rows)
             except Exception:
-                self.store.safe(lambda r: r.lpush(_PENDING, *reversed(entries)), None)
+                self.store.safe(lambda r, taken=entries: r.lpush(_PENDING, *reversed(taken)), None)
                 raise
             written += len(rows)
             if len(entries) < BATCH:

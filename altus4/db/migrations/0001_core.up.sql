@@ -79,6 +79,7 @@ CREATE TABLE search_analytics (
   query_text VARCHAR(500) NOT NULL,
   search_mode VARCHAR(16) NOT NULL,
   database_ids TEXT NULL,
+  categories VARCHAR(1000) NULL,
   result_count INT NOT NULL DEFAULT 0,
   execution_time_ms DOUBLE NOT NULL DEFAULT 0,
   cache_hit TINYINT(1) NOT NULL DEFAULT 0,

@@ -1,0 +1,92 @@
+"""/api/v1/analytics: the signed-in user's search analytics, and system-wide views for admins."""
+
+from datetime import date
+from typing import Literal
+
+from flask import Blueprint, g
+from pydantic import Field
+
+from altus4.api.auth import admin_required, user_required
+from altus4.api.envelope import ok
+from altus4.api.schemas import Body
+from altus4.api.validation import query
+from altus4.services import services
+from altus4.services.reports import date_range
+
+bp = Blueprint("analytics", __name__, url_prefix="/api/v1/analytics")
+
+
+class RangeQuery(Body):
+    startDate: date | None = None
+    endDate: date | None = None
+    period: Literal["day", "week", "month", "3months", "6months", "year"] = "week"
+
+    def range(self):
+        return date_range(self.startDate, self.endDate, self.period)
+
+
+class PopularQuery(RangeQuery):
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class HistoryQuery(Body):
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+@bp.get("/search-trends")
+@user_required
+def search_trends():
+    return ok(services().reports.search_trends(g.user["id"], query(RangeQuery).range()))
+
+
+@bp.get("/performance")
+@user_required
+def performance():
+    return ok(services().reports.performance(g.user["id"], query(RangeQuery).range()))
+
+
+@bp.get("/popular-queries")
+@user_required
+def popular_queries():
+    params = query(PopularQuery)
+    return ok(services().reports.popular_queries(g.user["id"], params.range(), params.limit))
+
+
+@bp.get("/search-history")
+@user_required
+def search_history():
+    params = query(HistoryQuery)
+    items, total = services().analytics.history(g.user["id"], params.limit, params.offset)
+    return ok({"items": items, "total": total, "limit": params.limit, "offset": params.offset})
+
+
+@bp.get("/insights")
+@user_required
+def insights():
+    return ok(services().reports.insights(g.user["id"]))
+
+
+@bp.get("/dashboard")
+@user_required
+def dashboard():
+    return ok(services().reports.dashboard(g.user["id"]))
+
+
+@bp.get("/admin/system-overview")
+@admin_required
+def system_overview():
+    return ok(services().reports.system_overview())
+
+
+@bp.get("/admin/user-activity")
+@admin_required
+def user_activity():
+    return ok(services().reports.user_activity(query(RangeQuery).range()))
+
+
+@bp.get("/admin/performance-metrics")
+@admin_required
+def performance_metrics():
+    svc = services()
+    return ok(svc.reports.performance_metrics(svc.db.primary.in_use, svc.db.primary.size))

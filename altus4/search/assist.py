@@ -1,0 +1,165 @@
+"""Around search: query suggestions and query analysis (EXPLAIN of Altus 4's own SQL).
+
+Both are cheap and bounded: suggestions read a few rows from a few tables; the
+analysis EXPLAINs the statements `plan.build_select` generates — never text the
+user supplied as SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+import pymysql
+
+from altus4.db import targets
+from altus4.search import plan as planner
+from altus4.search.results import json_value
+from altus4.search.service import SearchService, compile_query, run_parallel
+from altus4.services.analytics import AnalyticsService
+from altus4.services.connections import ConnectionService
+
+MAX_SUGGESTION_TABLES = 6
+SAMPLE_ROWS = 25
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class Assistant:
+    def __init__(self, search: SearchService, connections: ConnectionService, analytics: AnalyticsService):
+        self.search = search
+        self.connections = connections
+        self.analytics = analytics
+
+    # ---- suggestions -------------------------------------------------------------------
+    def suggestions(self, user_id: str, text: str, databases: list[str] | None, tables: list[str] | None,
+                    limit: int = 10) -> list[dict[str, Any]]:
+        self.analytics.flush()
+        popular = self.analytics.popular_prefix(user_id, text.strip(), 5)
+        top = max((int(p["n"]) for p in popular), default=1)
+        out = [{"text": p["query_text"], "score": round(int(p["n"]) / top, 4), "type": "popular"} for p in popular]
+        words = _WORD.findall(text)
+        partial = words[-1] if words and not text[-1:].isspace() else ""
+        if len(partial) >= 2:
+            head = text[: text.rfind(partial)]
+            seen = {s["text"].lower() for s in out}
+            for word, score in self._vocabulary(user_id, partial, databases, tables):
+                completion = head + word
+                if completion.lower() not in seen and word.lower() != partial.lower():
+                    seen.add(completion.lower())
+                    out.append({"text": completion, "score": score, "type": "completion"})
+        return out[:limit]
+
+    def _vocabulary(self, user_id: str, partial: str, databases, tables) -> list[tuple[str, float]]:
+        """Words starting with `partial` in a sample of the indexed rows, most frequent first."""
+        rows = self.connections.active_for(user_id, databases)
+        schemas, _ = self.search.schemas(rows)
+        jobs = []
+        for row in rows:
+            if row["id"] in schemas:
+                for q in planner.plan(schemas[row["id"]], tables or [], []):
+                    if q.match_groups:
+                        jobs.append((row, q))
+        jobs = jobs[:MAX_SUGGESTION_TABLES]
+        boolean = partial + "*"
+
+        def sample(row, q):
+            spec = self.connections.spec(row)
+            columns = ", ".join(planner.quote(c) for c in q.match_groups[0])
+            sql = (f"SELECT {columns} FROM {planner.quote(q.table)}"
+                   f" WHERE MATCH ({columns}) AGAINST (%s IN BOOLEAN MODE) LIMIT %s")
+            with self.search.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
+                cur.execute(sql, (boolean, SAMPLE_ROWS))
+                return list(cur.fetchall())
+
+        counts: Counter[str] = Counter()
+        prefix = partial.lower()
+        for status, found in run_parallel([lambda j=j: sample(*j) for j in jobs], 2.0):
+            if status != "ok":
+                continue
+            for record in found:
+                for value in record.values():
+                    for word in _WORD.findall(str(value or "")):
+                        if word.lower().startswith(prefix):
+                            counts[word.lower()] += 1
+        top = max(counts.values(), default=1)
+        return [(word, round(n / top, 4)) for word, n in counts.most_common(10)]
+
+    # ---- analysis ------------------------------------------------------------------------
+    def analyze(self, user_id: str, text: str, databases: list[str], mode: str) -> dict[str, Any]:
+        compiled = compile_query(text, mode)
+        rows = self.connections.active_for(user_id, databases)
+        schemas, failed = self.search.schemas(rows)
+        outcomes = run_parallel([lambda r=r: self._analyze_database(r, schemas[r["id"]], compiled)
+                                 for r in rows if r["id"] in schemas], 10.0)
+        per_db, recommendations, optimization = [], [], []
+        analysed = [r for r in rows if r["id"] in schemas]
+        for row, (status, value) in zip(analysed, outcomes):
+            if status != "ok":
+                message = str(value) if isinstance(value, targets.TargetError) else "analysis failed"
+                per_db.append({"id": row["id"], "name": row["name"], "status": "failed", "error": message})
+                continue
+            report, recs, opts = value
+            per_db.append(report)
+            recommendations += recs
+            optimization += opts
+        per_db += [{"id": f["id"], "name": f["name"], "status": f["status"], "error": f["error"]}
+                   for f in failed.values()]
+        if mode == "natural" and re.search(r'(^|\s)[+\-~<>]\w|"|\w\*', text):
+            recommendations.append("The query contains boolean operators; use searchMode 'boolean' to apply them.")
+            optimization.append({"type": "query", "impact": "medium", "sqlSuggestion": "",
+                                 "description": "Natural-language mode ignores +, -, quotes and *."})
+        return {"query": text, "searchMode": mode, "mysqlQuery": compiled.text,
+                "recommendations": list(dict.fromkeys(recommendations)),
+                "performance": {"databases": per_db},
+                "optimization": list({o["description"]: o for o in optimization}.values())}
+
+    def _analyze_database(self, row: dict[str, Any], schema, compiled) -> tuple[dict, list[str], list[dict]]:
+        spec = self.connections.spec(row)
+        queries = planner.plan(schema, [], [])
+        recs: list[str] = []
+        opts: list[dict] = []
+        tables = []
+        try:
+            with self.search.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
+                cur.execute("SELECT @@innodb_ft_min_token_size AS min_token, @@innodb_ft_max_token_size AS max_token")
+                limits = cur.fetchone()
+                cur.execute("SELECT value FROM information_schema.INNODB_FT_DEFAULT_STOPWORD")
+                stopwords = {r["value"] for r in cur.fetchall()}
+                for q in queries:
+                    statement = planner.build_select(q, compiled.mode, compiled.text, compiled.terms,
+                                                     compiled.excluded, 20)
+                    cur.execute("EXPLAIN " + statement.sql, statement.params)
+                    plan_rows = [{k: json_value(v) for k, v in r.items()} for r in cur.fetchall()]
+                    uses_fulltext = any((r.get("type") or "") == "fulltext" for r in plan_rows)
+                    tables.append({"table": q.table, "strategy": q.strategy, "usesFulltextIndex": uses_fulltext,
+                                   "sql": statement.sql, "explain": plan_rows})
+        except pymysql.MySQLError as exc:
+            raise targets.TargetError(targets.describe_error(exc, spec)) from None
+        indexed = {q.table for q in queries}
+        for table in schema.tables.values():
+            if table.name not in indexed and table.text_columns:
+                columns = ", ".join(planner.quote(c) for c in table.text_columns[:3])
+                recs.append(f"{row['name']}: table {table.name!r} has text columns but no FULLTEXT index,"
+                            " so search skips it unless named (then it falls back to LIKE).")
+                opts.append({"type": "index", "impact": "high",
+                             "description": f"Add a FULLTEXT index to {table.name} to make it searchable",
+                             "sqlSuggestion": f"ALTER TABLE {planner.quote(table.name)} ADD FULLTEXT INDEX"
+                                              f" {planner.quote(('ft_' + table.name)[:64])} ({columns})"})
+        min_token = int(limits["min_token"] or 3)
+        for term in compiled.terms:
+            bare = term.rstrip("*")
+            for word in bare.split():
+                if len(word) < min_token:
+                    recs.append(f"'{word}' is shorter than innodb_ft_min_token_size ({min_token}) and is ignored.")
+                    opts.append({"type": "query", "impact": "high", "sqlSuggestion": "",
+                                 "description": f"Drop or lengthen '{word}': the FULLTEXT index does not hold it."})
+                elif word.lower() in stopwords:
+                    recs.append(f"'{word}' is an InnoDB stopword and is ignored.")
+                    opts.append({"type": "query", "impact": "medium", "sqlSuggestion": "",
+                                 "description": f"'{word}' is a stopword; it does not narrow or rank results."})
+        if not queries:
+            recs.append(f"{row['name']}: no table has a FULLTEXT index; nothing is searchable by default.")
+        report = {"id": row["id"], "name": row["name"], "status": "ok", "tables": tables,
+                  "ftMinTokenSize": min_token, "ftMaxTokenSize": int(limits["max_token"] or 84)}
+        return report, recs, opts
