@@ -227,3 +227,76 @@ def test_key_without_search_permission_is_403(searcher):
     secret, _ = searcher.create_key(permissions=["analytics"])
     r = searcher.client.post("/api/v1/search", json={"query": "x"}, headers={"Authorization": f"Bearer {secret}"})
     assert r.status_code == 403 and r.get_json()["error"]["code"] == "INSUFFICIENT_PERMISSIONS"
+
+
+def test_include_analytics_adds_trends(searcher):
+    search(searcher, query="gevent workers", tables=["kb"])
+    _, data = search(searcher, query="gevent workers", tables=["kb"], includeAnalytics=True)
+    trends = {t["period"]: t for t in data["data"]["trends"]}
+    assert trends["day"]["queryVolume"] >= 1 and "gevent workers" in trends["day"]["topQueries"]
+    _, plain = search(searcher, query="gevent workers", tables=["kb"])
+    assert "trends" not in plain["data"]
+
+
+@pytest.fixture
+def black_hole():
+    """A TCP server that accepts connections and never answers: a database that hangs."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_hanging_database_is_cut_off_by_the_time_budget(migrated, targets, black_hole):
+    import time
+
+    app = create_app(make_settings(SEARCH_TIMEOUT_MS="500", CONNECTION_TIMEOUT="5"))
+    client = app.test_client()
+    email = f"budget-{uuid.uuid4().hex[:8]}@example.com"
+    user = User(client, email, "longenough1", client.post("/api/v1/auth/register", json={
+        "email": email, "password": "longenough1", "name": "Budget"}).get_json())
+    good = user.connect_database(migrated, targets["a"])
+    hung = user.call("POST", "/api/v1/databases", json={"name": "Hung", "host": "127.0.0.1", "port": black_hole,
+                                                         "database": "x", "username": "u"}).get_json()["data"]
+    secret, _ = user.create_key()
+    started = time.monotonic()
+    r = client.post("/api/v1/search", json={"query": "gevent workers", "tables": ["kb"]},
+                    headers={"Authorization": f"Bearer {secret}"})
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200
+    statuses = {d["id"]: d["status"] for d in r.get_json()["data"]["databases"]}
+    assert statuses == {good["id"]: "ok", hung["id"]: "timeout"}
+    assert elapsed < 4  # the 5 s connect timeout did not hold the request: the 0.5 s budget did
+    app.extensions["altus4"].close()
+
+
+def test_pooled_connections_carry_a_server_side_time_limit(app, user, settings, targets):
+    svc = app.extensions["altus4"]
+    conn = user.connect_database(settings, targets["a"])
+    row = svc.connections.get(user.id, conn["id"])
+    with svc.pools.connection(svc.connections.spec(row), row["schema_version"]) as c, c.cursor() as cur:
+        cur.execute("SELECT @@version AS v, @@max_statement_time AS limit_s")
+        found = cur.fetchone()
+    assert "MariaDB" in found["v"]
+    assert float(found["limit_s"]) == settings.search_timeout_ms / 1000

@@ -27,6 +27,8 @@ def search():
                           tables=_tuple(data.tables), columns=_tuple(data.columns), limit=data.limit,
                           offset=data.offset)
     result = svc.search.search(g.api_key.user_id, params)
+    if data.includeAnalytics:
+        result["trends"] = svc.reports.period_summaries(g.api_key.user_id)
     searched = [d["id"] for d in result["databases"]]
     categories = [c["name"] for c in result["categories"]]
     if svc.analytics.record(g.api_key.user_id, g.api_key.id, data.query, result["modeUsed"], searched, categories,
