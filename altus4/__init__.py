@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from altus4 import log
 from altus4.config import Settings
 
 __version__ = "1.0.0"
@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies,
                                 x_host=settings.trusted_proxies)
-    logging.getLogger("altus4").setLevel(settings.log_level)
+    log.configure(settings.log_level)
 
     from altus4 import api, cli
     from altus4.services import Services

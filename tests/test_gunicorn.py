@@ -96,3 +96,13 @@ def test_end_to_end_over_gunicorn_gevent(server, settings, targets):
 def test_workers_are_gevent(server):
     _, log = server
     assert "Using worker: gevent" in log.read_text()
+
+
+def test_bad_configuration_stops_the_server_with_the_setting_named(migrated, tmp_path):
+    env = {**os.environ, **env_for_tests(), "BIND": f"127.0.0.1:{_free_port()}", "WEB_CONCURRENCY": "1",
+           "APP_ENV": "production", "JWT_SECRET": "", "ENCRYPTION_KEY": "x" * 40}
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    result = subprocess.run([str(gunicorn), "-c", "config/gunicorn.conf.py", "app:app"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "configuration error: JWT_SECRET is required" in result.stdout + result.stderr
