@@ -99,6 +99,13 @@ def _hosts(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
     return tuple(hosts)
 
 
+def _redis_url(env: Mapping[str, str]) -> str:
+    url = env.get("REDIS_URL", "").strip()
+    if url and not re.match(r"^rediss?://", url):
+        raise ConfigError(f"REDIS_URL must start with redis:// or rediss://, got {url.split(':')[0]!r}")
+    return url
+
+
 def parse_encryption_key(raw: str, name: str = "ENCRYPTION_KEY") -> bytes:
     """A 256-bit AES key from 64 hex digits, base64 of 32 bytes, or a passphrase of 32+ characters.
 
@@ -131,6 +138,22 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return entries
 
 
+def default_pool_size(cpus: int, worker_connections: int, memory_gb: float) -> int:
+    """Metadata connections per worker: enough to keep the cores busy, never more than the greenlets that
+    could use them, fewer on small machines (each also holds a thread and buffers on the MySQL server)."""
+    by_cpu = 2 * cpus + 4
+    by_memory = max(4, int(memory_gb * 4))
+    return max(2, min(32, by_cpu, by_memory, worker_connections))
+
+
+def _default_pool_size(env: Mapping[str, str]) -> int:
+    try:
+        memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        memory_gb = 4.0
+    return default_pool_size(os.cpu_count() or 1, _int(env, "WORKER_CONNECTIONS", 1000, 1), memory_gb)
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "production"
@@ -144,6 +167,10 @@ class Settings:
     db_password: str = field(default="", repr=False)
     db_database: str = "altus4"
     db_read_hosts: tuple[tuple[str, int], ...] = ()
+    db_read_username: str = ""
+    db_read_password: str | None = field(default=None, repr=False)
+    db_replica_max_lag: float = 5.0
+    db_replica_check_interval: float = 2.0
     db_pool_size: int = 10
     db_pool_timeout: float = 2.0
     db_connect_timeout: float = 5.0
@@ -153,6 +180,10 @@ class Settings:
     redis_password: str = field(default="", repr=False)
     redis_db: int = 0
     redis_socket_timeout: float = 0.5
+    redis_url_override: str = field(default="", repr=False)  # REDIS_URL, when a single node is given as a URL
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "altus4-master"
+    redis_cluster_nodes: tuple[tuple[str, int], ...] = ()
     # secrets
     jwt_secret: str = field(default=DEV_JWT_SECRET, repr=False)
     jwt_expires_in: int = 86400
@@ -187,6 +218,8 @@ class Settings:
 
     @property
     def redis_url(self) -> str:
+        if self.redis_url_override:
+            return self.redis_url_override
         auth = f":{self.redis_password}@" if self.redis_password else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
@@ -218,7 +251,11 @@ class Settings:
             db_password=env.get("DB_PASSWORD", ""),
             db_database=env.get("DB_DATABASE", "").strip() or "altus4",
             db_read_hosts=_hosts(env, "DB_READ_HOSTS"),
-            db_pool_size=_int(env, "DB_POOL_SIZE", 10, 1, 1000),
+            db_read_username=env.get("DB_READ_USERNAME", "").strip(),
+            db_read_password=env["DB_READ_PASSWORD"] if "DB_READ_PASSWORD" in env else None,
+            db_replica_max_lag=_float(env, "DB_REPLICA_MAX_LAG", 5.0),
+            db_replica_check_interval=_float(env, "DB_REPLICA_CHECK_INTERVAL", 2.0, 0.1),
+            db_pool_size=_int(env, "DB_POOL_SIZE", _default_pool_size(env), 1, 1000),
             db_pool_timeout=_float(env, "DB_POOL_TIMEOUT", 2.0),
             db_connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", 5.0, 0.1),
             redis_host=env.get("REDIS_HOST", "").strip() or "127.0.0.1",
@@ -226,6 +263,10 @@ class Settings:
             redis_password=env.get("REDIS_PASSWORD", ""),
             redis_db=_int(env, "REDIS_DB", 0, 0, 15),
             redis_socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", 0.5, 0.01),
+            redis_url_override=_redis_url(env),
+            redis_sentinels=_hosts(env, "REDIS_SENTINELS"),
+            redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip() or "altus4-master",
+            redis_cluster_nodes=_hosts(env, "REDIS_CLUSTER_NODES"),
             jwt_secret=jwt_secret,
             jwt_expires_in=_duration(env, "JWT_EXPIRES_IN", 86400),
             encryption_key=parse_encryption_key(raw_key or DEV_ENCRYPTION_KEY),

@@ -1,39 +1,105 @@
 """The one Redis access layer: cache, rate limiter and counters all go through here.
 
+Topology comes from configuration: a single node (`REDIS_HOST`/`REDIS_PORT`),
+Sentinel (`REDIS_SENTINELS` + `REDIS_SENTINEL_MASTER`: writes to the master,
+cache reads may go to a replica) or Cluster (`REDIS_CLUSTER_NODES`; keys that
+must share a slot carry a `{hash tag}`).
+
 Redis is an accelerator, never a dependency of correctness: callers use
-`safe()` so that a Redis outage degrades to "no cache" rather than to a 500.
+`safe()` (or `guard()` around pipelines), so an outage degrades to "no cache,
+local rate limits" rather than to a 500. After a failure Redis is skipped for
+a short back-off, so a dead or black-holed Redis costs one timeout per
+back-off window, not one per operation.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TypeVar
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.sentinel import Sentinel
 
 from altus4.config import Settings
 
 log = logging.getLogger("altus4.redis")
 T = TypeVar("T")
+BACKOFF_SECONDS = 1.0
 
 
 class RedisStore:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.url = settings.redis_url
-        self.client = redis.Redis.from_url(
-            self.url, socket_timeout=settings.redis_socket_timeout,
-            socket_connect_timeout=settings.redis_socket_timeout, decode_responses=True,
-            health_check_interval=30,
+        self.errors = 0  # failures seen by this process (exported as a metric)
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        common: dict[str, Any] = dict(
+            socket_timeout=settings.redis_socket_timeout, socket_connect_timeout=settings.redis_socket_timeout,
+            decode_responses=True, password=settings.redis_password or None,
         )
+        if settings.redis_cluster_nodes:
+            self.topology = "cluster"
+            self.client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in settings.redis_cluster_nodes],
+                                       **common)
+            self.reader = self.client
+        elif settings.redis_sentinels:
+            self.topology = "sentinel"
+            sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs={
+                "socket_timeout": settings.redis_socket_timeout,
+                "socket_connect_timeout": settings.redis_socket_timeout}, **common)
+            self.client = sentinel.master_for(settings.redis_sentinel_master, db=settings.redis_db)
+            self.reader = sentinel.slave_for(settings.redis_sentinel_master, db=settings.redis_db)
+        else:
+            self.topology = "single"
+            common.pop("password")
+            self.client = redis.Redis.from_url(settings.redis_url, health_check_interval=30, **common)
+            self.reader = self.client
 
-    def safe(self, operation: Callable[[redis.Redis], T], default: T) -> T:
-        """Run `operation(client)`; on any Redis error log it once and return `default`."""
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        with self._lock:
+            self.errors += 1
+            first = self.available
+            self._down_until = time.monotonic() + BACKOFF_SECONDS
+        if first:
+            log.warning("redis unavailable (%s); skipping it for %.1fs", exc, BACKOFF_SECONDS)
+
+    @contextmanager
+    def guard(self) -> Iterator[redis.Redis]:
+        """The client, or redis.ConnectionError at once while backing off; failures start a back-off."""
+        if not self.available:
+            raise redis.ConnectionError("redis skipped during back-off")
+        try:
+            yield self.client
+        except redis.RedisError as exc:
+            self._failed(exc)
+            raise
+
+    def safe(self, operation: Callable[[redis.Redis], T], default: T, read: bool = False) -> T:
+        """Run `operation(client)`; on any Redis error (or during back-off) return `default`.
+
+        `read=True` lets Sentinel deployments serve the call from a replica (cache reads, which tolerate
+        replication lag), falling back to the master if no replica answers.
+        """
+        if not self.available:
+            return default
+        if read and self.reader is not self.client:
+            try:
+                return operation(self.reader)
+            except redis.RedisError:
+                pass  # no replica reachable: ask the master
         try:
             return operation(self.client)
         except redis.RedisError as exc:
-            log.warning("redis unavailable: %s", exc)
+            self._failed(exc)
             return default
 
     def try_lock(self, name: str, seconds: int) -> bool:
@@ -41,7 +107,14 @@ class RedisStore:
         return self.safe(lambda r: bool(r.set(name, "1", nx=True, ex=seconds)), False)
 
     def ping(self) -> bool:
-        return self.safe(lambda r: bool(r.ping()), False)
+        """A live check that ignores the back-off (health endpoints want the truth)."""
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return False
 
     def close(self) -> None:
         self.client.close()
+        if self.reader is not self.client:
+            self.reader.close()

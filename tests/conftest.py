@@ -100,14 +100,18 @@ def _filler(start: int, count: int) -> list[tuple]:
              f"Unrelated note number {i} about {words[i % 7]}") for i in range(count)]
 
 
-def _known_tables(conn) -> None:
+def _known_tables(conn, only: str | None = None) -> None:
     with conn.cursor() as cur:
         for database, rows in ((TARGET_A, KB_A), (TARGET_B, KB_B)):
+            if only and database != only:
+                continue
             cur.execute(f"USE `{database}`")
             cur.execute("DROP TABLE IF EXISTS kb, plain")
             cur.execute("CREATE TABLE kb (id INT PRIMARY KEY, title VARCHAR(200) NOT NULL, body TEXT NOT NULL,"
                         " FULLTEXT KEY ft_kb (title, body)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
             cur.executemany("INSERT INTO kb VALUES (%s, %s, %s)", rows + _filler(100, 40))
+        if only and only != TARGET_A:
+            return
         cur.execute(f"USE `{TARGET_A}`")
         cur.execute("CREATE TABLE plain (id INT PRIMARY KEY, note TEXT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
         cur.executemany("INSERT INTO plain VALUES (%s, %s)", PLAIN)

@@ -104,6 +104,7 @@ def api_key_required(permission: str) -> Callable[[Callable], Callable]:
                 raise InvalidApiKey("Missing API key: send 'Authorization: Bearer altus4_sk_…'")
             keys = services().keys
             principal = keys.authenticate(token)
+            services().db.bind_subject(principal.user_id)
             principal.require(permission)
             g.api_key, g.api_key_tier = principal, principal.tier
             _enforce(keys.check_rate_limit(principal), "Rate limit exceeded.")

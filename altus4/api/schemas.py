@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 Permission = Literal["search", "analytics", "admin"]
 Tier = Literal["free", "pro", "enterprise"]
 _HOST = re.compile(r"^[A-Za-z0-9._:\[\]-]+$")
+_HOST_PORT = r"^[A-Za-z0-9._\[\]:-]+:[0-9]{1,5}$"
+HostPort = Annotated[str, StringConstraints(pattern=_HOST_PORT, max_length=100)]
 
 
 class Body(BaseModel):
@@ -108,6 +110,7 @@ class CreateConnectionBody(Body):
     username: str = Field(min_length=1, max_length=255)
     password: str | None = Field(default=None, max_length=1024)
     ssl: bool = False
+    readReplicas: list[HostPort] = Field(default_factory=list, max_length=8)
 
     @field_validator("host")
     @classmethod
@@ -124,6 +127,7 @@ class UpdateConnectionBody(Body):
     password: str | None = Field(default=None, max_length=1024)
     ssl: bool | None = None
     isActive: bool | None = None
+    readReplicas: list[HostPort] | None = Field(default=None, max_length=8)
 
     @field_validator("host")
     @classmethod

@@ -1,7 +1,18 @@
 """The metadata database: DBUtils pools over PyMySQL, with the caller choosing read or write.
 
-`db.write()` always uses the primary. `db.read()` uses a replica when one is
-configured, except inside a request that has already written (read-your-writes).
+`db.write()` always uses the primary. `db.read()` uses a healthy replica when
+replicas are configured (`DB_READ_HOSTS`), and the primary otherwise. Reads stay
+consistent with writes (read-your-writes):
+- inside a request that has written, reads go to the primary;
+- across requests, a write records the primary's GTID position under the
+  writer's id in Redis for a few seconds, and that subject's reads on a replica
+  first wait (briefly) for the replica to reach it (`MASTER_GTID_WAIT` on
+  MariaDB, `WAIT_FOR_EXECUTED_GTID_SET` on MySQL), or go to the primary;
+- a point lookup that finds nothing on a replica is asked again on the primary.
+
+Replicas are health-checked lazily (at most every DB_REPLICA_CHECK_INTERVAL):
+one whose replication threads stopped, or that lags more than DB_REPLICA_MAX_LAG,
+or that cannot be reached, is taken out and put back once it is healthy again.
 A bounded semaphore caps the wait for a connection: an exhausted pool answers
 503 with Retry-After instead of queueing requests forever.
 """
@@ -11,8 +22,9 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pymysql
@@ -27,11 +39,15 @@ log = logging.getLogger("altus4.db")
 
 # client errors that mean "the server went away", not "your SQL is wrong"
 _CONNECTION_LOST = {1040, 1053, 2003, 2006, 2013, 2055}
+RYW_TTL = 10  # seconds a writer's reads wait for replicas to catch up
+GTID_WAIT_SECONDS = 0.5
 
 
-def connect_kwargs(settings: Settings, host: str, port: int, database: str | None) -> dict[str, Any]:
+def connect_kwargs(settings: Settings, host: str, port: int, database: str | None,
+                   user: str | None = None, password: str | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = dict(
-        host=host, port=port, user=settings.db_username, password=settings.db_password,
+        host=host, port=port, user=user or settings.db_username,
+        password=settings.db_password if password is None else password,
         charset="utf8mb4", cursorclass=DictCursor, autocommit=True,
         connect_timeout=settings.db_connect_timeout, read_timeout=30, write_timeout=30,
         init_command="SET time_zone = '+00:00'",
@@ -44,24 +60,29 @@ def connect_kwargs(settings: Settings, host: str, port: int, database: str | Non
 class Pool:
     """One PooledDB plus the semaphore that bounds how long a caller waits for it."""
 
-    def __init__(self, name: str, size: int, timeout: float, setsession: list[str] | None = None, **connect: Any):
+    def __init__(self, name: str, size: int, timeout: float, setsession: list[str] | None = None,
+                 ping: int = 0, **connect: Any):
         self.name = name
         self.size = size
         self.timeout = timeout
         self._slots = threading.BoundedSemaphore(size)
         self.in_use = 0  # connections checked out now (read by metrics and the admin endpoints)
+        self.served = 0  # connections handed out since start
+        self.exhausted = 0  # callers turned away after waiting `timeout`
         self._pool = PooledDB(
             creator=pymysql, maxconnections=size, maxcached=size, blocking=True, setsession=setsession,
-            ping=0,  # SteadyDB reconnects on failure; a ping per checkout would double the round trips
+            ping=ping,  # 0: reads reconnect and retry by themselves (SteadyDB); 1: check at checkout
             **connect,
         )
 
     @contextmanager
     def connection(self) -> Iterator[pymysql.Connection]:
         if not self._slots.acquire(timeout=self.timeout):
+            self.exhausted += 1
             raise DatabaseUnavailable(f"No {self.name} database connection free within {self.timeout}s",
                                       code="POOL_EXHAUSTED", retry_after=1)
         self.in_use += 1
+        self.served += 1
         try:
             try:
                 conn = self._pool.connection()
@@ -70,6 +91,9 @@ class Pool:
                 raise DatabaseUnavailable() from exc
             try:
                 yield conn
+            except pymysql.err.InterfaceError as exc:  # PyMySQL's "this connection is already closed"
+                log.warning("lost the %s database: %s", self.name, exc)
+                raise DatabaseUnavailable() from exc
             except pymysql.err.OperationalError as exc:
                 if exc.args and exc.args[0] in _CONNECTION_LOST:
                     log.warning("lost the %s database: %s", self.name, exc)
@@ -85,16 +109,91 @@ class Pool:
         self._pool.close()
 
 
-class Database:
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        size, timeout = settings.db_pool_size, settings.db_pool_timeout
-        self.primary = Pool("primary", size, timeout,
-                            **connect_kwargs(settings, settings.db_host, settings.db_port, settings.db_database))
-        self.replicas = [Pool(f"replica {h}:{p}", size, timeout, **connect_kwargs(settings, h, p, settings.db_database))
-                         for h, p in settings.db_read_hosts]
-        self._next_replica = itertools.cycle(self.replicas) if self.replicas else None
+def _status_value(row: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in row:
+            return row[name]
+    return None
 
+
+class Replica:
+    def __init__(self, pool: Pool, interval: float, max_lag: float):
+        self.pool = pool
+        self.interval = interval
+        self.max_lag = max_lag
+        self.healthy = True
+        self.lag: float | None = None
+        self.reason: str | None = None
+        self._next_check = 0.0
+        self._checking = threading.Lock()
+
+    def mark_down(self, reason: str) -> None:
+        if self.healthy:
+            log.warning("replica %s taken out: %s", self.pool.name, reason)
+        self.healthy, self.reason = False, reason
+        self._next_check = time.monotonic() + self.interval
+
+    def check_if_due(self) -> None:
+        if time.monotonic() < self._next_check or not self._checking.acquire(blocking=False):
+            return
+        try:
+            self._check()
+        finally:
+            self._next_check = time.monotonic() + self.interval
+            self._checking.release()
+
+    def _check(self) -> None:
+        try:
+            with self.pool.connection() as conn, conn.cursor() as cur:
+                try:
+                    cur.execute("SHOW REPLICA STATUS")
+                except pymysql.err.ProgrammingError:
+                    cur.execute("SHOW SLAVE STATUS")  # MySQL before 8.0.22
+                status = cur.fetchone()
+        except (DatabaseUnavailable, pymysql.MySQLError) as exc:
+            self.mark_down(f"unreachable: {exc}")
+            return
+        if status is None:  # not replicating from anyone: as fresh as it gets
+            lag, io, sql = 0, "Yes", "Yes"
+        else:
+            lag = _status_value(status, "Seconds_Behind_Master", "Seconds_Behind_Source")
+            io = _status_value(status, "Slave_IO_Running", "Replica_IO_Running")
+            sql = _status_value(status, "Slave_SQL_Running", "Replica_SQL_Running")
+        self.lag = None if lag is None else float(lag)
+        if io != "Yes" or sql != "Yes" or self.lag is None:
+            self.mark_down(f"replication not running (IO {io}, SQL {sql})")
+        elif self.lag > self.max_lag:
+            self.mark_down(f"lagging {self.lag:.0f}s > {self.max_lag:.0f}s")
+        else:
+            if not self.healthy:
+                log.info("replica %s back in (lag %.0fs)", self.pool.name, self.lag)
+            self.healthy, self.reason = True, None
+
+
+class Database:
+    def __init__(self, settings: Settings, store=None):
+        self.settings = settings
+        self.store = store  # RedisStore, for read-your-writes across requests
+        size, timeout = settings.db_pool_size, settings.db_pool_timeout
+        self.primary = Pool("primary", size, timeout, ping=1,
+                            **connect_kwargs(settings, settings.db_host, settings.db_port, settings.db_database))
+        self.replicas = [
+            Replica(Pool(f"replica {h}:{p}", size, timeout,
+                         **connect_kwargs(settings, h, p, settings.db_database, settings.db_read_username or None,
+                                          settings.db_read_password)),
+                    settings.db_replica_check_interval, settings.db_replica_max_lag)
+            for h, p in settings.db_read_hosts
+        ]
+        self._turn = itertools.count()
+        self.flavor: str | None = None  # "mariadb" or "mysql", learnt from the first write
+
+    @staticmethod
+    def bind_subject(user_id: str) -> None:
+        """Whose request this is: their writes are remembered, and their reads see them (read-your-writes)."""
+        if has_request_context():
+            g.ryw_subject = user_id
+
+    # ---- writes ------------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[DictCursor]:
         """A cursor in a transaction on the primary: committed on success, rolled back on error."""
@@ -111,34 +210,125 @@ class Database:
                 raise
             finally:
                 cursor.close()
+            if self.replicas:
+                self._remember_position(conn)
 
-    @contextmanager
-    def read(self) -> Iterator[DictCursor]:
-        pool = self.primary
-        if self._next_replica is not None and not (has_request_context() and g.get("db_wrote")):
-            pool = next(self._next_replica)
-        with pool.connection() as conn:
-            cursor = conn.cursor()
-            try:
-                yield cursor
-            finally:
-                cursor.close()
-
-    def fetch_one(self, sql: str, params: Any = None) -> dict[str, Any] | None:
-        with self.read() as cur:
-            cur.execute(sql, params)
-            return cur.fetchone()
-
-    def fetch_all(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
-        with self.read() as cur:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
+    def _remember_position(self, conn) -> None:
+        with conn.cursor() as cur:
+            if self.flavor is None:
+                cur.execute("SELECT VERSION() AS v")
+                self.flavor = "mariadb" if "mariadb" in cur.fetchone()["v"].lower() else "mysql"
+            cur.execute("SELECT @@last_gtid AS pos" if self.flavor == "mariadb"
+                        else "SELECT @@global.gtid_executed AS pos")
+            position = (cur.fetchone() or {}).get("pos")
+        subject = g.get("ryw_subject") if has_request_context() else None
+        if position and subject and self.store is not None:
+            self.store.safe(lambda r: r.set(f"ryw:{subject}", position, ex=RYW_TTL), None)
 
     def execute(self, sql: str, params: Any = None) -> int:
         """Run one write statement; returns the affected row count."""
         with self.write() as cur:
             return cur.execute(sql, params)
 
+    # ---- reads ---------------------------------------------------------------------------
+    def _replica(self) -> Replica | None:
+        if not self.replicas or (has_request_context() and g.get("db_wrote")):
+            return None
+        start = next(self._turn)
+        for i in range(len(self.replicas)):
+            replica = self.replicas[(start + i) % len(self.replicas)]
+            replica.check_if_due()
+            if replica.healthy:
+                return replica
+        return None
+
+    def _wait_position(self) -> str | None:
+        """The GTID position this request's subject must see, if they wrote in the last few seconds."""
+        if not has_request_context() or self.store is None:
+            return None
+        subject = g.get("ryw_subject")
+        if not subject:
+            return None
+        if g.get("ryw_for") != subject:
+            g.ryw_for, g.ryw_position = subject, self.store.safe(lambda r: r.get(f"ryw:{subject}"), None)
+        return g.ryw_position
+
+    def _caught_up(self, conn) -> bool:
+        """Whether this replica connection has applied the subject's last write (waiting briefly for it)."""
+        position = self._wait_position()
+        if not position:
+            return True
+        wait = ("SELECT MASTER_GTID_WAIT(%s, %s) AS r" if self.flavor != "mysql"
+                else "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s) AS r")
+        with conn.cursor() as cur:
+            cur.execute(wait, (position, GTID_WAIT_SECONDS))
+            return (cur.fetchone() or {}).get("r") == 0
+
+    @contextmanager
+    def _reader(self) -> Iterator[tuple[DictCursor, Replica | None]]:
+        """A read cursor and the replica it is on (None: the primary)."""
+        replica = self._replica()
+        with ExitStack() as stack:
+            chosen = None
+            if replica is not None:
+                on_replica = ExitStack()
+                try:
+                    conn = on_replica.enter_context(replica.pool.connection())
+                    if self._caught_up(conn):
+                        chosen = replica
+                        stack.push(on_replica.pop_all())
+                except DatabaseUnavailable as exc:
+                    if exc.code == "POOL_EXHAUSTED":
+                        raise
+                    replica.mark_down(str(exc.__cause__ or exc))
+                except pymysql.MySQLError as exc:  # the GTID wait failed on a dead connection
+                    replica.mark_down(str(exc))
+                finally:
+                    on_replica.close()
+            if chosen is None:
+                conn = stack.enter_context(self.primary.connection())
+            cursor = stack.enter_context(conn.cursor())
+            yield cursor, chosen
+
+    @contextmanager
+    def read(self) -> Iterator[DictCursor]:
+        with self._reader() as (cursor, _):
+            yield cursor
+
+    def _query(self, sql: str, params: Any, fetch) -> Any:
+        """Run a read; a replica that fails mid-query is taken out and the read retried on the primary."""
+        replica = None
+        try:
+            with self._reader() as (cursor, replica):
+                cursor.execute(sql, params)
+                return fetch(cursor), replica
+        except DatabaseUnavailable as exc:
+            if replica is None or exc.code == "POOL_EXHAUSTED":
+                raise
+            replica.mark_down(str(exc.__cause__ or exc))
+        return self._query_primary(sql, params, fetch)
+
+    def fetch_one(self, sql: str, params: Any = None, primary: bool = False) -> dict[str, Any] | None:
+        """One row; a miss on a replica is asked again on the primary (it may be replication lag).
+
+        `primary=True` for reads that fill a cache, whose staleness would outlive the replica's lag.
+        """
+        if primary:
+            return self._query_primary(sql, params, lambda c: c.fetchone())[0]
+        row, replica = self._query(sql, params, lambda c: c.fetchone())
+        if row is None and replica is not None:
+            row, _ = self._query_primary(sql, params, lambda c: c.fetchone())
+        return row
+
+    def _query_primary(self, sql: str, params: Any, fetch) -> Any:
+        with self.primary.connection() as conn, conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return fetch(cursor), None
+
+    def fetch_all(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        rows, _ = self._query(sql, params, lambda c: list(c.fetchall()))
+        return rows
+
     def close(self) -> None:
-        for pool in (self.primary, *self.replicas):
+        for pool in (self.primary, *(r.pool for r in self.replicas)):
             pool.close()

@@ -9,10 +9,13 @@ the server understands it (MariaDB `max_statement_time`, MySQL `max_execution_ti
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 
 import pymysql
 
@@ -28,10 +31,15 @@ def time_limit_statement(version: str, milliseconds: int) -> str:
     return f"SET SESSION max_execution_time = {int(milliseconds)}"
 
 
+ENDPOINT_RETRY_SECONDS = 10.0
+
+
 class TargetPools:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._pools: OrderedDict[tuple[str, int], Pool] = OrderedDict()
+        self._pools: OrderedDict[tuple, Pool] = OrderedDict()
+        self._down: dict[tuple[str, int], float] = {}  # endpoint -> when to try it again
+        self._turn = itertools.count()
         self._lock = threading.Lock()
 
     def _open(self, spec: targets.TargetSpec) -> Pool:
@@ -41,11 +49,12 @@ class TargetPools:
         finally:
             probe.close()
         kwargs = targets.connect_kwargs(spec, self.settings, read_timeout=self.settings.search_timeout_ms / 1000 + 1)
-        return Pool(f"database {spec.id}", self.settings.target_pool_size, self.settings.db_pool_timeout,
+        return Pool(f"database {spec.id} at {spec.host}:{spec.port}", self.settings.target_pool_size,
+                    self.settings.db_pool_timeout,
                     setsession=[time_limit_statement(version, self.settings.search_timeout_ms)], **kwargs)
 
     def _pool(self, spec: targets.TargetSpec, version: int) -> Pool:
-        key = (spec.id, version)
+        key = (spec.id, version, spec.host, spec.port)
         with self._lock:
             pool = self._pools.get(key)
             if pool is not None:
@@ -58,23 +67,49 @@ class TargetPools:
                 pool.close()
                 return existing
             self._pools[key] = pool
-            closing = [self._pools.pop(k) for k in list(self._pools) if k[0] == spec.id and k != key]
+            closing = [self._pools.pop(k) for k in list(self._pools) if k[0] == spec.id and k[1] != version]
             while len(self._pools) > self.settings.target_pools_max:
                 closing.append(self._pools.popitem(last=False)[1])  # least recently used
         for old in closing:
             old.close()
         return pool
 
+    def _endpoints(self, spec: targets.TargetSpec) -> list[targets.TargetSpec]:
+        """The database's replicas (rotating, skipping ones that failed lately), then the database itself."""
+        now = time.monotonic()
+        replicas = [r for r in spec.replicas if self._down.get(r, 0.0) <= now]
+        if replicas:
+            start = next(self._turn) % len(replicas)
+            replicas = replicas[start:] + replicas[:start]
+        return [replace(spec, host=h, port=p, replicas=()) for h, p in replicas] + [spec]
+
     @contextmanager
     def connection(self, spec: targets.TargetSpec, version: int) -> Iterator[pymysql.Connection]:
         """:raise targets.TargetError: unreachable, refused, or the connection broke mid-query."""
-        pool = self._pool(spec, version)
-        try:
-            with pool.connection() as conn:
-                yield conn
-        except DatabaseUnavailable as exc:
-            cause = exc.__cause__ or exc
-            raise targets.TargetError(targets.describe_error(cause, spec)) from None
+        endpoints = self._endpoints(spec)
+        for endpoint in endpoints:
+            last = endpoint is endpoints[-1]
+            try:
+                pool = self._pool(endpoint, version)
+                stack = ExitStack()
+                conn = stack.enter_context(pool.connection())
+            except (targets.TargetError, DatabaseUnavailable) as exc:
+                if last:
+                    if isinstance(exc, targets.TargetError):
+                        raise
+                    raise targets.TargetError(targets.describe_error(exc.__cause__ or exc, endpoint)) from None
+                self._down[(endpoint.host, endpoint.port)] = time.monotonic() + ENDPOINT_RETRY_SECONDS
+                continue
+            with stack:
+                try:
+                    yield conn
+                except DatabaseUnavailable as exc:
+                    raise targets.TargetError(targets.describe_error(exc.__cause__ or exc, endpoint)) from None
+            return
+
+    def served(self, connection_id: str) -> dict[str, int]:
+        """Connections handed out per endpoint of a connected database (observability, tests)."""
+        return {f"{k[2]}:{k[3]}": pool.served for k, pool in self._pools.items() if k[0] == connection_id}
 
     def discard(self, connection_id: str) -> None:
         with self._lock:

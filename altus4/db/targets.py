@@ -38,6 +38,7 @@ class TargetSpec:
     username: str
     password: str
     ssl: bool
+    replicas: tuple[tuple[str, int], ...] = ()  # read replicas of this database, searched instead of it
 
 
 def check_host_allowed(host: str, allowlist: tuple[str, ...]) -> None:

@@ -107,7 +107,7 @@ class SearchService:
             raise ValidationFailed("No active database connections to search; add one with POST /api/v1/databases",
                                    code="NO_DATABASES")
         key = self._cache_key(user_id, rows, compiled, params)
-        cached = self.store.safe(lambda r: r.get(key), None) if self.settings.search_cache_ttl else None
+        cached = self.store.safe(lambda r: r.get(key), None, read=True) if self.settings.search_cache_ttl else None
         if cached:
             data = json.loads(cached)
             data["cached"] = True

@@ -42,8 +42,8 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, started: float) -> Services:
-        db = Database(settings)
         store = RedisStore(settings)
+        db = Database(settings, store)
         limiter = RateLimiter(store)
         schemas = SchemaCache(store, settings.schema_cache_ttl)
         connections = ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings)

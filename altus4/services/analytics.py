@@ -53,10 +53,11 @@ class AnalyticsService:
                  "ms": round(execution_ms, 3),
                  "cacheHit": cache_hit, "at": datetime.now(UTC).timestamp()}
         try:
-            pipe = self.store.client.pipeline(transaction=False)
-            pipe.rpush(_PENDING, json.dumps(entry))
-            pipe.set(_FLUSH_LOCK, "1", nx=True, ex=FLUSH_INTERVAL)
-            return bool(pipe.execute()[1])
+            with self.store.guard() as client:
+                pipe = client.pipeline(transaction=False)
+                pipe.rpush(_PENDING, json.dumps(entry))
+                pipe.set(_FLUSH_LOCK, "1", nx=True, ex=FLUSH_INTERVAL)
+                return bool(pipe.execute()[1])
         except redis.RedisError:
             self.db.execute(_INSERT, _row(entry))
             return False
@@ -66,10 +67,11 @@ class AnalyticsService:
         written = 0
         while True:
             try:
-                pipe = self.store.client.pipeline(transaction=True)
-                pipe.lrange(_PENDING, 0, BATCH - 1)
-                pipe.ltrim(_PENDING, BATCH, -1)
-                entries, _ = pipe.execute()
+                with self.store.guard() as client:
+                    pipe = client.pipeline(transaction=True)
+                    pipe.lrange(_PENDING, 0, BATCH - 1)
+                    pipe.ltrim(_PENDING, BATCH, -1)
+                    entries, _ = pipe.execute()
             except redis.RedisError as exc:
                 log.warning("analytics flush skipped: %s", exc)
                 return written

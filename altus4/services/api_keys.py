@@ -30,7 +30,8 @@ log = logging.getLogger("altus4.keys")
 
 PERMISSIONS = ("search", "analytics", "admin")
 TIERS = ("free", "pro", "enterprise")
-KEY_CACHE_TTL = 300
+KEY_CACHE_TTL = 60  # bounds staleness if an invalidation is lost while Redis is unreachable
+LOCAL_TTL = 5.0  # in-process cache, used only while Redis is unavailable
 _PENDING = "usage:{pending}"        # hash tag keeps both on one Cluster slot for MULTI
 _LAST_USED = "usage:{pending}:last"
 _FLUSH_LOCK = "usage:flush-lock"
@@ -79,6 +80,7 @@ class ApiKeyService:
         self.db = db
         self.store = store
         self.limiter = limiter
+        self._local: dict[str, tuple[float, ApiKeyPrincipal]] = {}
         self.tier_limits = {
             "free": (Limit(settings.rate_limit_free, 3600),),
             "pro": (Limit(settings.rate_limit_pro, 3600),),
@@ -185,11 +187,18 @@ class ApiKeyService:
             raise InvalidApiKey("Invalid API key format")
         digest = keygen.digest(secret)
         cached = self.store.safe(lambda r: r.get(f"apikey:{digest}"), None)
+        local = self._local.get(digest)
         if cached:
             data = json.loads(cached)
             principal = ApiKeyPrincipal(**{**data, "permissions": tuple(data["permissions"])})
+        elif local and local[0] > time.monotonic() and not self.store.available:
+            principal = local[1]
         else:
             principal = self._load(digest)
+            if not self.store.available:
+                if len(self._local) > 10_000:
+                    self._local.clear()
+                self._local[digest] = (time.monotonic() + LOCAL_TTL, principal)
         if not principal.is_active:
             raise InvalidApiKey("API key has been revoked")
         if principal.expires_at is not None and principal.expires_at <= time.time():
@@ -200,7 +209,7 @@ class ApiKeyService:
         row = self.db.fetch_one(
             "SELECT k.id, k.user_id, k.permissions, k.rate_limit_tier, k.environment, k.expires_at, k.is_active,"
             " u.is_active AS user_active FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = %s",
-            (digest,))
+            (digest,), primary=True)
         if row is None:
             raise InvalidApiKey("Invalid API key")
         expires = row["expires_at"].replace(tzinfo=UTC).timestamp() if row["expires_at"] else None
@@ -212,6 +221,7 @@ class ApiKeyService:
         return principal
 
     def _forget(self, digest: str) -> None:
+        self._local.pop(digest, None)
         self.store.safe(lambda r: r.delete(f"apikey:{digest}"), 0)
 
     def check_rate_limit(self, principal: ApiKeyPrincipal) -> Verdict:
@@ -221,11 +231,12 @@ class ApiKeyService:
         """Count one request in Redis; True when this caller should flush the batch afterwards."""
         day = utcnow().date().isoformat()
         try:
-            pipe = self.store.client.pipeline(transaction=False)
-            pipe.hincrby(_PENDING, f"{principal.id}|{day}", 1)
-            pipe.hset(_LAST_USED, principal.id, f"{time.time():.3f}|{ip or ''}")
-            pipe.set(_FLUSH_LOCK, "1", nx=True, ex=FLUSH_INTERVAL)
-            return bool(pipe.execute()[2])
+            with self.store.guard() as client:
+                pipe = client.pipeline(transaction=False)
+                pipe.hincrby(_PENDING, f"{principal.id}|{day}", 1)
+                pipe.hset(_LAST_USED, principal.id, f"{time.time():.3f}|{ip or ''}")
+                pipe.set(_FLUSH_LOCK, "1", nx=True, ex=FLUSH_INTERVAL)
+                return bool(pipe.execute()[2])
         except redis.RedisError:
             # no Redis: write straight through rather than lose the count
             self._write_usage({(principal.id, day): 1}, {principal.id: (time.time(), ip)})
@@ -236,12 +247,13 @@ class ApiKeyService:
         if not force and not self.store.try_lock(_FLUSH_LOCK, FLUSH_INTERVAL):
             return 0
         try:
-            pipe = self.store.client.pipeline(transaction=True)
-            pipe.hgetall(_PENDING)
-            pipe.delete(_PENDING)
-            pipe.hgetall(_LAST_USED)
-            pipe.delete(_LAST_USED)
-            pending, _, last, _ = pipe.execute()
+            with self.store.guard() as client:
+                pipe = client.pipeline(transaction=True)
+                pipe.hgetall(_PENDING)
+                pipe.delete(_PENDING)
+                pipe.hgetall(_LAST_USED)
+                pipe.delete(_LAST_USED)
+                pending, _, last, _ = pipe.execute()
         except redis.RedisError as exc:
             log.warning("usage flush skipped: %s", exc)
             return 0

@@ -21,16 +21,26 @@ from altus4.security.secrets_box import DecryptionError, SecretBox
 from altus4.services.schema import DatabaseSchema, SchemaCache, discover
 from altus4.services.users import iso, utcnow
 
-_COLUMNS = ("id, user_id, name, host, port, database_name, username, password_encrypted, ssl_enabled, is_active,"
+_COLUMNS = ("id, user_id, name, host, port, database_name, username, password_encrypted, ssl_enabled, read_replicas,"
+            " is_active,"
             " connection_status, last_error, last_tested, schema_version, created_at, updated_at")
 # fields that change where or as whom we connect: changing one re-tests and invalidates caches
-_ENDPOINT_FIELDS = {"host", "port", "database", "username", "password", "ssl"}
+_ENDPOINT_FIELDS = {"host", "port", "database", "username", "password", "ssl", "readReplicas"}
+
+
+def parse_replicas(stored: str) -> tuple[tuple[str, int], ...]:
+    out = []
+    for item in filter(None, stored.split(",")):
+        host, _, port = item.rpartition(":")
+        out.append((host, int(port)))
+    return tuple(out)
 
 
 def public_connection(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"], "name": row["name"], "host": row["host"], "port": row["port"],
         "database": row["database_name"], "username": row["username"], "ssl": bool(row["ssl_enabled"]),
+        "readReplicas": [f"{h}:{p}" for h, p in parse_replicas(row["read_replicas"])],
         "isActive": bool(row["is_active"]), "connectionStatus": row["connection_status"],
         "lastError": row["last_error"], "lastTested": iso(row["last_tested"]),
         "createdAt": iso(row["created_at"]), "updatedAt": iso(row["updated_at"]),
@@ -52,15 +62,22 @@ class ConnectionService:
             raise ValidationFailed(str(exc), code="HOST_NOT_ALLOWED",
                                    details=[{"field": "host", "message": str(exc)}]) from None
 
+    def _replicas(self, replicas: list[str] | None) -> str:
+        """Validated `host:port,host:port` for storage; every host passes the allowlist."""
+        for item in replicas or []:
+            self._check_host(item.rpartition(":")[0])
+        return ",".join(replicas or [])
+
     def create(self, user_id: str, data: dict[str, Any]) -> dict[str, Any]:
         self._check_host(data["host"])
+        replicas = self._replicas(data.get("readReplicas"))
         conn_id = str(uuid.uuid4())
         sealed = self.box.encrypt(data.get("password") or "", conn_id)
         self.db.execute(
             "INSERT INTO database_connections (id, user_id, name, host, port, database_name, username,"
-            " password_encrypted, ssl_enabled) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " password_encrypted, ssl_enabled, read_replicas) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (conn_id, user_id, data["name"], data["host"], data["port"], data["database"], data["username"],
-             sealed, bool(data.get("ssl"))),
+             sealed, bool(data.get("ssl")), replicas),
         )
         self.test(user_id, conn_id)
         return self.get(user_id, conn_id)
@@ -95,6 +112,8 @@ class ConnectionService:
         columns = {"name": "name", "host": "host", "port": "port", "database": "database_name",
                    "username": "username", "ssl": "ssl_enabled", "isActive": "is_active"}
         values = {columns[k]: v for k, v in changes.items() if k in columns}
+        if "readReplicas" in changes:
+            values["read_replicas"] = self._replicas(changes["readReplicas"])
         if "password" in changes:
             values["password_encrypted"] = self.box.encrypt(changes["password"] or "", conn_id)
         if values:
@@ -123,7 +142,7 @@ class ConnectionService:
         except DecryptionError:
             raise targets.TargetError("Stored credentials cannot be decrypted (was ENCRYPTION_KEY changed?)") from None
         return targets.TargetSpec(row["id"], row["host"], int(row["port"]), row["database_name"], row["username"],
-                                  password, bool(row["ssl_enabled"]))
+                                  password, bool(row["ssl_enabled"]), parse_replicas(row["read_replicas"]))
 
     def test(self, user_id: str, conn_id: str) -> dict[str, Any]:
         row = self.get(user_id, conn_id)

@@ -78,11 +78,12 @@ class RateLimiter:
         return out
 
     def _count_in_redis(self, keys) -> list[int]:
-        pipe = self.store.client.pipeline(transaction=False)
-        for key, limit, _ in keys:
-            pipe.incr(key)
-            pipe.expire(key, limit.window + 1)
-        return pipe.execute()[::2]
+        with self.store.guard() as client:
+            pipe = client.pipeline(transaction=False)
+            for key, limit, _ in keys:
+                pipe.incr(key)
+                pipe.expire(key, limit.window + 1)
+            return pipe.execute()[::2]
 
     def _count_locally(self, keys) -> list[int]:
         with self._lock:

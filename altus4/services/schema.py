@@ -121,7 +121,7 @@ class SchemaCache:
         hit = self._local.get(key)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        text = self.store.safe(lambda r: r.get(key), None)
+        text = self.store.safe(lambda r: r.get(key), None, read=True)
         if text is None:
             return None
         schema = DatabaseSchema.from_json(text)

@@ -45,6 +45,7 @@ class UserService:
 
     def register(self, email: str, password: str, name: str, role: str = "user") -> dict[str, Any]:
         user_id = str(uuid.uuid4())
+        self.db.bind_subject(user_id)
         try:
             self.db.execute(
                 "INSERT INTO users (id, email, name, password_hash, role) VALUES (%s, %s, %s, %s, %s)",
@@ -58,6 +59,7 @@ class UserService:
         row = self.db.fetch_one(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE email = %s", (email.lower(),))
         if not passwords.verify_password(row["password_hash"] if row else None, password) or not row["is_active"]:
             raise Unauthorized("Invalid email or password", code="INVALID_CREDENTIALS")
+        self.db.bind_subject(row["id"])
         self.db.execute("UPDATE users SET last_active = %s WHERE id = %s", (utcnow(), row["id"]))
         return self.get(row["id"])
 
@@ -75,6 +77,7 @@ class UserService:
             raise Unauthorized("Token has expired", code="TOKEN_EXPIRED") from None
         except jwt.InvalidTokenError:
             raise Unauthorized("Invalid token", code="INVALID_TOKEN") from None
+        self.db.bind_subject(claims.user_id)
         row = self.db.fetch_one(
             f"SELECT {_USER_COLUMNS}, EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = %s) AS revoked "
             "FROM users WHERE id = %s",

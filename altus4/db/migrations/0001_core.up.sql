@@ -61,6 +61,7 @@ CREATE TABLE database_connections (
   username VARCHAR(255) NOT NULL,
   password_encrypted TEXT NULL,
   ssl_enabled TINYINT(1) NOT NULL DEFAULT 0,
+  read_replicas VARCHAR(1000) NOT NULL DEFAULT '',
   is_active TINYINT(1) NOT NULL DEFAULT 1,
   connection_status VARCHAR(16) NOT NULL DEFAULT 'unknown',
   last_error VARCHAR(512) NULL,

@@ -1,0 +1,71 @@
+"""The API-key request path: no MySQL writes per request, and cooperative I/O under gevent."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+from conftest import TEST_REDIS_DB, env_for_tests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _writes(db) -> int:
+    with db.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_insert', 'Com_update', 'Com_delete',"
+                    " 'Com_replace', 'Com_insert_select')")
+        return sum(int(r["Value"]) for r in cur.fetchall())
+
+
+def test_no_mysql_write_on_the_api_key_path(app, user, settings, targets, db):
+    user.connect_database(settings, targets["a"])
+    secret, key = user.create_key()
+    headers = {"Authorization": f"Bearer {secret}"}
+    cache = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
+    client = app.test_client()
+    # warm the key cache and the search cache, then hold the batch-flush locks so only per-request work remains
+    client.post("/api/v1/search", json={"query": "gevent workers"}, headers=headers)
+    app.extensions["altus4"].analytics.flush()
+    app.extensions["altus4"].keys.flush_usage(force=True)
+    cache.set("usage:flush-lock", "1", ex=60)
+    cache.set("analytics:flush-lock", "1", ex=60)
+    try:
+        before = _writes(db)
+        for _ in range(20):
+            assert client.post("/api/v1/search", json={"query": "gevent workers"}, headers=headers).status_code == 200
+        assert _writes(db) == before
+        # reading analytics flushes the queue first: the 20 searches arrive as one multi-row INSERT
+        history = client.get("/api/v1/search/history?limit=50", headers=headers).get_json()
+        assert history["meta"]["total"] == 21
+        assert _writes(db) == before + 1
+    finally:
+        cache.delete("usage:flush-lock", "analytics:flush-lock")
+    # ...and the counts were kept: the batch flush writes them once
+    usage = user.call("GET", f"/api/v1/keys/{key['id']}/usage").get_json()["data"]["usage"]
+    assert usage["requestCount"] == 22
+
+
+GEVENT_PROBE = """
+from gevent import monkey; monkey.patch_all()
+import sys, time, gevent
+from altus4.config import Settings
+from altus4.db.pool import Database
+import json, os
+settings = Settings.from_env(json.loads(sys.argv[1]))
+db = Database(settings)
+db.fetch_one("SELECT 1")  # warm one connection
+started = time.monotonic()
+gevent.joinall([gevent.spawn(db.fetch_one, "SELECT SLEEP(0.5)") for _ in range(8)])
+print(round(time.monotonic() - started, 3))
+"""
+
+
+def test_parallel_slow_queries_in_one_gevent_worker_take_the_time_of_one():
+    import json
+
+    env = env_for_tests(DB_POOL_SIZE="8")
+    out = subprocess.run([sys.executable, "-c", GEVENT_PROBE, json.dumps(env)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    elapsed = float(out.stdout.strip().splitlines()[-1])
+    assert elapsed < 2.0, f"8 x SLEEP(0.5) took {elapsed}s: not cooperative (sequential would be 4 s)"
