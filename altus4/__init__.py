@@ -31,9 +31,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     log.configure(settings.log_level)
 
     from altus4 import api, cli
+    from altus4.metrics import Metrics
     from altus4.services import Services
 
-    app.extensions["altus4"] = Services.build(settings, app.config["ALTUS4_STARTED"])
+    metrics = Metrics()
+    app.extensions["altus4"] = Services.build(settings, app.config["ALTUS4_STARTED"], metrics)
+    metrics.init_app(app)
     api.init_app(app)
     cli.init_app(app)
     return app

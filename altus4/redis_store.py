@@ -33,9 +33,10 @@ BACKOFF_SECONDS = 1.0
 
 
 class RedisStore:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, metrics=None):
         self.settings = settings
-        self.errors = 0  # failures seen by this process (exported as a metric)
+        self.metrics = metrics
+        self.errors = 0  # failures seen by this process
         self._down_until = 0.0
         self._lock = threading.Lock()
         common: dict[str, Any] = dict(
@@ -65,6 +66,8 @@ class RedisStore:
         return time.monotonic() >= self._down_until
 
     def _failed(self, exc: Exception) -> None:
+        if self.metrics is not None:
+            self.metrics.redis_errors.inc()
         with self._lock:
             self.errors += 1
             first = self.available
@@ -101,6 +104,11 @@ class RedisStore:
         except redis.RedisError as exc:
             self._failed(exc)
             return default
+
+    def count_cache(self, kind: str, hit: bool) -> None:
+        """Record a cache lookup (altus4_cache_requests_total / altus4_cache_hit_ratio)."""
+        if self.metrics is not None:
+            self.metrics.cache(kind, hit)
 
     def try_lock(self, name: str, seconds: int) -> bool:
         """True for the one caller fleet-wide that takes `name` in this window (False if Redis is down)."""

@@ -32,9 +32,10 @@ def _mark(view: Callable, kind: str) -> Callable:
     return view
 
 
-def _enforce(verdict: Verdict, message: str) -> None:
+def _enforce(verdict: Verdict, message: str, scope: str) -> None:
     g.rate_limit_headers = verdict.headers()
     if not verdict.allowed:
+        services().metrics.rate_limited.labels(scope).inc()
         raise RateLimited(f"{message} Try again in {verdict.retry_after} seconds.",
                           details={"limit": verdict.limit, "resetTime": verdict.reset_at},
                           headers=verdict.headers())
@@ -53,7 +54,7 @@ def ip_limited(limits_setting: str) -> Callable[[Callable], Callable]:
             svc = services()
             limits: tuple[Limit, ...] = parse_limits(getattr(svc.settings, limits_setting))
             bucket = f"ip:{request.endpoint}:{request.remote_addr}"
-            _enforce(svc.limiter.hit(bucket, limits), "Too many attempts from this address.")
+            _enforce(svc.limiter.hit(bucket, limits), "Too many attempts from this address.", "ip")
             return view(*args, **kwargs)
 
         return wrapper
@@ -70,7 +71,7 @@ def _authenticate_user() -> None:
     svc = services()
     g.user, g.claims = svc.users.from_token(token)
     _enforce(svc.limiter.hit(f"user:{g.user['id']}", parse_limits(svc.settings.user_rate_limit)),
-             "Rate limit exceeded.")
+             "Rate limit exceeded.", "user")
 
 
 def user_required(view: Callable) -> Callable:
@@ -107,7 +108,7 @@ def api_key_required(permission: str) -> Callable[[Callable], Callable]:
             services().db.bind_subject(principal.user_id)
             principal.require(permission)
             g.api_key, g.api_key_tier = principal, principal.tier
-            _enforce(keys.check_rate_limit(principal), "Rate limit exceeded.")
+            _enforce(keys.check_rate_limit(principal), "Rate limit exceeded.", f"api_key_{principal.tier}")
             if keys.record_use(principal, request.remote_addr):
                 defer(lambda: keys.flush_usage(force=True))
             return view(*args, **kwargs)

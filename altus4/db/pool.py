@@ -61,8 +61,10 @@ class Pool:
     """One PooledDB plus the semaphore that bounds how long a caller waits for it."""
 
     def __init__(self, name: str, size: int, timeout: float, setsession: list[str] | None = None,
-                 ping: int = 0, **connect: Any):
+                 ping: int = 0, metrics=None, label: str | None = None, **connect: Any):
         self.name = name
+        self.metrics = metrics
+        self.label = label or name
         self.size = size
         self.timeout = timeout
         self._slots = threading.BoundedSemaphore(size)
@@ -77,12 +79,21 @@ class Pool:
 
     @contextmanager
     def connection(self) -> Iterator[pymysql.Connection]:
-        if not self._slots.acquire(timeout=self.timeout):
+        started = time.perf_counter()
+        acquired = self._slots.acquire(timeout=self.timeout)
+        if self.metrics is not None:
+            self.metrics.pool_wait.labels(self.label).observe(time.perf_counter() - started)
+        if not acquired:
             self.exhausted += 1
+            if self.metrics is not None:
+                self.metrics.pool_exhausted.labels(self.label).inc()
             raise DatabaseUnavailable(f"No {self.name} database connection free within {self.timeout}s",
                                       code="POOL_EXHAUSTED", retry_after=1)
         self.in_use += 1
         self.served += 1
+        active = self.metrics.connections_active.labels(self.label) if self.metrics is not None else None
+        if active is not None:
+            active.inc()
         try:
             try:
                 conn = self._pool.connection()
@@ -103,6 +114,8 @@ class Pool:
                 conn.close()  # back to the pool
         finally:
             self.in_use -= 1
+            if active is not None:
+                active.dec()
             self._slots.release()
 
     def close(self) -> None:
@@ -171,14 +184,14 @@ class Replica:
 
 
 class Database:
-    def __init__(self, settings: Settings, store=None):
+    def __init__(self, settings: Settings, store=None, metrics=None):
         self.settings = settings
         self.store = store  # RedisStore, for read-your-writes across requests
         size, timeout = settings.db_pool_size, settings.db_pool_timeout
-        self.primary = Pool("primary", size, timeout, ping=1,
+        self.primary = Pool("primary", size, timeout, ping=1, metrics=metrics,
                             **connect_kwargs(settings, settings.db_host, settings.db_port, settings.db_database))
         self.replicas = [
-            Replica(Pool(f"replica {h}:{p}", size, timeout,
+            Replica(Pool(f"replica {h}:{p}", size, timeout, metrics=metrics, label=f"replica:{h}:{p}",
                          **connect_kwargs(settings, h, p, settings.db_database, settings.db_read_username or None,
                                           settings.db_read_password)),
                     settings.db_replica_check_interval, settings.db_replica_max_lag)

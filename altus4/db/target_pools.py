@@ -35,8 +35,9 @@ ENDPOINT_RETRY_SECONDS = 10.0
 
 
 class TargetPools:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, metrics=None):
         self.settings = settings
+        self.metrics = metrics
         self._pools: OrderedDict[tuple, Pool] = OrderedDict()
         self._down: dict[tuple[str, int], float] = {}  # endpoint -> when to try it again
         self._turn = itertools.count()
@@ -50,7 +51,7 @@ class TargetPools:
             probe.close()
         kwargs = targets.connect_kwargs(spec, self.settings, read_timeout=self.settings.search_timeout_ms / 1000 + 1)
         return Pool(f"database {spec.id} at {spec.host}:{spec.port}", self.settings.target_pool_size,
-                    self.settings.db_pool_timeout,
+                    self.settings.db_pool_timeout, metrics=self.metrics, label=spec.id,
                     setsession=[time_limit_statement(version, self.settings.search_timeout_ms)], **kwargs)
 
     def _pool(self, spec: targets.TargetSpec, version: int) -> Pool:

@@ -89,11 +89,13 @@ def run_parallel(tasks: list, timeout: float) -> list[tuple[str, Any]]:
 
 
 class SearchService:
-    def __init__(self, connections: ConnectionService, pools: TargetPools, store: RedisStore, settings: Settings):
+    def __init__(self, connections: ConnectionService, pools: TargetPools, store: RedisStore, settings: Settings,
+                 metrics=None):
         self.connections = connections
         self.pools = pools
         self.store = store
         self.settings = settings
+        self.metrics = metrics
 
     # ---- public -------------------------------------------------------------------
     def search(self, user_id: str, params: SearchParams) -> dict[str, Any]:
@@ -108,6 +110,8 @@ class SearchService:
                                    code="NO_DATABASES")
         key = self._cache_key(user_id, rows, compiled, params)
         cached = self.store.safe(lambda r: r.get(key), None, read=True) if self.settings.search_cache_ttl else None
+        if self.settings.search_cache_ttl:
+            self.store.count_cache("search", bool(cached))
         if cached:
             data = json.loads(cached)
             data["cached"] = True
@@ -121,7 +125,12 @@ class SearchService:
         data["aiUsed"] = False
         if params.mode == "semantic":
             data["aiReason"] = "semantic search is not available on this server; natural-language results returned"
-        data["executionTime"] = round((time.perf_counter() - started) * 1000, 2)
+        elapsed = time.perf_counter() - started
+        data["executionTime"] = round(elapsed * 1000, 2)
+        if self.metrics is not None:
+            self.metrics.search_duration.labels(params.mode, str(len(rows))).observe(elapsed)
+            if params.mode == "semantic":
+                self.metrics.ai_fallbacks.labels("ai_not_configured").inc()
         return data
 
     def schemas(self, rows: list[dict[str, Any]]) -> tuple[dict[str, DatabaseSchema], dict[str, dict]]:

@@ -12,6 +12,7 @@ from flask import current_app
 from altus4.config import Settings
 from altus4.db.pool import Database
 from altus4.db.target_pools import TargetPools
+from altus4.metrics import Metrics
 from altus4.redis_store import RedisStore
 from altus4.search.assist import Assistant
 from altus4.search.service import SearchService
@@ -28,6 +29,7 @@ from altus4.services.users import UserService
 @dataclass
 class Services:
     settings: Settings
+    metrics: Metrics
     db: Database
     redis: RedisStore
     limiter: RateLimiter
@@ -41,18 +43,18 @@ class Services:
     assistant: Assistant
 
     @classmethod
-    def build(cls, settings: Settings, started: float) -> Services:
-        store = RedisStore(settings)
-        db = Database(settings, store)
+    def build(cls, settings: Settings, started: float, metrics: Metrics) -> Services:
+        store = RedisStore(settings, metrics)
+        db = Database(settings, store, metrics)
         limiter = RateLimiter(store)
         schemas = SchemaCache(store, settings.schema_cache_ttl)
         connections = ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings)
-        pools = TargetPools(settings)
+        pools = TargetPools(settings, metrics)
         connections.listeners.append(pools.discard)
         analytics = AnalyticsService(db, store)
-        search = SearchService(connections, pools, store, settings)
+        search = SearchService(connections, pools, store, settings, metrics)
         return cls(
-            settings=settings, db=db, redis=store, limiter=limiter,
+            settings=settings, db=db, redis=store, limiter=limiter, metrics=metrics,
             users=UserService(db, settings),
             keys=ApiKeyService(db, store, limiter, settings),
             connections=connections,

@@ -188,6 +188,7 @@ class ApiKeyService:
         digest = keygen.digest(secret)
         cached = self.store.safe(lambda r: r.get(f"apikey:{digest}"), None)
         local = self._local.get(digest)
+        self.store.count_cache("api_key", bool(cached))
         if cached:
             data = json.loads(cached)
             principal = ApiKeyPrincipal(**{**data, "permissions": tuple(data["permissions"])})

@@ -122,6 +122,7 @@ class SchemaCache:
         if hit and hit[0] > time.monotonic():
             return hit[1]
         text = self.store.safe(lambda r: r.get(key), None, read=True)
+        self.store.count_cache("schema", text is not None)
         if text is None:
             return None
         schema = DatabaseSchema.from_json(text)

@@ -1,0 +1,126 @@
+"""Prometheus metrics, served at /metrics by prometheus-flask-exporter.
+
+Under gunicorn (`PROMETHEUS_MULTIPROC_DIR` set by config/gunicorn.conf.py) every
+worker writes its samples to that directory and any worker's /metrics merges
+them all; elsewhere (tests, `flask run`) each app has its own registry.
+
+Route labels are URL rule templates (`/api/v1/keys/<uuid:key_id>`), never raw
+paths, so label cardinality stays bounded. The cache hit ratio is derived at
+scrape time from the merged hit/miss counters, so it is right across workers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_flask_exporter import PrometheusMetrics
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class _CacheRatio:
+    """altus4_cache_hit_ratio{cache_type}, computed from the (merged) request counters at scrape time."""
+
+    def __init__(self, source: CollectorRegistry):
+        self.source = source
+
+    def collect(self):
+        hits: dict[str, float] = {}
+        totals: dict[str, float] = {}
+        for family in self.source.collect():
+            if family.name != "altus4_cache_requests":
+                continue
+            for sample in family.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                kind = sample.labels["cache_type"]
+                totals[kind] = totals.get(kind, 0.0) + sample.value
+                if sample.labels["result"] == "hit":
+                    hits[kind] = hits.get(kind, 0.0) + sample.value
+        ratio = GaugeMetricFamily("altus4_cache_hit_ratio", "Cache hits / lookups since start, by cache",
+                                  labels=["cache_type"])
+        for kind, total in sorted(totals.items()):
+            ratio.add_metric([kind], hits.get(kind, 0.0) / total if total else 0.0)
+        yield ratio
+
+
+class _Exporter(PrometheusMetrics):
+    """prometheus-flask-exporter's /metrics endpoint, with the derived cache ratio added to every scrape."""
+
+    def generate_metrics(self, accept_header=None, names=None):
+        registry = CollectorRegistry()
+        if multiprocess():
+            MultiProcessCollector(registry)
+        else:
+            registry = self.registry
+        output = CollectorRegistry()
+        output.register(_Passthrough(registry))
+        output.register(_CacheRatio(registry))
+        encoder, content_type = choose_encoder(accept_header)
+        return encoder(output).decode("utf-8"), content_type
+
+
+class _Passthrough:
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+
+    def collect(self):
+        yield from self.registry.collect()
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.request_duration = Histogram(
+            "altus4_request_duration_seconds", "HTTP request latency", ["method", "route", "status_code"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.search_duration = Histogram(
+            "altus4_search_duration_seconds", "Search latency (cached or not)", ["search_mode", "database_count"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.connections_active = Gauge(
+            "altus4_database_connections_active", "Connections checked out of a pool now",
+            ["database_id"], multiprocess_mode="livesum", registry=r)
+        self.pool_wait = Histogram(
+            "altus4_db_pool_wait_seconds", "Time spent waiting for a pooled connection", ["pool"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0), registry=r)
+        self.pool_exhausted = Counter(
+            "altus4_db_pool_exhausted", "Requests turned away because a pool stayed full", ["pool"], registry=r)
+        self.cache_requests = Counter(
+            "altus4_cache_requests", "Cache lookups by result", ["cache_type", "result"], registry=r)
+        self.rate_limited = Counter(
+            "altus4_rate_limit_exceeded", "Requests refused with 429", ["scope"], registry=r)
+        self.ai_fallbacks = Counter(
+            "altus4_ai_fallback", "Searches answered without AI, by reason", ["reason"], registry=r)
+        self.redis_errors = Counter("altus4_redis_errors", "Redis operations that failed", registry=r)
+
+    def cache(self, kind: str, hit: bool) -> None:
+        self.cache_requests.labels(kind, "hit" if hit else "miss").inc()
+
+    def init_app(self, app: Flask) -> None:
+        exporter = _Exporter(app, registry=self.registry, export_defaults=False, path="/metrics")
+        app.view_functions["prometheus_metrics"]._altus4_auth = "public"  # nginx/HAProxy keep it internal
+        self.exporter = exporter
+
+        @app.before_request
+        def _start_timer() -> None:
+            g.metrics_started = time.perf_counter()
+
+        @app.after_request
+        def _observe(response: Response) -> Response:
+            started = g.pop("metrics_started", None)
+            if started is not None:
+                route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+                self.request_duration.labels(request.method, route, str(response.status_code)).observe(
+                    time.perf_counter() - started)
+            return response
