@@ -3,10 +3,17 @@
 Monkey-patching: gunicorn's gevent worker patches the standard library in each
 worker before the app is imported (preload_app stays False), so PyMySQL and
 redis-py sockets, DBUtils' locks and our pool semaphores are all cooperative.
+
+Metrics: every worker writes Prometheus samples into PROMETHEUS_MULTIPROC_DIR
+(one directory per gunicorn instance, emptied at start); /metrics on any worker
+merges them; a dead worker's live gauges are dropped when it exits.
 """
 
 import multiprocessing
 import os
+import re
+import shutil
+import tempfile
 
 from dotenv import load_dotenv
 
@@ -14,6 +21,9 @@ load_dotenv(override=False)  # the same .env the app reads; the environment wins
 _cpus = multiprocessing.cpu_count()
 
 bind = os.environ.get("BIND") or f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '3000')}"
+# before anything imports prometheus_client: it picks its storage when first imported
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                      os.path.join(tempfile.gettempdir(), "altus4-metrics-" + re.sub(r"[^0-9A-Za-z]+", "_", bind)))
 worker_class = "gevent"
 # gevent workers are each asynchronous: one or two per core keeps the cores busy without oversubscribing them
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, _cpus)))
@@ -33,3 +43,16 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # request id (echoed by the app) and latency in microseconds on every line
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus rid=%({x-request-id}o)s ua="%(a)s"'
+
+
+def on_starting(server):
+    """A fresh metrics directory per start: files of an earlier run would be summed into the totals."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
