@@ -103,6 +103,14 @@ class Metrics:
         self.ai_fallbacks = Counter(
             "altus4_ai_fallback", "Searches answered without AI, by reason", ["reason"], registry=r)
         self.redis_errors = Counter("altus4_redis_errors", "Redis operations that failed", registry=r)
+        # series that alerts use exist from the start (at 0), so rate() and absent() behave
+        self.ai_fallbacks.labels("ai_not_configured")
+        self.pool_exhausted.labels("primary")
+        for scope in ("ip", "user", "api_key_free", "api_key_pro", "api_key_enterprise"):
+            self.rate_limited.labels(scope)
+        for kind in ("search", "api_key", "schema"):
+            for result in ("hit", "miss"):
+                self.cache_requests.labels(kind, result)
 
     def cache(self, kind: str, hit: bool) -> None:
         self.cache_requests.labels(kind, "hit" if hit else "miss").inc()

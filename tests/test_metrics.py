@@ -1,0 +1,68 @@
+"""/metrics from a multi-worker gunicorn: every named metric present, values merged across workers."""
+
+import re
+import uuid
+
+import pytest
+from conftest import READER, env_for_tests
+from servers import call, start_gunicorn
+
+pytestmark = pytest.mark.slow
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line.rpartition(" ")
+            out[labels] = float(value)
+    return out
+
+
+def _sum(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for key, value in _samples(text, name).items():
+        if all(f'{k}="{v}"' in key for k, v in labels.items()):
+            total += value
+    return total
+
+
+def test_metrics_are_merged_across_workers(migrated, targets, tmp_path):
+    server = start_gunicorn(env_for_tests(RATE_LIMIT_FREE="25"), tmp_path, workers=3)
+    try:
+        base = server.url
+        email = f"metrics-{uuid.uuid4().hex[:8]}@example.com"
+        token = call(base + "/api/v1/auth/register", "POST",
+                     {"email": email, "password": "longenough1", "name": "Metrics"})[1]["data"]["token"]
+        call(base + "/api/v1/databases", "POST", {"name": "A", "host": migrated.db_host, "port": migrated.db_port,
+                                                  "database": targets["a"], "username": READER[0],
+                                                  "password": READER[1]}, token)
+        key = call(base + "/api/v1/keys", "POST", {"name": "m key", "environment": "test"}, token)[1]["data"]["secretKey"]
+        statuses = [call(base + "/api/v1/search", "POST", {"query": "gevent workers"}, key)[0] for _ in range(30)]
+        assert statuses.count(200) == 25 and statuses.count(429) == 5
+        for _ in range(5):
+            call(base + f"/api/v1/keys/{uuid.uuid4()}", token=token)  # 404s on a templated route
+        pids = set()
+        for _ in range(6):  # any worker's scrape sees the same merged totals
+            status, text, headers = call(base + "/metrics")
+            assert status == 200
+            searches = _sum(text, "altus4_request_duration_seconds_count", route="/api/v1/search", status_code="200")
+            limited = _sum(text, "altus4_request_duration_seconds_count", route="/api/v1/search", status_code="429")
+            assert (searches, limited) == (25, 5)
+            pids.add(headers.get("X-Request-ID"))
+        assert _sum(text, "altus4_request_duration_seconds_count", route="/api/v1/keys/<uuid:key_id>") == 5
+        assert not re.search(r'route="/api/v1/keys/[0-9a-f]{8}-', text)  # templates, never raw paths
+        assert _sum(text, "altus4_search_duration_seconds_count", search_mode="natural", database_count="1") == 25
+        assert _sum(text, "altus4_rate_limit_exceeded_total", scope="api_key_free") == 5
+        hits = _sum(text, "altus4_cache_requests_total", cache_type="search", result="hit")
+        misses = _sum(text, "altus4_cache_requests_total", cache_type="search", result="miss")
+        assert hits + misses == 25 and misses >= 1
+        ratio = _sum(text, "altus4_cache_hit_ratio", cache_type="search")
+        assert ratio == pytest.approx(hits / 25)
+        assert _sum(text, "altus4_db_pool_wait_seconds_count", pool="primary") > 0
+        assert "altus4_database_connections_active" in text  # livesum gauge: 0 when idle
+        assert _sum(text, "altus4_database_connections_active", database_id="primary") == 0
+        assert "altus4_ai_fallback_total" in text or "altus4_ai_fallback" in text
+        assert "altus4_db_pool_exhausted" in text and "altus4_redis_errors_total" in text
+    finally:
+        server.stop()
