@@ -37,7 +37,8 @@ def test_metrics_are_merged_across_workers(migrated, targets, tmp_path):
         call(base + "/api/v1/databases", "POST", {"name": "A", "host": migrated.db_host, "port": migrated.db_port,
                                                   "database": targets["a"], "username": READER[0],
                                                   "password": READER[1]}, token)
-        key = call(base + "/api/v1/keys", "POST", {"name": "m key", "environment": "test"}, token)[1]["data"]["secretKey"]
+        created = call(base + "/api/v1/keys", "POST", {"name": "m key", "environment": "test"}, token)
+        key = created[1]["data"]["secretKey"]
         statuses = [call(base + "/api/v1/search", "POST", {"query": "gevent workers"}, key)[0] for _ in range(30)]
         assert statuses.count(200) == 25 and statuses.count(429) == 5
         for _ in range(5):
