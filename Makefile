@@ -6,7 +6,7 @@ PYTHON ?= python3
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install services migrate demo run test lint clean
+.PHONY: help install services tools migrate demo run test lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,7 +33,10 @@ demo: migrate ## Load the demo database and print a fresh demo API key
 run: install services ## Migrate, load the demo data, print a demo API key, serve on 127.0.0.1:$${PORT:-3000}
 	@bash scripts/run.sh
 
-test: install services ## Run the test suite (real MariaDB and Redis); T=path narrows it
+tools: ## Install the tools the deployment tests run (nginx, HAProxy, promtool, docker CLI)
+	@bash scripts/ensure-tools.sh
+
+test: install services tools ## Run the test suite (real MariaDB, Redis, nginx, HAProxy...); T=path narrows it
 	$(PY) -m pytest $(T)
 
 lint: install ## ruff check

@@ -99,6 +99,27 @@ def _hosts(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
     return tuple(hosts)
 
 
+SECRET_VARIABLES = ("DB_PASSWORD", "DB_READ_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET", "ENCRYPTION_KEY",
+                    "OPENAI_API_KEY", "REDIS_URL")
+
+
+def _with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
+    """`NAME_FILE=/run/secrets/x` supplies NAME from a file (Docker/Kubernetes secrets), never both."""
+    merged = dict(env)
+    for name in SECRET_VARIABLES:
+        path = env.get(f"{name}_FILE", "").strip()
+        if not path:
+            continue
+        if env.get(name):
+            raise ConfigError(f"set {name} or {name}_FILE, not both")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                merged[name] = handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
+    return merged
+
+
 def _redis_url(env: Mapping[str, str]) -> str:
     url = env.get("REDIS_URL", "").strip()
     if url and not re.match(r"^rediss?://", url):
@@ -228,7 +249,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        env = _with_secret_files(os.environ if env is None else env)
         modes = ("development", "production")
         development = _choice(env, "APP_ENV", env.get("NODE_ENV", "").strip() or "production", modes) == "development"
         jwt_secret = env.get("JWT_SECRET", "").strip()

@@ -255,13 +255,11 @@ class ClusterSet:
                 ], stdout=log, stderr=subprocess.STDOUT)
         for port in self.ports:
             wait_for(lambda p=port: redis.Redis(port=p, socket_timeout=0.5).ping(), 20, f"redis {port}")
+        # the shipped bootstrap script forms the cluster and waits for cluster_state:ok on every node
+        script = Path(__file__).resolve().parent.parent / "config" / "redis" / "cluster-bootstrap.sh"
         with open(self.base / "create.log", "wb") as log:
-            subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
-                            "--cluster-replicas", "1", "--cluster-yes"], stdout=log, stderr=subprocess.STDOUT,
-                           check=True, timeout=60)
-        for port in self.ports:
-            wait_for(lambda p=port: redis.Redis(port=p, decode_responses=True).cluster("info")
-                     .get("cluster_state") == "ok", 30, f"cluster node {port}")
+            subprocess.run(["bash", str(script), *[f"127.0.0.1:{p}" for p in self.ports]], stdout=log,
+                           stderr=subprocess.STDOUT, check=True, timeout=90)
         return self
 
     def stop(self) -> None:

@@ -67,3 +67,14 @@ def test_rate_limit_strings():
     for bad in ("", "ten per minute", "5 per fortnight", "0 per second"):
         with pytest.raises(ConfigError):
             parse_limits(bad)
+
+
+def test_secrets_from_files(tmp_path):
+    (tmp_path / "jwt").write_text("f" * 40 + "\n")
+    (tmp_path / "key").write_text("ab" * 32)
+    s = Settings.from_env({"JWT_SECRET_FILE": str(tmp_path / "jwt"), "ENCRYPTION_KEY_FILE": str(tmp_path / "key")})
+    assert s.jwt_secret == "f" * 40 and s.encryption_key == bytes.fromhex("ab" * 32)
+    with pytest.raises(ConfigError, match="JWT_SECRET_FILE"):
+        Settings.from_env({**PROD, "JWT_SECRET": "", "JWT_SECRET_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match="not both"):
+        Settings.from_env({**PROD, "JWT_SECRET_FILE": str(tmp_path / "jwt")})

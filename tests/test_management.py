@@ -3,7 +3,7 @@
 import uuid
 
 import pytest
-from conftest import User, make_settings
+from conftest import User, away_from_window_edge, make_settings
 
 from altus4 import create_app
 from altus4.api.auth import check_all_routes_declare_auth
@@ -77,6 +77,7 @@ def test_a_route_without_auth_declaration_stops_start_up(migrated):
 
 
 def test_login_is_rate_limited_per_ip(migrated):
+    away_from_window_edge(60)
     app = create_app(make_settings(AUTH_RATE_LIMIT="3 per minute"))
     client = app.test_client()
     ip = {"REMOTE_ADDR": f"10.9.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"}
@@ -94,6 +95,7 @@ def test_login_is_rate_limited_per_ip(migrated):
 
 
 def test_api_key_tier_limit_returns_429_with_headers(migrated):
+    away_from_window_edge(3600)
     app = create_app(make_settings(RATE_LIMIT_FREE="2"))
     client = app.test_client()
     user = _register(client)

@@ -4,7 +4,7 @@ import re
 import uuid
 
 import pytest
-from conftest import READER, env_for_tests
+from conftest import READER, away_from_window_edge, env_for_tests
 from servers import call, start_gunicorn
 
 pytestmark = pytest.mark.slow
@@ -29,6 +29,7 @@ def _sum(text: str, name: str, **labels: str) -> float:
 
 def test_metrics_are_merged_across_workers(migrated, targets, tmp_path):
     server = start_gunicorn(env_for_tests(RATE_LIMIT_FREE="25"), tmp_path, workers=3)
+    away_from_window_edge(3600, margin=30)
     try:
         base = server.url
         email = f"metrics-{uuid.uuid4().hex[:8]}@example.com"

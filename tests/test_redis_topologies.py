@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import User, make_settings
+from conftest import User, away_from_window_edge, make_settings
 from infra import ClusterSet, SentinelSet, wait_for
 
 from altus4 import create_app
@@ -92,6 +92,7 @@ def test_cluster_key_layout_and_features(migrated, targets, cluster_set):
     assert svc.redis.topology == "cluster"
     user, headers = _searcher(app, migrated, targets)
     client = app.test_client()
+    away_from_window_edge(3600)
     first = client.post("/api/v1/search", json={"query": "gevent workers"}, headers=headers)
     second = client.post("/api/v1/search", json={"query": "gevent workers"}, headers=headers)
     assert first.get_json()["data"]["cached"] is False and second.get_json()["data"]["cached"] is True

@@ -1,0 +1,16 @@
+# Altus 4 API image: gunicorn + gevent workers, non-root, read-only friendly (writes only to /tmp).
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    HOST=0.0.0.0 PORT=3000 TRUSTED_PROXIES=1 PROMETHEUS_MULTIPROC_DIR=/tmp/altus4-metrics
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+COPY pyproject.toml README.md app.py ./
+COPY altus4 ./altus4
+COPY config/gunicorn.conf.py ./config/gunicorn.conf.py
+RUN pip install --no-deps . && useradd --system --uid 10001 altus4
+USER 10001
+EXPOSE 3000
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3000/health', timeout=2)"
+CMD ["gunicorn", "-c", "config/gunicorn.conf.py", "app:app"]

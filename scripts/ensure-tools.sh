@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the tools the deployment tests run for real: nginx, HAProxy, promtool, the docker CLI
+# (for `docker stack config`, no daemon needed) and the Redis/MariaDB server binaries for the
+# replica/sentinel/cluster tests. Debian packages; idempotent; needs root only when something is missing.
+set -euo pipefail
+
+need=()
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
+command -v promtool >/dev/null || need+=(prometheus)          # promtool ships in Debian's prometheus package
+command -v docker >/dev/null || need+=(docker.io)              # only the CLI is used
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v mariadbd >/dev/null || [[ -x /usr/sbin/mariadbd ]] || need+=(mariadb-server)
+command -v openssl >/dev/null || need+=(openssl)
+command -v pgrep >/dev/null || need+=(procps)
+
+if (( ${#need[@]} )); then
+  echo "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # services are not started here (no init system); the tests start their own instances
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+echo "tools: nginx haproxy promtool docker redis-server mariadbd present"

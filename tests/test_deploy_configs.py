@@ -1,0 +1,195 @@
+"""Every shipped deployment file, checked by the real tool or schema (installed by .ci/run)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+from infra import ensure_free, wait_for
+from servers import free_port, make_certificate
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run(*args, env=None, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={**os.environ, **(env or {})})
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    assert path, f"{name} is not installed (.ci/run installs it)"
+    return path
+
+
+def test_nginx_configuration_is_valid(tmp_path):
+    crt, key, _ = make_certificate(tmp_path)
+    for name in ("nginx.conf", "altus4.conf", "upstream.conf"):
+        text = (ROOT / "nginx" / name).read_text()
+        for host in ("app1", "app2", "app3", "app-backup"):  # names only Docker's DNS knows
+            text = text.replace(f"{host}:3000", "127.0.0.1:3000")
+        text = text.replace("/etc/nginx/certs/altus4.crt", str(crt)).replace("/etc/nginx/certs/altus4.key", str(key))
+        (tmp_path / name).write_text(text)
+    result = run(tool("nginx"), "-t", "-p", f"{tmp_path}/", "-c", tmp_path / "nginx.conf", "-g",
+                 f"pid {tmp_path}/nginx.pid;", "-e", tmp_path / "error.log")
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_nginx_configuration_says_what_the_scaling_guide_promises():
+    site = (ROOT / "nginx" / "altus4.conf").read_text()
+    upstream = (ROOT / "nginx" / "upstream.conf").read_text()
+    assert "least_conn;" in upstream and "keepalive 64;" in upstream and " backup;" in upstream
+    assert "proxy_timeout" not in site  # a stream-module directive: invalid in http
+    assert "return 301 https://" in site and "ssl_protocols TLSv1.2 TLSv1.3;" in site
+    assert "limit_req zone=altus4_api" in site and "proxy_http_version 1.1;" in site
+    # retries of POSTs only where it is safe: the search location
+    search = site.split("location = /api/v1/search {")[1].split("}")[0]
+    assert "non_idempotent" in search
+    assert site.count("non_idempotent") == 1
+    health = site.split("location = /health {")[1].split("}")[0]
+    assert "access_log off;" in health and "proxy_read_timeout 2s;" in health
+
+
+def test_swarm_upstream_is_valid_too(tmp_path):
+    crt, key, _ = make_certificate(tmp_path)
+    for name in ("nginx.conf", "altus4.conf"):
+        text = (ROOT / "nginx" / name).read_text()
+        text = text.replace("/etc/nginx/certs/altus4.crt", str(crt)).replace("/etc/nginx/certs/altus4.key", str(key))
+        (tmp_path / name).write_text(text)
+    upstream = (ROOT / "nginx" / "upstream.swarm.conf").read_text()
+    (tmp_path / "upstream.conf").write_text(upstream.replace("tasks.api:3000", "127.0.0.1:3000")
+                                            .replace("api-backup:3000", "127.0.0.1:3001"))
+    result = run(tool("nginx"), "-t", "-p", f"{tmp_path}/", "-c", tmp_path / "nginx.conf", "-g",
+                 f"pid {tmp_path}/nginx.pid;", "-e", tmp_path / "error.log")
+    assert result.returncode == 0, result.stderr
+
+
+def test_haproxy_configuration_is_valid(tmp_path):
+    _, _, pem = make_certificate(tmp_path)
+    result = run(tool("haproxy"), "-c", "-f", ROOT / "haproxy" / "haproxy.cfg", env={"HAPROXY_CERT": str(pem)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration file is valid" in result.stdout + result.stderr
+    text = (ROOT / "haproxy" / "haproxy.cfg").read_text()
+    for directive in ("balance leastconn", "option httpchk GET /health", "option redispatch", "retries 3",
+                      " backup", "redirect scheme https", "monitor-uri /healthz", "bind 127.0.0.1:8404"):
+        assert directive in text, directive
+
+
+def test_haproxy_without_a_certificate_is_refused(tmp_path):
+    result = run(tool("haproxy"), "-c", "-f", ROOT / "haproxy" / "haproxy.cfg", env={"HAPROXY_CERT": ""})
+    assert result.returncode != 0
+
+
+def test_prometheus_config_rules_and_rule_tests():
+    promtool = tool("promtool")
+    config = run(promtool, "check", "config", "config/prometheus/prometheus.yml")
+    assert config.returncode == 0, config.stdout + config.stderr
+    rules = run(promtool, "check", "rules", "config/prometheus/alerts.yml")
+    assert rules.returncode == 0 and "SUCCESS: 8 rules found" in rules.stdout, rules.stdout + rules.stderr
+    tests = run(promtool, "test", "rules", "alerts_test.yml", cwd=ROOT / "config" / "prometheus")
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    alerts = {r.get("alert") for g in yaml.safe_load((ROOT / "config/prometheus/alerts.yml").read_text())["groups"]
+              for r in g["rules"]}
+    assert {"Altus4HighLatencyP95", "Altus4HighCPU", "Altus4HighMemory", "Altus4PoolExhausted",
+            "Altus4LowCacheHitRate", "Altus4HighErrorRate"} <= alerts
+
+
+def test_grafana_dashboard_queries_are_valid_promql(tmp_path):
+    dashboard = json.loads((ROOT / "config/grafana/altus4-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:q{i}", "expr": e}
+                                                       for i, e in enumerate(exprs)]}]}
+    (tmp_path / "dashboard.yml").write_text(yaml.safe_dump(rules))
+    result = run(tool("promtool"), "check", "rules", tmp_path / "dashboard.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = set(re.findall(r"altus4_[a-z_]+", " ".join(exprs)))
+    assert {"altus4_request_duration_seconds_bucket", "altus4_cache_requests_total",
+            "altus4_db_pool_exhausted_total", "altus4_database_connections_active"} <= names
+
+
+def test_swarm_stack_is_valid():
+    schema = run(BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "swarm-stack.yml")
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    docker = shutil.which("docker")
+    assert docker, "the docker CLI is not installed (.ci/run installs it)"
+    config = run(docker, "stack", "config", "-c", "swarm-stack.yml")
+    assert config.returncode == 0, config.stderr
+    stack = yaml.safe_load(config.stdout)
+    api = stack["services"]["api"]
+    assert api["deploy"]["update_config"]["failure_action"] == "rollback"
+    assert api["deploy"]["update_config"]["parallelism"] == 1
+    assert api["deploy"]["resources"]["limits"]["memory"] and api["deploy"]["resources"]["reservations"]["cpus"]
+    assert "/health" in " ".join(api["healthcheck"]["test"])
+    env = api["environment"]
+    assert not {"JWT_SECRET", "ENCRYPTION_KEY", "DB_PASSWORD", "REDIS_PASSWORD"} & set(env)  # secrets, not env
+    assert env["JWT_SECRET_FILE"].startswith("/run/secrets/")
+    assert {"mysql-primary", "mysql-replica", "redis-primary", "sentinel", "nginx"} <= set(stack["services"])
+    assert stack["networks"]["backend"]["driver"] == "overlay"
+    for ref in (v["file"] for v in stack["configs"].values() if "file" in v):
+        assert Path(ref).exists(), ref  # docker stack config does not check these
+
+
+def test_kubernetes_manifests_are_valid():
+    files = [f"config/k8s/{n}.yaml" for n in ("deployment", "service", "hpa", "pdb")]
+    result = run(BIN / "kubernetes-validate", "--strict", "-k", "1.30.0", *files)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "WARN" not in output and "ERROR" not in output, output
+    vpa = run(BIN / "check-jsonschema", "--schemafile", "config/k8s/schemas/vpa-v1.strict.schema.json",
+              "config/k8s/vpa.yaml")
+    assert vpa.returncode == 0, vpa.stdout + vpa.stderr
+    hpa = yaml.safe_load((ROOT / "config/k8s/hpa.yaml").read_text())["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 20)
+    targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hpa["metrics"]}
+    assert targets == {"cpu": 70, "memory": 80}
+    assert hpa["behavior"]["scaleUp"] and hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_a_strict_schema_catches_a_typo(tmp_path):
+    """The VPA schema is strict: a misspelt key fails (so a passing file means something)."""
+    broken = (ROOT / "config/k8s/vpa.yaml").read_text().replace("containerName", "containerNme")
+    (tmp_path / "vpa.yaml").write_text(broken)
+    result = run(BIN / "check-jsonschema", "--schemafile", ROOT / "config/k8s/schemas/vpa-v1.strict.schema.json",
+                 tmp_path / "vpa.yaml")
+    assert result.returncode != 0
+
+
+@pytest.mark.parametrize("name", ["primary.cnf", "replica.cnf"])
+def test_mysql_server_settings_are_accepted_by_mariadbd(name):
+    result = run("mariadbd", f"--defaults-file={ROOT / 'config/mysql' / name}", "--help", "--verbose",
+                 *(["--user=root"] if os.getuid() == 0 else []))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "unknown variable" not in result.stderr
+
+
+def test_sentinel_configuration_runs(tmp_path):
+    port = free_port()
+    ensure_free(port)
+    conf = (ROOT / "config/redis/sentinel.conf").read_text()
+    conf = conf.replace("port 26379", f"port {port}\nbind 127.0.0.1\ndir {tmp_path}")
+    conf = conf.replace("redis-primary 6379", "127.0.0.1 6379").replace("sentinel resolve-hostnames yes\n", "")
+    (tmp_path / "sentinel.conf").write_text(conf)
+    with open(tmp_path / "sentinel.log", "wb") as log:
+        proc = subprocess.Popen(["redis-server", str(tmp_path / "sentinel.conf"), "--sentinel"], stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        master = wait_for(lambda: redis.Redis(port=port, decode_responses=True).sentinel_master("altus4-master"),
+                          10, "sentinel", alive=lambda: proc.poll() is None)
+        assert master["quorum"] == 2 and master["down-after-milliseconds"] == 5000
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_cluster_bootstrap_script_is_shellcheck_clean_enough():
+    assert run("bash", "-n", "config/redis/cluster-bootstrap.sh").returncode == 0
+    usage = run("bash", "config/redis/cluster-bootstrap.sh")
+    assert usage.returncode == 2 and "usage" in usage.stderr
