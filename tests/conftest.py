@@ -176,15 +176,17 @@ class User:
         return r.get_json()["data"]
 
 
+def register(client, password: str = "correct horse battery") -> User:
+    """A new account through the API, on any app's test client."""
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    r = client.post("/api/v1/auth/register", json={"email": email, "password": password, "name": "Test User"})
+    assert r.status_code == 201, r.get_json()
+    return User(client, email, password, r.get_json())
+
+
 @pytest.fixture
 def make_user(client):
-    def make(password: str = "correct horse battery") -> User:
-        email = f"user-{uuid.uuid4().hex[:12]}@example.com"
-        r = client.post("/api/v1/auth/register", json={"email": email, "password": password, "name": "Test User"})
-        assert r.status_code == 201, r.get_json()
-        return User(client, email, password, r.get_json())
-
-    return make
+    return lambda password="correct horse battery": register(client, password)
 
 
 @pytest.fixture

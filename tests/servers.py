@@ -13,6 +13,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,25 @@ def call(url: str, method: str = "GET", body=None, token: str | None = None, hea
         return status, json.loads(raw), hdrs
     except ValueError:
         return status, raw.decode(errors="replace"), hdrs
+
+
+def account(base: str, settings, database: str, tier: str = "free") -> tuple[str, str]:
+    """Over HTTP: a new user with `database` connected (read-only account) and an API key -> (token, key)."""
+    from conftest import READER
+
+    email = f"http-{uuid.uuid4().hex[:10]}@example.com"
+    status, body, _ = call(base + "/api/v1/auth/register", "POST",
+                           {"email": email, "password": "longenough1", "name": "HTTP"})
+    assert status == 201, body
+    token = body["data"]["token"]
+    status, conn, _ = call(base + "/api/v1/databases", "POST", {
+        "name": database, "host": settings.db_host, "port": settings.db_port, "database": database,
+        "username": READER[0], "password": READER[1]}, token)
+    assert status == 201 and conn["data"]["connectionStatus"] == "connected", conn
+    status, key, _ = call(base + "/api/v1/keys", "POST",
+                          {"name": "http key", "environment": "test", "rateLimitTier": tier}, token)
+    assert status == 201, key
+    return token, key["data"]["secretKey"]
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """/api/v1/databases: connected databases, their credentials, reachability, schema and tenancy."""
 
 import pytest
-from conftest import READER, User, make_settings
+from conftest import READER, make_settings, register
 
 from altus4 import create_app
 
@@ -100,12 +100,7 @@ def test_schema_of_unreachable_database_is_a_502(user):
 
 def test_host_allowlist_blocks_other_hosts(migrated):
     app = create_app(make_settings(ALLOWED_DATABASE_HOSTS="10.20.0.0/16,*.db.example.com"))
-    client = app.test_client()
-    import uuid
-
-    email = f"allow-{uuid.uuid4().hex[:8]}@example.com"
-    reg = client.post("/api/v1/auth/register", json={"email": email, "password": "longenough1", "name": "Allow"})
-    user = User(client, email, "longenough1", reg.get_json())
+    user = register(app.test_client())
     for host in ("127.0.0.1", "localhost", "169.254.169.254"):
         r = user.call("POST", "/api/v1/databases", json={"name": "x", "host": host, "database": "d",
                                                           "username": "u"})

@@ -4,11 +4,10 @@ one instance is killed mid-stream and no client request fails. Then a graceful g
 import signal
 import threading
 import time
-import uuid
 
 import pytest
-from conftest import READER, env_for_tests
-from servers import call, start_gunicorn, start_haproxy, start_nginx
+from conftest import env_for_tests
+from servers import account, call, start_gunicorn, start_haproxy, start_nginx
 
 pytestmark = pytest.mark.slow
 QUERIES = ["gevent workers", "redis caching", "slow queries", "sentinel failover", "connection pooling"]
@@ -20,16 +19,7 @@ def fleet(migrated, targets, tmp_path):
     env = env_for_tests(TRUSTED_PROXIES="1")
     apps = [start_gunicorn(env, tmp_path) for _ in range(3)]
     backup = start_gunicorn(env, tmp_path)
-    base = apps[0].url
-    email = f"lb-{uuid.uuid4().hex[:8]}@example.com"
-    status, body, _ = call(base + "/api/v1/auth/register", "POST",
-                           {"email": email, "password": "longenough1", "name": "LB"})
-    token = body["data"]["token"]
-    call(base + "/api/v1/databases", "POST", {"name": "A", "host": migrated.db_host, "port": migrated.db_port,
-                                              "database": targets["a"], "username": READER[0],
-                                              "password": READER[1]}, token)
-    key = call(base + "/api/v1/keys", "POST", {"name": "lb key", "environment": "test", "rateLimitTier": "pro"},
-               token)[1]["data"]["secretKey"]
+    _, key = account(apps[0].url, migrated, targets["a"], tier="pro")
     yield apps, backup, key
     for server in (*apps, backup):
         server.stop()
@@ -91,14 +81,7 @@ def test_haproxy_kill_one_app_server_mid_stream(fleet, tmp_path):
 def test_graceful_reload_under_load(migrated, targets, tmp_path):
     server = start_gunicorn(env_for_tests(), tmp_path, workers=2)
     try:
-        email = f"hup-{uuid.uuid4().hex[:8]}@example.com"
-        token = call(server.url + "/api/v1/auth/register", "POST",
-                     {"email": email, "password": "longenough1", "name": "HUP"})[1]["data"]["token"]
-        call(server.url + "/api/v1/databases", "POST", {"name": "A", "host": migrated.db_host,
-                                                        "port": migrated.db_port, "database": targets["a"],
-                                                        "username": READER[0], "password": READER[1]}, token)
-        key = call(server.url + "/api/v1/keys", "POST", {"name": "hup key", "environment": "test",
-                                                         "rateLimitTier": "pro"}, token)[1]["data"]["secretKey"]
+        _, key = account(server.url, migrated, targets["a"], tier="pro")
         old_workers = set(server.workers())
         statuses = _stream(server.url, key, clients=4, per_client=40, pause=0.05,
                            during=lambda: server.proc.send_signal(signal.SIGHUP))

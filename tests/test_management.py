@@ -3,7 +3,7 @@
 import uuid
 
 import pytest
-from conftest import User, away_from_window_edge, make_settings
+from conftest import away_from_window_edge, make_settings, register
 
 from altus4 import create_app
 from altus4.api.auth import check_all_routes_declare_auth
@@ -19,17 +19,10 @@ def test_dependency_health_reports_each_dependency(client):
     assert data["authenticationMethods"] == ["jwt", "api_key"]
 
 
-def _register(client) -> User:
-    email = f"dep-{uuid.uuid4().hex[:8]}@example.com"
-    r = client.post("/api/v1/auth/register", json={"email": email, "password": "longenough1", "name": "Dep"})
-    assert r.status_code == 201, r.get_json()
-    return User(client, email, "longenough1", r.get_json())
-
-
 def test_without_redis_the_api_still_works(migrated):
     app = create_app(make_settings(REDIS_PORT="1"))
     client = app.test_client()
-    user = _register(client)
+    user = register(client)
     secret, key = user.create_key()
     for _ in range(2):
         r = client.get("/api/v1/search/history", headers={"Authorization": f"Bearer {secret}"})
@@ -98,7 +91,7 @@ def test_api_key_tier_limit_returns_429_with_headers(migrated):
     away_from_window_edge(3600)
     app = create_app(make_settings(RATE_LIMIT_FREE="2"))
     client = app.test_client()
-    user = _register(client)
+    user = register(client)
     secret, _ = user.create_key()
     headers = {"Authorization": f"Bearer {secret}"}
     first = client.get("/api/v1/search/history", headers=headers)

@@ -4,8 +4,8 @@ import re
 import uuid
 
 import pytest
-from conftest import READER, away_from_window_edge, env_for_tests
-from servers import call, start_gunicorn
+from conftest import away_from_window_edge, env_for_tests
+from servers import account, call, start_gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +32,7 @@ def test_metrics_are_merged_across_workers(migrated, targets, tmp_path):
     away_from_window_edge(3600, margin=30)
     try:
         base = server.url
-        email = f"metrics-{uuid.uuid4().hex[:8]}@example.com"
-        token = call(base + "/api/v1/auth/register", "POST",
-                     {"email": email, "password": "longenough1", "name": "Metrics"})[1]["data"]["token"]
-        call(base + "/api/v1/databases", "POST", {"name": "A", "host": migrated.db_host, "port": migrated.db_port,
-                                                  "database": targets["a"], "username": READER[0],
-                                                  "password": READER[1]}, token)
-        created = call(base + "/api/v1/keys", "POST", {"name": "m key", "environment": "test"}, token)
-        key = created[1]["data"]["secretKey"]
+        token, key = account(base, migrated, targets["a"])
         statuses = [call(base + "/api/v1/search", "POST", {"query": "gevent workers"}, key)[0] for _ in range(30)]
         assert statuses.count(200) == 25 and statuses.count(429) == 5
         for _ in range(5):

@@ -2,12 +2,11 @@
 
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import redis
-from conftest import User, away_from_window_edge, make_settings
+from conftest import User, away_from_window_edge, make_settings, register
 from infra import ClusterSet, SentinelSet, wait_for
 
 from altus4 import create_app
@@ -18,10 +17,7 @@ CLUSTER = [7101, 7102, 7103, 7104, 7105, 7106]
 
 
 def _searcher(app, settings, targets) -> tuple[User, dict]:
-    client = app.test_client()
-    email = f"redis-{uuid.uuid4().hex[:8]}@example.com"
-    user = User(client, email, "longenough1", client.post("/api/v1/auth/register", json={
-        "email": email, "password": "longenough1", "name": "Redis"}).get_json())
+    user = register(app.test_client())
     user.connect_database(settings, targets["a"])
     secret, _ = user.create_key()
     return user, {"Authorization": f"Bearer {secret}"}

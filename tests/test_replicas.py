@@ -2,11 +2,10 @@
 
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from conftest import READER, TARGET_A, User, make_settings
+from conftest import READER, TARGET_A, make_settings, register
 from infra import APP_PASSWORD, APP_USER, ReplSet, wait_for
 
 from altus4 import create_app
@@ -42,11 +41,7 @@ def app(replset):
 
 @pytest.fixture
 def user(app):
-    client = app.test_client()
-    email = f"rs-{uuid.uuid4().hex[:10]}@example.com"
-    r = client.post("/api/v1/auth/register", json={"email": email, "password": "longenough1", "name": "Replicated"})
-    assert r.status_code == 201, r.get_json()
-    return User(client, email, "longenough1", r.get_json())
+    return register(app.test_client())
 
 
 def _selects(rs, port) -> int:
@@ -159,10 +154,7 @@ def test_exhausted_pool_answers_503_within_the_wait_bound(replset):
     settings = _settings(DB_POOL_SIZE="1", DB_POOL_TIMEOUT="0.3", DB_READ_HOSTS="")
     app = create_app(settings)
     svc = app.extensions["altus4"]
-    client = app.test_client()
-    email = f"pool-{uuid.uuid4().hex[:8]}@example.com"
-    token = client.post("/api/v1/auth/register", json={"email": email, "password": "longenough1",
-                                                       "name": "Pool"}).get_json()["data"]["token"]
+    token = register(app.test_client()).token
     held = threading.Event()
     release = threading.Event()
 

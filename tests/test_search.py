@@ -1,9 +1,8 @@
 """POST /api/v1/search against two real connected databases with known rows."""
 
-import uuid
 
 import pytest
-from conftest import User, make_settings
+from conftest import make_settings, register
 
 from altus4 import create_app
 
@@ -123,9 +122,7 @@ def test_cache_hit_and_invalidation_on_connection_change(searcher):
 def test_search_works_without_redis(migrated, targets):
     app = create_app(make_settings(REDIS_PORT="1"))
     client = app.test_client()
-    email = f"noredis-{uuid.uuid4().hex[:8]}@example.com"
-    user = User(client, email, "longenough1", client.post("/api/v1/auth/register", json={
-        "email": email, "password": "longenough1", "name": "No Redis"}).get_json())
+    user = register(client)
     user.connect_database(migrated, targets["a"])
     secret, _ = user.create_key()
     for _ in range(2):
@@ -273,9 +270,7 @@ def test_a_hanging_database_is_cut_off_by_the_time_budget(migrated, targets, bla
 
     app = create_app(make_settings(SEARCH_TIMEOUT_MS="500", CONNECTION_TIMEOUT="5"))
     client = app.test_client()
-    email = f"budget-{uuid.uuid4().hex[:8]}@example.com"
-    user = User(client, email, "longenough1", client.post("/api/v1/auth/register", json={
-        "email": email, "password": "longenough1", "name": "Budget"}).get_json())
+    user = register(client)
     good = user.connect_database(migrated, targets["a"])
     hung = user.call("POST", "/api/v1/databases", json={"name": "Hung", "host": "127.0.0.1", "port": black_hole,
                                                          "database": "x", "username": "u"}).get_json()["data"]
