@@ -214,6 +214,18 @@ class Settings:
     openai_model: str = "gpt-4o-mini"
     openai_base_url: str = ""
     openai_embedding_model: str = "text-embedding-3-small"
+    ai_timeout_ms: int = 2000
+    ai_rate_limit_per_minute: int = 600  # model calls per minute for the whole fleet
+    ai_hourly_free: int = 100  # model calls per user per hour, by API-key tier
+    ai_hourly_pro: int = 1000
+    ai_hourly_enterprise: int = 10000
+    ai_queue_wait_ms: int = 200  # how long a burst may wait for the AI budget before falling back
+    ai_breaker_failures: int = 5
+    ai_breaker_reset: float = 15.0
+    semantic_candidates: int = 100  # lexical candidates per table re-ranked in semantic mode
+    semantic_rrf_k: int = 60
+    semantic_lexical_weight: float = 1.0
+    semantic_vector_weight: float = 1.0
     # connected databases
     allowed_database_hosts: tuple[str, ...] = ()
     database_ssl_ca: str = ""
@@ -295,6 +307,18 @@ class Settings:
             openai_model=env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini",
             openai_base_url=env.get("OPENAI_BASE_URL", "").strip(),
             openai_embedding_model=env.get("OPENAI_EMBEDDING_MODEL", "").strip() or "text-embedding-3-small",
+            ai_timeout_ms=_int(env, "AI_TIMEOUT_MS", 2000, 50, 60_000),
+            ai_rate_limit_per_minute=_int(env, "AI_RATE_LIMIT_PER_MINUTE", 600, 1),
+            ai_hourly_free=_int(env, "AI_RATE_LIMIT_FREE", 100, 1),
+            ai_hourly_pro=_int(env, "AI_RATE_LIMIT_PRO", 1000, 1),
+            ai_hourly_enterprise=_int(env, "AI_RATE_LIMIT_ENTERPRISE", 10000, 1),
+            ai_queue_wait_ms=_int(env, "AI_QUEUE_WAIT_MS", 200, 0, 10_000),
+            ai_breaker_failures=_int(env, "AI_BREAKER_FAILURES", 5, 1, 1000),
+            ai_breaker_reset=_float(env, "AI_BREAKER_RESET_SECONDS", 15.0, 0.1),
+            semantic_candidates=_int(env, "SEMANTIC_CANDIDATES", 100, 1, 1000),
+            semantic_rrf_k=_int(env, "SEMANTIC_RRF_K", 60, 1, 10_000),
+            semantic_lexical_weight=_float(env, "SEMANTIC_LEXICAL_WEIGHT", 1.0),
+            semantic_vector_weight=_float(env, "SEMANTIC_VECTOR_WEIGHT", 1.0),
             allowed_database_hosts=_networks(env, "ALLOWED_DATABASE_HOSTS"),
             database_ssl_ca=env.get("DATABASE_SSL_CA", "").strip(),
             connection_timeout=_float(env, "CONNECTION_TIMEOUT", 5.0, 0.1),

@@ -103,12 +103,17 @@ class Metrics:
         self.ai_fallbacks = Counter(
             "altus4_ai_fallback", "Searches answered without AI, by reason", ["reason"], registry=r)
         self.redis_errors = Counter("altus4_redis_errors", "Redis operations that failed", registry=r)
+        self.ai_calls = Counter("altus4_ai_calls", "AI provider calls by outcome (ok or fallback reason)",
+                                ["operation", "outcome"], registry=r)
+        self.ai_tokens = Counter("altus4_ai_tokens", "Tokens spent on the AI provider", ["operation"], registry=r)
+        self.ai_breaker_state = Gauge("altus4_ai_breaker_state", "AI circuit breaker: 0 closed, 1 half-open, 2 open",
+                                      multiprocess_mode="livemax", registry=r)
         # series that alerts use exist from the start (at 0), so rate() and absent() behave
         self.ai_fallbacks.labels("ai_not_configured")
         self.pool_exhausted.labels("primary")
         for scope in ("ip", "user", "api_key_free", "api_key_pro", "api_key_enterprise"):
             self.rate_limited.labels(scope)
-        for kind in ("search", "api_key", "schema"):
+        for kind in ("search", "api_key", "schema", "embedding"):
             for result in ("hit", "miss"):
                 self.cache_requests.labels(kind, result)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -19,6 +20,7 @@ from altus4.config import Settings
 from altus4.db.migrate import Migrator
 from altus4.demo import build_demo_database
 
+ROOT_DIR = Path(__file__).resolve().parent.parent
 TEST_DB = os.environ.get("ALTUS4_TEST_DATABASE", "altus4_test")
 TEST_REDIS_DB = int(os.environ.get("ALTUS4_TEST_REDIS_DB", "13"))
 TARGET_A = "altus4_test_target_a"

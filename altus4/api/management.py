@@ -41,10 +41,7 @@ def _check_redis() -> dict:
 
 
 def _check_ai() -> dict:
-    settings = services().settings
-    if not settings.openai_api_key:
-        return {"status": "disabled", "reason": "OPENAI_API_KEY is not set; search runs without AI features"}
-    return {"status": "configured", "model": settings.openai_model}
+    return services().ai.status()
 
 
 @bp.get("/api/v1/management/health")

@@ -26,7 +26,7 @@ def search():
     params = SearchParams(query=data.query, mode=data.searchMode, databases=_tuple(data.databases),
                           tables=_tuple(data.tables), columns=_tuple(data.columns), limit=data.limit,
                           offset=data.offset)
-    result = svc.search.search(g.api_key.user_id, params)
+    result = svc.search.search(g.api_key.user_id, params, tier=g.api_key.tier)
     if data.includeAnalytics:
         result["trends"] = svc.reports.period_summaries(g.api_key.user_id)
     searched = [d["id"] for d in result["databases"]]

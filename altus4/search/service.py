@@ -16,6 +16,8 @@ from typing import Any
 
 import pymysql
 
+from altus4.ai.provider import AIUnavailable
+from altus4.ai.service import AIService
 from altus4.config import Settings
 from altus4.db import targets
 from altus4.db.target_pools import TargetPools
@@ -24,10 +26,20 @@ from altus4.redis_store import RedisStore
 from altus4.search import plan as planner
 from altus4.search.boolean import QuerySyntaxError, natural_terms, parse_boolean
 from altus4.search.results import Hit, normalise, render, term_pattern
+from altus4.search.semantic import fuse, row_text
 from altus4.services.connections import ConnectionService
 from altus4.services.schema import DatabaseSchema
 
 MAX_WINDOW = 1000  # offset + limit: deeper pages cost every table that many rows
+AI_REASONS = {
+    "not_configured": "AI is off on this server (no OPENAI_API_KEY); natural-language results returned",
+    "rate_limited": "the AI budget is used up for now; natural-language results returned",
+    "circuit_open": "the AI provider failed repeatedly and is paused; natural-language results returned",
+    "timeout": "the AI provider did not answer within the search budget; natural-language results returned",
+    "budget_exhausted": "no time was left in the search budget for AI; natural-language results returned",
+    "upstream_error": "the AI provider returned an error; natural-language results returned",
+    "invalid_response": "the AI provider's answer was unusable; natural-language results returned",
+}
 
 
 @dataclass(frozen=True)
@@ -90,15 +102,16 @@ def run_parallel(tasks: list, timeout: float) -> list[tuple[str, Any]]:
 
 class SearchService:
     def __init__(self, connections: ConnectionService, pools: TargetPools, store: RedisStore, settings: Settings,
-                 metrics=None):
+                 metrics=None, ai: AIService | None = None):
         self.connections = connections
         self.pools = pools
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        self.ai = ai
 
     # ---- public -------------------------------------------------------------------
-    def search(self, user_id: str, params: SearchParams) -> dict[str, Any]:
+    def search(self, user_id: str, params: SearchParams, tier: str = "free") -> dict[str, Any]:
         started = time.perf_counter()
         if params.offset + params.limit > MAX_WINDOW:
             raise ValidationFailed(f"offset + limit may be at most {MAX_WINDOW}",
@@ -116,21 +129,18 @@ class SearchService:
             data = json.loads(cached)
             data["cached"] = True
         else:
-            data = self._execute(rows, compiled, params)
-            if self.settings.search_cache_ttl and all(d["status"] == "ok" for d in data["databases"]):
+            data = self._execute(rows, compiled, params, user_id, tier, started)
+            complete = all(d["status"] == "ok" for d in data["databases"])
+            if self.settings.search_cache_ttl and complete and (params.mode != "semantic" or data["aiUsed"]):
                 self.store.safe(lambda r: r.set(key, json.dumps(data), ex=self.settings.search_cache_ttl), None)
             data["cached"] = False
         data["searchMode"] = params.mode
-        data["modeUsed"] = compiled.mode
-        data["aiUsed"] = False
-        if params.mode == "semantic":
-            data["aiReason"] = "semantic search is not available on this server; natural-language results returned"
         elapsed = time.perf_counter() - started
         data["executionTime"] = round(elapsed * 1000, 2)
         if self.metrics is not None:
             self.metrics.search_duration.labels(params.mode, str(len(rows))).observe(elapsed)
-            if params.mode == "semantic":
-                self.metrics.ai_fallbacks.labels("ai_not_configured").inc()
+            if params.mode == "semantic" and not data["aiUsed"]:
+                self.metrics.ai_fallbacks.labels(data["aiReasonCode"]).inc()
         return data
 
     def schemas(self, rows: list[dict[str, Any]]) -> tuple[dict[str, DatabaseSchema], dict[str, dict]]:
@@ -148,7 +158,7 @@ class SearchService:
     # ---- internals ------------------------------------------------------------------
     def _cache_key(self, user_id: str, rows, compiled: CompiledQuery, params: SearchParams) -> str:
         material = json.dumps([
-            sorted((r["id"], r["schema_version"]) for r in rows), compiled.mode, compiled.text,
+            sorted((r["id"], r["schema_version"]) for r in rows), params.mode, compiled.text,
             sorted(params.tables or []), sorted(params.columns or []), params.offset, params.limit,
         ])
         return f"search:{user_id}:{hashlib.sha256(material.encode()).hexdigest()}"
@@ -166,7 +176,8 @@ class SearchService:
         return {"id": row["id"], "name": row["name"], "status": "timeout" if status == "timeout" else "failed",
                 "error": message, "resultCount": 0}
 
-    def _execute(self, rows: list[dict[str, Any]], compiled: CompiledQuery, params: SearchParams) -> dict[str, Any]:
+    def _execute(self, rows: list[dict[str, Any]], compiled: CompiledQuery, params: SearchParams, user_id: str,
+                 tier: str, started: float) -> dict[str, Any]:
         schemas, failed = self.schemas(rows)
         try:
             planner.check_names(schemas, list(params.tables or []), list(params.columns or []))
@@ -174,12 +185,15 @@ class SearchService:
             raise ValidationFailed(f"Unknown {exc.kind}: {', '.join(exc.names)}", code="UNKNOWN_IDENTIFIER",
                                    details={"unknown": exc.names, "available": exc.available}) from None
         window = params.offset + params.limit
+        semantic = params.mode == "semantic"
+        # semantic mode re-ranks a generous lexical candidate set; natural and boolean need only the page
+        fetch = max(window, self.settings.semantic_candidates) if semantic else window
         jobs: list[tuple[dict[str, Any], planner.TableQuery]] = []
         for row in rows:
             if row["id"] in schemas:
                 for q in planner.plan(schemas[row["id"]], list(params.tables or []), list(params.columns or [])):
                     jobs.append((row, q))
-        outcomes = run_parallel([lambda j=j: self._run_table(j[0], j[1], compiled, window) for j in jobs],
+        outcomes = run_parallel([lambda j=j: self._run_table(j[0], j[1], compiled, fetch) for j in jobs],
                                 self.settings.search_timeout_ms / 1000)
         hits: list[Hit] = []
         per_table: dict[tuple[str, str], int] = {}
@@ -209,6 +223,13 @@ class SearchService:
             raise error("None of the requested databases could be searched", code="ALL_DATABASES_FAILED",
                         details={"databases": statuses})
         hits.sort(key=Hit.sort_key)
+        ai_used, reason = False, None
+        if semantic:
+            try:
+                hits = self._rerank(hits, params.query, user_id, tier, started)
+                ai_used = True
+            except AIUnavailable as exc:
+                reason = exc.reason
         page = hits[params.offset:window]
         pattern = term_pattern(compiled.terms)
         names = {row["id"]: row["name"] for row in rows}
@@ -231,7 +252,22 @@ class SearchService:
                 for _, q in jobs if q.strategy == "like" for note in q.notes
             ],
             "warnings": notes,
+            "modeUsed": "semantic" if ai_used else compiled.mode,
+            "aiUsed": ai_used,
+            **({} if reason is None else {"aiReasonCode": reason, "aiReason": AI_REASONS.get(reason, reason)}),
         }
+
+    def _rerank(self, hits: list[Hit], query: str, user_id: str, tier: str, started: float) -> list[Hit]:
+        """:raise AIUnavailable: no AI, or not within what is left of the search budget."""
+        if self.ai is None:
+            raise AIUnavailable("not_configured")
+        if not hits:
+            return hits
+        budget = self.settings.search_timeout_ms / 1000 - (time.perf_counter() - started)
+        vectors = self.ai.embed([query] + [row_text(h) for h in hits], user_id, tier, budget)
+        s = self.settings
+        return fuse(hits, vectors[0], vectors[1:], s.semantic_rrf_k, s.semantic_lexical_weight,
+                    s.semantic_vector_weight)
 
     @staticmethod
     def _index_hint(q: planner.TableQuery) -> str:

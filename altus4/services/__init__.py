@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from altus4.ai.service import AIService
 from altus4.config import Settings
 from altus4.db.pool import Database
 from altus4.db.target_pools import TargetPools
@@ -39,6 +40,7 @@ class Services:
     analytics: AnalyticsService
     pools: TargetPools
     search: SearchService
+    ai: AIService
     reports: ReportService
     assistant: Assistant
 
@@ -52,7 +54,8 @@ class Services:
         pools = TargetPools(settings, metrics)
         connections.listeners.append(pools.discard)
         analytics = AnalyticsService(db, store)
-        search = SearchService(connections, pools, store, settings, metrics)
+        ai = AIService(settings, store, metrics)
+        search = SearchService(connections, pools, store, settings, metrics, ai)
         return cls(
             settings=settings, db=db, redis=store, limiter=limiter, metrics=metrics,
             users=UserService(db, settings),
@@ -61,6 +64,7 @@ class Services:
             analytics=analytics,
             pools=pools,
             search=search,
+            ai=ai,
             reports=ReportService(db, analytics, started),
             assistant=Assistant(search, connections, analytics),
         )

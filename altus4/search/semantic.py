@@ -1,0 +1,38 @@
+"""Semantic re-ranking: FULLTEXT finds the candidates, embeddings re-order them.
+
+The fused order is reciprocal rank fusion of the lexical rank and the vector (cosine) rank:
+score = w_lex / (k + lexical_rank) + w_vec / (k + vector_rank). Rank fusion needs no calibration
+between MySQL's scores and cosine similarities, and it keeps a strong lexical match near the top
+even when its embedding is unremarkable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from altus4.search.results import Hit
+
+MAX_TEXT = 2000  # characters of a row that are embedded
+
+
+def row_text(hit: Hit) -> str:
+    """The searched columns of the row, the text the FULLTEXT index saw."""
+    parts = [str(hit.row.get(c) or "") for c in hit.query.searched_columns]
+    return " ".join(p for p in parts if p)[:MAX_TEXT] or " "
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b))  # both are unit vectors
+
+
+def fuse(hits: list[Hit], query: list[float], vectors: list[list[float]], k: int, lexical_weight: float,
+         vector_weight: float) -> list[Hit]:
+    """`hits` in lexical order, their unit vectors, the query's: hits in fused order, scores in [0, 1]."""
+    similarity = [cosine(query, v) for v in vectors]
+    vector_rank = {i: rank for rank, i in enumerate(sorted(range(len(hits)), key=lambda i: -similarity[i]), 1)}
+    best = (lexical_weight + vector_weight) / (k + 1)
+    fused = []
+    for lexical_rank, hit in enumerate(hits, 1):
+        score = lexical_weight / (k + lexical_rank) + vector_weight / (k + vector_rank[lexical_rank - 1])
+        fused.append(replace(hit, score=score / best if best else 0.0))
+    return sorted(fused, key=Hit.sort_key)

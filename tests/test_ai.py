@@ -1,0 +1,183 @@
+"""The AI layer through the real `openai` client against a local OpenAI-compatible server: semantic
+re-ranking when it works, a natural-language answer within budget whenever it does not."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pymysql
+import pytest
+import redis
+from conftest import READER, ROOT_DIR, TEST_REDIS_DB, env_for_tests, make_settings, register
+from fake_openai import FakeOpenAI
+
+from altus4 import create_app
+
+AI_DB = "altus4_test_ai"
+LONG_NOISY = ("redis " * 6 + "cluster sentinel replication failover persistence snapshot memory eviction "
+              "latency throughput benchmark keyspace pipeline transactions scripting modules").strip()
+FOCUSED = "redis cache"
+
+
+@pytest.fixture(scope="module")
+def ai_database(settings):
+    """Two rows that FULLTEXT and embeddings rank differently, among fillers that give IDF weight."""
+    conn = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
+                           password=settings.db_password, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS {AI_DB}")
+        cur.execute(f"USE {AI_DB}")
+        cur.execute("DROP TABLE IF EXISTS notes")
+        cur.execute("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT NOT NULL, FULLTEXT (body)) ENGINE=InnoDB")
+        rows = [(1, LONG_NOISY), (2, FOCUSED)] + [(10 + i, f"unrelated filler text number {i} about gardening")
+                                                  for i in range(30)]
+        cur.executemany("INSERT INTO notes VALUES (%s, %s)", rows)
+        for host in ("localhost", "127.0.0.1", "%"):
+            cur.execute(f"GRANT SELECT ON {AI_DB}.* TO %s@%s", (READER[0], host))
+    conn.close()
+    return AI_DB
+
+
+@pytest.fixture
+def fake():
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+def _app(fake, **extra):
+    settings = make_settings()
+    cache = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
+    for key in cache.scan_iter("emb:fake-embed:*"):  # each test starts with no embedding cached
+        cache.delete(key)
+    env = dict(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=fake.base_url, OPENAI_EMBEDDING_MODEL="fake-embed",
+               AI_TIMEOUT_MS="800", SEARCH_TIMEOUT_MS="3000", SEMANTIC_VECTOR_WEIGHT="2", SEARCH_CACHE_TTL="0")
+    env.update(extra)
+    return create_app(make_settings(**env))
+
+
+def _searcher(app, settings, database):
+    user = register(app.test_client())
+    user.connect_database(settings, database)
+    secret, _ = user.create_key()
+    user.key_headers = {"Authorization": f"Bearer {secret}"}
+    return user
+
+
+def _search(user, **body):
+    r = user.client.post("/api/v1/search", json={"tables": ["notes"], **body}, headers=user.key_headers)
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()["data"]
+
+
+def _ids(data):
+    return [r["data"]["id"] for r in data["results"]]
+
+
+def test_semantic_mode_reranks_lexical_candidates(migrated, ai_database, fake):
+    app = _app(fake)
+    user = _searcher(app, migrated, ai_database)
+    natural = _search(user, query="redis cache", searchMode="natural")
+    assert _ids(natural) == [1, 2]  # InnoDB favours the long text that repeats "redis"
+    semantic = _search(user, query="redis cache", searchMode="semantic")
+    assert semantic["modeUsed"] == "semantic" and semantic["aiUsed"] is True and "aiReason" not in semantic
+    assert _ids(semantic) == [2, 1]  # the focused row is closer in embedding space
+    assert fake.calls == ["embeddings"] and fake.inputs[0][0] == "redis cache" and len(fake.inputs[0]) == 3
+    assert 0 < semantic["results"][-1]["relevanceScore"] < semantic["results"][0]["relevanceScore"] <= 1
+    again = _search(user, query="redis cache", searchMode="semantic")  # embeddings cached: no model call
+    assert _ids(again) == [2, 1] and fake.calls == ["embeddings"]
+    app.extensions["altus4"].close()
+
+
+@pytest.mark.parametrize("mode,reason", [
+    ("slow", "timeout"), ("429", "rate_limited"), ("500", "upstream_error"), ("malformed", "invalid_response"),
+    ("bad_shape", "invalid_response"),
+])
+def test_every_provider_failure_falls_back_within_budget(migrated, ai_database, fake, mode, reason):
+    fake.mode, fake.delay = mode, 3.0
+    app = _app(fake)
+    user = _searcher(app, migrated, ai_database)
+    started = time.monotonic()
+    data = _search(user, query="redis cache", searchMode="semantic")
+    elapsed = time.monotonic() - started
+    assert data["aiUsed"] is False and data["modeUsed"] == "natural" and data["aiReasonCode"] == reason
+    assert _ids(data) == [1, 2]  # the natural-language answer
+    assert elapsed < 2.5  # AI_TIMEOUT_MS=800 bounded the slow provider (it would take 3 s)
+    app.extensions["altus4"].close()
+
+
+def test_connection_refused_falls_back(migrated, ai_database, fake):
+    app = _app(fake, OPENAI_BASE_URL="http://127.0.0.1:1/v1")
+    user = _searcher(app, migrated, ai_database)
+    data = _search(user, query="redis cache", searchMode="semantic")
+    assert data["aiReasonCode"] == "upstream_error" and _ids(data) == [1, 2]
+    app.extensions["altus4"].close()
+
+
+def test_breaker_opens_and_recovers(migrated, ai_database, fake):
+    app = _app(fake, AI_BREAKER_FAILURES="2", AI_BREAKER_RESET_SECONDS="0.5")
+    user = _searcher(app, migrated, ai_database)
+    fake.mode = "500"
+    reasons = [_search(user, query=f"redis cache {i}", searchMode="semantic")["aiReasonCode"] for i in range(4)]
+    assert reasons == ["upstream_error", "upstream_error", "circuit_open", "circuit_open"]
+    assert len(fake.calls) == 2  # an open breaker does not call the provider
+    health = user.client.get("/api/v1/management/health").get_json()["data"]["checks"]["ai"]
+    assert health["circuit"] == "open"
+    fake.mode = "ok"
+    time.sleep(0.6)
+    probe = _search(user, query="redis cache", searchMode="semantic")  # half-open probe succeeds
+    assert probe["aiUsed"] is True
+    assert app.extensions["altus4"].ai.breaker.state == 0
+    app.extensions["altus4"].close()
+
+
+def test_shared_budget_turns_excess_into_fallbacks(migrated, ai_database, fake):
+    app = _app(fake, AI_RATE_LIMIT_PER_MINUTE="2", AI_QUEUE_WAIT_MS="0")
+    cache = redis.Redis(host=migrated.redis_host, port=migrated.redis_port, db=TEST_REDIS_DB)
+    cache.delete("ai:{bucket}:global")
+    user = _searcher(app, migrated, ai_database)
+    used = [_search(user, query=f"redis cache {i}", searchMode="semantic")["aiUsed"] for i in range(4)]
+    assert used == [True, True, False, False]
+    assert len(fake.calls) == 2
+    cache.delete("ai:{bucket}:global")
+    app.extensions["altus4"].close()
+
+
+LIMITER_PROBE = """
+import json, sys
+from altus4.ai.provider import AIUnavailable
+from altus4.ai.resilience import SharedLimiter
+from altus4.config import Settings
+from altus4.redis_store import RedisStore
+settings = Settings.from_env(json.loads(sys.argv[1]))
+limiter = SharedLimiter(RedisStore(settings), 6, {"free": 1000}, max_wait=0)
+granted = 0
+for _ in range(10):
+    try:
+        limiter.acquire("probe-user", "free")
+        granted += 1
+    except AIUnavailable:
+        pass
+print(granted)
+"""
+
+
+def test_the_limiter_is_shared_by_two_worker_processes(migrated):
+    cache = redis.Redis(host=migrated.redis_host, port=migrated.redis_port, db=TEST_REDIS_DB)
+    cache.delete("ai:{bucket}:global", "ai:{user:probe-user}:hourly")
+    env = json.dumps(env_for_tests())
+    procs = [subprocess.Popen([sys.executable, "-c", LIMITER_PROBE, env], cwd=ROOT_DIR, stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    granted = [int(p.communicate(timeout=60)[0].strip()) for p in procs]
+    assert 6 <= sum(granted) <= 7, granted  # a budget of 6 per minute (+1 refilled at most) across both
+    cache.delete("ai:{bucket}:global", "ai:{user:probe-user}:hourly")
+
+
+def test_without_a_key_every_endpoint_says_ai_is_off(migrated, ai_database):
+    app = create_app(make_settings(OPENAI_API_KEY=""))
+    user = _searcher(app, migrated, ai_database)
+    data = _search(user, query="redis cache", searchMode="semantic")
+    assert data["aiReasonCode"] == "not_configured" and "no OPENAI_API_KEY" in data["aiReason"]
+    assert user.client.get("/api/v1/management/health").get_json()["data"]["checks"]["ai"]["status"] == "disabled"
+    app.extensions["altus4"].close()
