@@ -6,7 +6,7 @@ PYTHON ?= python3
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install services tools migrate demo run test lint clean
+.PHONY: help install services tools migrate demo run test bench-relevance lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,15 @@ tools: ## Install the tools the deployment tests run (nginx, HAProxy, promtool, 
 
 test: install services tools ## Run the test suite (real MariaDB, Redis, nginx, HAProxy...); T=path narrows it
 	$(PY) -m pytest $(T)
+
+bench/.venv-embed/.installed: bench/requirements-embedding.txt
+	$(PYTHON) -m venv bench/.venv-embed
+	bench/.venv-embed/bin/pip install -q torch==2.13.0
+	bench/.venv-embed/bin/pip install -q -r bench/requirements-embedding.txt
+	@touch $@
+
+bench-relevance: install services bench/.venv-embed/.installed ## SciFact relevance per search mode (SPLIT=dev)
+	$(PY) bench/relevance.py --split $${SPLIT:-dev}
 
 lint: install ## ruff check
 	$(VENV)/bin/ruff check altus4 tests app.py config

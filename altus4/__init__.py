@@ -31,8 +31,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     log.configure(settings.log_level)
 
     from altus4 import api, cli
+    from altus4.container import Services
     from altus4.metrics import Metrics
-    from altus4.services import Services
 
     metrics = Metrics()
     app.extensions["altus4"] = Services.build(settings, app.config["ALTUS4_STARTED"], metrics)

@@ -70,7 +70,7 @@ def migrate_fresh(yes: bool) -> None:
 
 def _app_services():
     from altus4 import create_app
-    from altus4.services import Services
+    from altus4.container import Services
 
     app = create_app(_settings())
     services: Services = app.extensions["altus4"]
@@ -132,6 +132,29 @@ def demo() -> None:
         _, secret = svc.keys.create(user["id"], "Demo key", "test", ["search", "analytics"], "free", None)
     click.echo(f"demo user: {demo_data.DEMO_EMAIL} / {demo_data.DEMO_PASSWORD}")
     click.echo(f"demo API key: {secret}")
+
+
+@main.command("index", help="Embed a connected table's rows ahead of time (resumable, incremental).")
+@click.argument("connection_id")
+@click.argument("table")
+@click.option("--batch", type=click.IntRange(1, 2048), default=64, show_default=True)
+def index(connection_id: str, table: str, batch: int) -> None:
+    from altus4.ai.indexer import IndexError_, index_table
+
+    app, svc = _app_services()
+    with app.app_context():
+        row = svc.db.fetch_one("SELECT id, user_id FROM database_connections WHERE id = %s", (connection_id,))
+        if row is None:
+            raise click.ClickException(f"no connection {connection_id}")
+        connection = svc.connections.get(row["user_id"], connection_id)
+        total = next((t.row_estimate for name, t in svc.connections.schema_for(connection).tables.items()
+                      if name.lower() == table.lower()), 0)
+        try:
+            with click.progressbar(length=max(total, 1), label=f"embedding {table}") as bar:
+                report = index_table(svc.connections, svc.ai, connection, table, batch, progress=bar.update)
+        except IndexError_ as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{report.rows} rows: {report.embedded} embedded, {report.skipped} already indexed")
 
 
 def init_app(app: Flask) -> None:

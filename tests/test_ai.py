@@ -49,8 +49,13 @@ def fake():
 def _app(fake, **extra):
     settings = make_settings()
     cache = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
-    for key in cache.scan_iter("emb:fake-embed:*"):  # each test starts with no embedding cached
+    for key in cache.scan_iter("emb:fake-embed:*"):  # each test starts with no embedding cached or stored
         cache.delete(key)
+    conn = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
+                           password=settings.db_password, database=settings.db_database, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM embeddings WHERE model = 'fake-embed'")
+    conn.close()
     env = dict(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=fake.base_url, OPENAI_EMBEDDING_MODEL="fake-embed",
                AI_TIMEOUT_MS="800", SEARCH_TIMEOUT_MS="3000", SEMANTIC_VECTOR_WEIGHT="2", SEARCH_CACHE_TTL="0")
     env.update(extra)
@@ -180,4 +185,41 @@ def test_without_a_key_every_endpoint_says_ai_is_off(migrated, ai_database):
     data = _search(user, query="redis cache", searchMode="semantic")
     assert data["aiReasonCode"] == "not_configured" and "no OPENAI_API_KEY" in data["aiReason"]
     assert user.client.get("/api/v1/management/health").get_json()["data"]["checks"]["ai"]["status"] == "disabled"
+    app.extensions["altus4"].close()
+
+
+def test_index_command_embeds_once_and_incrementally(migrated, ai_database, fake, monkeypatch):
+    from click.testing import CliRunner
+
+    from altus4.cli import main
+
+    app = _app(fake)
+    user = _searcher(app, migrated, ai_database)
+    conn_id = user.call("GET", "/api/v1/databases").get_json()["data"][0]["id"]
+    for name, value in {**env_for_tests(), "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fake.base_url,
+                        "OPENAI_EMBEDDING_MODEL": "fake-embed"}.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    first = runner.invoke(main, ["index", conn_id, "notes", "--batch", "10"])
+    assert first.exit_code == 0, first.output
+    assert "32 rows: 32 embedded, 0 already indexed" in first.output
+    second = runner.invoke(main, ["index", conn_id, "notes"])
+    assert "32 rows: 0 embedded, 32 already indexed" in second.output  # resumable: nothing twice
+    conn = pymysql.connect(host=migrated.db_host, port=migrated.db_port, user=migrated.db_username,
+                           password=migrated.db_password, database=ai_database, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("UPDATE notes SET body = 'redis cache tuning' WHERE id = 2")
+    try:
+        third = runner.invoke(main, ["index", conn_id, "notes"])
+        assert "32 rows: 1 embedded, 31 already indexed" in third.output  # incremental: the changed row
+        fake.calls.clear()
+        semantic = _search(user, query="redis tuning", searchMode="semantic")
+        assert semantic["aiUsed"] is True
+        assert fake.inputs[-1] == ["redis tuning"]  # rows came from the index: only the query was embedded
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE notes SET body = %s WHERE id = 2", (FOCUSED,))
+        conn.close()
+    unknown = runner.invoke(main, ["index", conn_id, "nope"])
+    assert unknown.exit_code != 0 and "no table 'nope'" in unknown.output
     app.extensions["altus4"].close()

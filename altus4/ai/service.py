@@ -1,42 +1,45 @@
 """The AI layer as search sees it: budgeted, rate-limited, breaker-guarded calls with cached embeddings.
 
 Every method either returns a validated answer within its time budget or raises `AIUnavailable` with
-a reason; callers then use their non-AI answer. Query and row embeddings are cached in Redis by model
-and text hash, so a repeated query costs no model call.
+a reason; callers then use their non-AI answer. Embeddings are looked up by model and text hash in
+Redis, then in the metadata database (where `altus4 index` puts them ahead of time), and only the rest
+go to the model, in one batch; so a repeated query, or an indexed row, costs no model call.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import struct
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from altus4.ai.provider import AIUnavailable, NullProvider, OpenAIProvider
 from altus4.ai.resilience import CircuitBreaker, SharedLimiter
+from altus4.ai.store import EmbeddingStore, content_hash, from_bytes, to_bytes
 from altus4.config import Settings
 from altus4.redis_store import RedisStore
 
+log = logging.getLogger("altus4.ai")
 EMBEDDING_TTL = 7 * 86400
 MIN_USEFUL_BUDGET = 0.05  # seconds: below this an AI call cannot finish, so do not start one
 
 
 def _pack(vector: list[float]) -> str:
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return base64.b64encode(to_bytes(vector)).decode()
 
 
 def _unpack(text: str) -> list[float]:
-    raw = base64.b64decode(text)
-    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    return from_bytes(base64.b64decode(text))
 
 
 class AIService:
-    def __init__(self, settings: Settings, store: RedisStore, metrics=None, provider=None):
+    def __init__(self, settings: Settings, store: RedisStore, metrics=None, provider=None,
+                 embeddings: EmbeddingStore | None = None):
         self.settings = settings
         self.store = store
         self.metrics = metrics
+        self.embeddings = embeddings
         if provider is not None:
             self.provider = provider
         elif settings.openai_api_key:
@@ -94,20 +97,40 @@ class AIService:
             self._observe(operation, exc.reason)
             raise
 
+    @staticmethod
+    def _durable(operation, default):
+        """The embeddings table is an accelerator too: if the metadata database fails here, carry on."""
+        try:
+            return operation()
+        except Exception:  # noqa: BLE001 - logged; search must not fail over a cache
+            log.warning("embedding store unavailable", exc_info=True)
+            return default
+
     def embed(self, texts: list[str], user_id: str, tier: str, budget: float) -> list[list[float]]:
         """Unit vectors for `texts`, from the cache where possible and one batched call for the rest."""
+        if not self.enabled:
+            self._observe("embed", "not_configured")
+            raise AIUnavailable("not_configured", "OPENAI_API_KEY is not set")
         model = self.settings.openai_embedding_model
-        keys = [f"emb:{model}:{hashlib.sha256(t.encode()).hexdigest()}" for t in texts]
+        hashes = [content_hash(t) for t in texts]
+        keys = [f"emb:{model}:{h}" for h in hashes]
         cached = self.store.safe(lambda r: r.mget(keys), [None] * len(keys), read=True)
         vectors: list[list[float] | None] = [_unpack(c) if c else None for c in cached]
         missing = [i for i, v in enumerate(vectors) if v is None]
         self.store.count_cache("embedding", not missing)
-        if missing:
-            fresh = self._run("embed", lambda t: self.provider.embed([texts[i] for i in missing], t), user_id, tier,
-                              budget)
-            for i, vector in zip(missing, fresh):
+        if missing and self.embeddings is not None:
+            stored = self._durable(lambda: self.embeddings.get(model, [hashes[i] for i in missing]), {})
+            for i in missing:
+                vectors[i] = stored.get(hashes[i])
+        unembedded = [i for i in missing if vectors[i] is None]
+        if unembedded:
+            fresh = self._run("embed", lambda t: self.provider.embed([texts[i] for i in unembedded], t), user_id,
+                              tier, budget)
+            for i, vector in zip(unembedded, fresh):
                 vectors[i] = vector
-
+            if self.embeddings is not None:
+                self._durable(lambda: self.embeddings.put(model, {hashes[i]: vectors[i] for i in unembedded}), None)
+        if missing:
             def remember(r):
                 pipe = r.pipeline(transaction=False)
                 for i in missing:

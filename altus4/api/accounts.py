@@ -6,7 +6,7 @@ from altus4.api import schemas
 from altus4.api.auth import ip_limited, public, user_required
 from altus4.api.envelope import ok
 from altus4.api.validation import body
-from altus4.services import services
+from altus4.container import services
 from altus4.services.users import public_user
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")

@@ -10,7 +10,7 @@ from altus4.api.auth import admin_required, user_required
 from altus4.api.envelope import ok
 from altus4.api.schemas import Body
 from altus4.api.validation import query
-from altus4.services import services
+from altus4.container import services
 from altus4.services.reports import date_range
 
 bp = Blueprint("analytics", __name__, url_prefix="/api/v1/analytics")

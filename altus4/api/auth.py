@@ -13,9 +13,9 @@ from functools import wraps
 from flask import Flask, Response, g, request
 
 from altus4.api.deferred import defer
+from altus4.container import services
 from altus4.errors import Forbidden, InvalidApiKey, RateLimited, Unauthorized
 from altus4.security.api_keys import looks_like_key
-from altus4.services import services
 from altus4.services.rate_limits import Limit, Verdict, parse_limits
 
 

@@ -6,9 +6,9 @@ from altus4.api import schemas
 from altus4.api.auth import user_required
 from altus4.api.envelope import ok
 from altus4.api.validation import body, query
+from altus4.container import services
 from altus4.db.targets import TargetError
 from altus4.errors import UpstreamFailed
-from altus4.services import services
 from altus4.services.connections import public_connection
 
 bp = Blueprint("databases", __name__, url_prefix="/api/v1/databases")

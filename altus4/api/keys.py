@@ -6,7 +6,7 @@ from altus4.api import schemas
 from altus4.api.auth import user_required
 from altus4.api.envelope import ok
 from altus4.api.validation import body, query
-from altus4.services import services
+from altus4.container import services
 from altus4.services.api_keys import public_key
 
 bp = Blueprint("keys", __name__, url_prefix="/api/v1/keys")

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, g
 from altus4.api.auth import public, user_required
 from altus4.api.envelope import error_response, ok
 from altus4.api.keys import SHOWN_ONCE
-from altus4.services import services
+from altus4.container import services
 from altus4.services.api_keys import public_key
 
 bp = Blueprint("management", __name__)

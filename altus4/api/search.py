@@ -8,8 +8,8 @@ from altus4.api.auth import api_key_required
 from altus4.api.deferred import defer
 from altus4.api.envelope import ok
 from altus4.api.validation import body, query
+from altus4.container import services
 from altus4.search.service import SearchParams
-from altus4.services import services
 
 bp = Blueprint("search", __name__, url_prefix="/api/v1/search")
 

@@ -199,6 +199,7 @@ class Database:
         ]
         self._turn = itertools.count()
         self.flavor: str | None = None  # "mariadb" or "mysql", learnt from the first write
+        self.writes = 0  # write transactions opened by this process (the hot-path test counts them)
 
     @staticmethod
     def bind_subject(user_id: str) -> None:
@@ -212,6 +213,7 @@ class Database:
         """A cursor in a transaction on the primary: committed on success, rolled back on error."""
         if has_request_context():
             g.db_wrote = True
+        self.writes += 1
         with self.primary.connection() as conn:
             conn.begin()
             cursor = conn.cursor()

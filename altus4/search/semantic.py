@@ -15,9 +15,9 @@ from altus4.search.results import Hit
 MAX_TEXT = 2000  # characters of a row that are embedded
 
 
-def row_text(hit: Hit) -> str:
-    """The searched columns of the row, the text the FULLTEXT index saw."""
-    parts = [str(hit.row.get(c) or "") for c in hit.query.searched_columns]
+def row_text(row: dict, columns: tuple[str, ...]) -> str:
+    """The searched columns of a row, the text the FULLTEXT index saw (the same for search and indexing)."""
+    parts = [str(row.get(c) or "") for c in columns]
     return " ".join(p for p in parts if p)[:MAX_TEXT] or " "
 
 

@@ -264,7 +264,8 @@ class SearchService:
         if not hits:
             return hits
         budget = self.settings.search_timeout_ms / 1000 - (time.perf_counter() - started)
-        vectors = self.ai.embed([query] + [row_text(h) for h in hits], user_id, tier, budget)
+        texts = [row_text(h.row, h.query.searched_columns) for h in hits]
+        vectors = self.ai.embed([query] + texts, user_id, tier, budget)
         s = self.settings
         return fuse(hits, vectors[0], vectors[1:], s.semantic_rrf_k, s.semantic_lexical_weight,
                     s.semantic_vector_weight)

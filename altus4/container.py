@@ -1,0 +1,84 @@
+"""The services a running app holds, built once per app from its settings.
+
+Routes reach them through `services()`; nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from altus4.ai.service import AIService
+from altus4.ai.store import EmbeddingStore
+from altus4.config import Settings
+from altus4.db.pool import Database
+from altus4.db.target_pools import TargetPools
+from altus4.metrics import Metrics
+from altus4.redis_store import RedisStore
+from altus4.search.assist import Assistant
+from altus4.search.service import SearchService
+from altus4.security.secrets_box import SecretBox
+from altus4.services.analytics import AnalyticsService
+from altus4.services.api_keys import ApiKeyService
+from altus4.services.connections import ConnectionService
+from altus4.services.rate_limits import RateLimiter, parse_limits
+from altus4.services.reports import ReportService
+from altus4.services.schema import SchemaCache
+from altus4.services.users import UserService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: Metrics
+    db: Database
+    redis: RedisStore
+    limiter: RateLimiter
+    users: UserService
+    keys: ApiKeyService
+    connections: ConnectionService
+    analytics: AnalyticsService
+    pools: TargetPools
+    search: SearchService
+    ai: AIService
+    reports: ReportService
+    assistant: Assistant
+
+    @classmethod
+    def build(cls, settings: Settings, started: float, metrics: Metrics) -> Services:
+        store = RedisStore(settings, metrics)
+        db = Database(settings, store, metrics)
+        limiter = RateLimiter(store)
+        schemas = SchemaCache(store, settings.schema_cache_ttl)
+        connections = ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings)
+        pools = TargetPools(settings, metrics)
+        connections.listeners.append(pools.discard)
+        analytics = AnalyticsService(db, store)
+        ai = AIService(settings, store, metrics, embeddings=EmbeddingStore(db))
+        search = SearchService(connections, pools, store, settings, metrics, ai)
+        return cls(
+            settings=settings, db=db, redis=store, limiter=limiter, metrics=metrics,
+            users=UserService(db, settings),
+            keys=ApiKeyService(db, store, limiter, settings),
+            connections=connections,
+            analytics=analytics,
+            pools=pools,
+            search=search,
+            ai=ai,
+            reports=ReportService(db, analytics, started),
+            assistant=Assistant(search, connections, analytics),
+        )
+
+    @property
+    def auth_limits(self):
+        return parse_limits(self.settings.auth_rate_limit)
+
+    def close(self) -> None:
+        self.pools.close()
+        self.db.close()
+        self.redis.close()
+
+
+def services() -> Services:
+    return current_app.extensions["altus4"]
