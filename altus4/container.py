@@ -66,8 +66,8 @@ class Services:
             pools=pools,
             search=search,
             ai=ai,
-            reports=ReportService(db, analytics, started),
-            assistant=Assistant(search, connections, analytics),
+            reports=ReportService(db, analytics, started, ai),
+            assistant=Assistant(search, connections, analytics, ai),
         )
 
     @property

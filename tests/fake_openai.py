@@ -36,6 +36,7 @@ class FakeOpenAI:
         self.delay = 0.0
         self.calls: list[str] = []  # endpoint per request
         self.inputs: list[list[str]] = []
+        self.chat_reply: object = None  # the JSON (or raw text) the chat model answers with
         self.app = self._build()
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.port = self.server.server_port
@@ -93,7 +94,12 @@ class FakeOpenAI:
                 return failure
             body = request.get_json()
             question = body["messages"][-1]["content"]
-            content = json.dumps({"terms": sorted(set(re.findall(r"\w+", question.lower())))[:5]})
+            if isinstance(self.chat_reply, str):
+                content = self.chat_reply
+            elif self.chat_reply is not None:
+                content = json.dumps(self.chat_reply)
+            else:
+                content = json.dumps({"terms": sorted(set(re.findall(r"\w+", question.lower())))[:5]})
             return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
                     "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
                                                          "message": {"role": "assistant", "content": content}}],

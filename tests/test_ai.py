@@ -223,3 +223,36 @@ def test_index_command_embeds_once_and_incrementally(migrated, ai_database, fake
     unknown = runner.invoke(main, ["index", conn_id, "nope"])
     assert unknown.exit_code != 0 and "no table 'nope'" in unknown.output
     app.extensions["altus4"].close()
+
+
+def test_ai_suggestions_and_their_fallback(migrated, ai_database, fake):
+    app = _app(fake)
+    user = _searcher(app, migrated, ai_database)
+    _search(user, query="redis cache", searchMode="natural")
+    fake.chat_reply = {"suggestions": [{"text": "redis cache", "type": "spelling"},
+                                       {"text": "redis eviction policy", "type": "semantic"}]}
+    r = user.client.get("/api/v1/search/suggestions?query=rediss", headers=user.key_headers).get_json()["data"]
+    assert r["aiUsed"] is True
+    kinds = {(s["text"], s["type"]) for s in r["suggestions"]}
+    assert ("redis eviction policy", "semantic") in kinds
+    assert ("redis cache", "popular") not in kinds  # "rediss" is not a prefix of the popular query
+    fake.chat_reply = {"suggestions": [{"text": "x" * 500, "type": "spelling"}]}  # outside the allowed shape
+    bad = user.client.get("/api/v1/search/suggestions?query=redis", headers=user.key_headers).get_json()["data"]
+    assert bad["aiUsed"] is False and bad["aiReason"] == "invalid_response"
+    assert bad["suggestions"][0] == {"text": "redis cache", "score": 1.0, "type": "popular"}  # rules still answer
+    app.extensions["altus4"].close()
+
+
+def test_ai_insights_join_the_rule_based_ones(migrated, ai_database, fake):
+    app = _app(fake)
+    user = _searcher(app, migrated, ai_database)
+    _search(user, query="zzznothing", searchMode="natural")
+    fake.chat_reply = {"insights": [{"type": "semantic_enhancement", "description": "Index the notes table body",
+                                     "confidence": 0.8, "actionable": True}]}
+    insights = user.call("GET", "/api/v1/analytics/insights").get_json()["data"]
+    sources = {(i["type"], i["source"]) for i in insights}
+    assert ("semantic_enhancement", "ai") in sources and ("semantic_enhancement", "rules") in sources
+    fake.chat_reply = "{not json"
+    fallback = user.call("GET", "/api/v1/analytics/insights").get_json()["data"]
+    assert fallback and {i["source"] for i in fallback} == {"rules"}
+    app.extensions["altus4"].close()

@@ -9,6 +9,7 @@ go to the model, in one batch; so a repeated query, or an indexed row, costs no 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -139,3 +140,58 @@ class AIService:
 
             self.store.safe(remember, None)
         return vectors  # type: ignore[return-value]
+
+    # ---- chat features: each validated here, each with a non-AI answer at the caller ----------------
+    def _chat(self, operation: str, system: str, payload: dict, validate, user_id: str, tier: str,
+              budget: float):
+        def call(timeout: float):
+            parsed, tokens = self.provider.chat_json(system, json.dumps(payload), timeout)
+            try:
+                return validate(parsed), tokens
+            except (KeyError, TypeError, ValueError) as exc:
+                raise AIUnavailable("invalid_response", f"{operation}: {exc}") from None
+
+        return self._run(operation, call, user_id, tier, budget)
+
+    def suggest(self, query: str, vocabulary: list[str], user_id: str, tier: str, budget: float) -> list[dict]:
+        """Spelling corrections and related queries for `query`."""
+        def valid(parsed: dict) -> list[dict]:
+            out = []
+            for item in parsed["suggestions"][:5]:
+                text, kind = str(item["text"]).strip(), item.get("type", "semantic")
+                if not 0 < len(text) <= 100 or kind not in ("spelling", "semantic"):
+                    raise ValueError("suggestion outside the allowed shape")
+                out.append({"text": text, "type": kind})
+            return out
+
+        return self._chat("suggest", SUGGEST_PROMPT, {"query": query, "vocabulary": vocabulary[:50]}, valid,
+                          user_id, tier, budget)
+
+    def insights(self, stats: dict, user_id: str, tier: str, budget: float) -> list[dict]:
+        """Findings about a user's search analytics, beyond the rule-based ones."""
+        def valid(parsed: dict) -> list[dict]:
+            out = []
+            for item in parsed["insights"][:3]:
+                kind = item["type"]
+                if kind not in ("query_optimization", "trend_analysis", "semantic_enhancement"):
+                    raise ValueError(f"unknown insight type {kind!r}")
+                description = str(item["description"]).strip()[:500]
+                confidence = float(item.get("confidence", 0.5))
+                if not description or not 0 <= confidence <= 1:
+                    raise ValueError("insight outside the allowed shape")
+                out.append({"type": kind, "description": description, "confidence": round(confidence, 3),
+                            "actionable": bool(item.get("actionable", False)), "data": {}, "source": "ai"})
+            return out
+
+        return self._chat("insights", INSIGHTS_PROMPT, stats, valid, user_id, tier, budget)
+
+
+SUGGEST_PROMPT = (
+    "You help users of a database search box. Given their query and words found in their data, answer only "
+    'JSON: {"suggestions": [{"text": "...", "type": "spelling" | "semantic"}]} with at most 5 items: '
+    "corrected spellings of the query and closely related queries. Prefer words from the vocabulary.")
+INSIGHTS_PROMPT = (
+    "You analyse search analytics for a MySQL full-text search service. Given the statistics, answer only "
+    'JSON: {"insights": [{"type": "query_optimization" | "trend_analysis" | "semantic_enhancement", '
+    '"description": "...", "confidence": 0.0-1.0, "actionable": true | false}]} with at most 3 items, '
+    "each a concrete recommendation.")

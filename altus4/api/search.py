@@ -41,9 +41,8 @@ def search():
 @api_key_required("search")
 def suggestions():
     params = query(schemas.SuggestionsQuery)
-    found = services().assistant.suggestions(g.api_key.user_id, params.query, list(params.databases or []) or None,
-                                             list(params.tables or []) or None, params.limit)
-    return ok({"suggestions": found})
+    return ok(services().assistant.suggestions(g.api_key.user_id, params.query, list(params.databases or []) or None,
+                                               list(params.tables or []) or None, params.limit, g.api_key.tier))
 
 
 @bp.post("/analyze")

@@ -13,6 +13,8 @@ from typing import Any
 
 import pymysql
 
+from altus4.ai.provider import AIUnavailable
+from altus4.ai.service import AIService
 from altus4.db import targets
 from altus4.search import plan as planner
 from altus4.search.results import json_value
@@ -21,34 +23,53 @@ from altus4.services.analytics import AnalyticsService
 from altus4.services.connections import ConnectionService
 
 MAX_SUGGESTION_TABLES = 6
+AI_SUGGEST_BUDGET = 1.0  # seconds: suggestions are typed-ahead, they cannot wait long
 SAMPLE_ROWS = 25
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 class Assistant:
-    def __init__(self, search: SearchService, connections: ConnectionService, analytics: AnalyticsService):
+    def __init__(self, search: SearchService, connections: ConnectionService, analytics: AnalyticsService,
+                 ai: AIService | None = None):
         self.search = search
         self.connections = connections
         self.analytics = analytics
+        self.ai = ai
 
     # ---- suggestions -------------------------------------------------------------------
     def suggestions(self, user_id: str, text: str, databases: list[str] | None, tables: list[str] | None,
-                    limit: int = 10) -> list[dict[str, Any]]:
+                    limit: int = 10, tier: str = "free") -> dict[str, Any]:
+        """Popular past queries, completions from indexed words, then (when the AI answers within a second)
+        spelling corrections and related queries; the response says whether the AI took part."""
         self.analytics.flush()
         popular = self.analytics.popular_prefix(user_id, text.strip(), 5)
         top = max((int(p["n"]) for p in popular), default=1)
         out = [{"text": p["query_text"], "score": round(int(p["n"]) / top, 4), "type": "popular"} for p in popular]
         words = _WORD.findall(text)
         partial = words[-1] if words and not text[-1:].isspace() else ""
+        vocabulary: list[tuple[str, float]] = []
+        seen = {s["text"].lower() for s in out}
         if len(partial) >= 2:
             head = text[: text.rfind(partial)]
-            seen = {s["text"].lower() for s in out}
-            for word, score in self._vocabulary(user_id, partial, databases, tables):
+            vocabulary = self._vocabulary(user_id, partial, databases, tables)
+            for word, score in vocabulary:
                 completion = head + word
                 if completion.lower() not in seen and word.lower() != partial.lower():
                     seen.add(completion.lower())
                     out.append({"text": completion, "score": score, "type": "completion"})
-        return out[:limit]
+        ai_meta: dict[str, Any] = {"aiUsed": False}
+        if self.ai is None or not self.ai.enabled:
+            ai_meta["aiReason"] = "not_configured"
+        else:
+            try:
+                for item in self.ai.suggest(text, [w for w, _ in vocabulary], user_id, tier, AI_SUGGEST_BUDGET):
+                    if item["text"].lower() not in seen:
+                        seen.add(item["text"].lower())
+                        out.append({**item, "score": 0.5})
+                ai_meta["aiUsed"] = True
+            except AIUnavailable as exc:
+                ai_meta["aiReason"] = exc.reason
+        return {"suggestions": out[:limit], **ai_meta}
 
     def _vocabulary(self, user_id: str, partial: str, databases, tables) -> list[tuple[str, float]]:
         """Words starting with `partial` in a sample of the indexed rows, most frequent first."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from altus4.ai.provider import AIUnavailable
 from altus4.db.pool import Database
 from altus4.errors import ValidationFailed
 from altus4.services.analytics import AnalyticsService
@@ -24,6 +25,7 @@ from altus4.services.users import iso
 PERIOD_DAYS = {"day": 1, "week": 7, "month": 30, "3months": 90, "6months": 180, "year": 365}
 MAX_RANGE_DAYS = 731
 SLOW_MS = 1000
+AI_INSIGHTS_BUDGET = 3.0
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,11 @@ def _top_categories(rows: list[dict[str, Any]], limit: int = 5) -> list[str]:
 
 
 class ReportService:
-    def __init__(self, db: Database, analytics: AnalyticsService, started: float):
+    def __init__(self, db: Database, analytics: AnalyticsService, started: float, ai=None):
         self.db = db
         self.analytics = analytics
         self.started = started
+        self.ai = ai
 
     def _rows(self, sql: str, params: tuple) -> list[dict[str, Any]]:
         return self.db.fetch_all(sql, params)
@@ -195,13 +198,23 @@ class ReportService:
                         "description": "Few searches are served from cache; repeated queries with the same page size"
                                        " and filters are cached for SEARCH_CACHE_TTL seconds.",
                         "data": {"cacheHitRate": perf["cacheHitRate"]}})
+        for item in out:
+            item["source"] = "rules"
         before, now_count = int(earlier["n"] or 0), perf["totalQueries"]
         if before or now_count:
             change = (now_count - before) / before if before else 1.0
             out.append({"type": "trend_analysis", "confidence": 0.7, "actionable": False,
                         "description": f"{now_count} searches in the last 7 days, {before} in the 7 before"
                                        f" ({change:+.0%}).",
-                        "data": {"lastWeek": now_count, "weekBefore": before, "change": round(change, 4)}})
+                        "data": {"lastWeek": now_count, "weekBefore": before, "change": round(change, 4)},
+                        "source": "rules"})
+        if self.ai is not None and self.ai.enabled and now_count:
+            stats = {"summary": perf, "weekBefore": before, "zeroResultQueries": [z["query_text"] for z in zero],
+                     "slowQueries": [s["query_text"] for s in slow]}
+            try:
+                out += self.ai.insights(stats, user_id, "free", AI_INSIGHTS_BUDGET)
+            except AIUnavailable:
+                pass  # the rule-based findings stand on their own
         return out
 
     def dashboard(self, user_id: str) -> dict[str, Any]:
