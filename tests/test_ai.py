@@ -256,3 +256,23 @@ def test_ai_insights_join_the_rule_based_ones(migrated, ai_database, fake):
     fallback = user.call("GET", "/api/v1/analytics/insights").get_json()["data"]
     assert fallback and {i["source"] for i in fallback} == {"rules"}
     app.extensions["altus4"].close()
+
+
+def test_ai_optimisation_advice_and_categories(migrated, ai_database, fake):
+    app = _app(fake)
+    user = _searcher(app, migrated, ai_database)
+    db_id = user.call("GET", "/api/v1/databases").get_json()["data"][0]["id"]
+    fake.chat_reply = {"optimization": [{"type": "index", "impact": "high", "description": "Add a FULLTEXT index",
+                                         "sqlSuggestion": "ALTER TABLE notes ADD FULLTEXT (body)"}]}
+    analysis = user.client.post("/api/v1/search/analyze", json={"query": "redis", "databases": [db_id]},
+                                headers=user.key_headers).get_json()["data"]
+    assert analysis["aiUsed"] is True
+    assert {"ai", "rules"} >= {o["source"] for o in analysis["optimization"]}
+    assert any(o["source"] == "ai" and o["impact"] == "high" for o in analysis["optimization"])
+    fake.chat_reply = {"categories": [{"name": "Caching", "results": [0, 1], "confidence": 0.9}]}
+    found = _search(user, query="redis cache", includeAnalytics=True)
+    assert found["categories"] == [{"name": "Caching", "count": 2, "confidence": 0.9, "source": "ai"}]
+    fake.chat_reply = {"categories": [{"name": "Out of range", "results": [99]}]}  # invalid: falls back to tables
+    fallback = _search(user, query="redis cache", includeAnalytics=True)
+    assert fallback["categories"][0]["name"] == "notes"
+    app.extensions["altus4"].close()

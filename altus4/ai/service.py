@@ -185,6 +185,40 @@ class AIService:
 
         return self._chat("insights", INSIGHTS_PROMPT, stats, valid, user_id, tier, budget)
 
+    def optimisation(self, report: dict, user_id: str, tier: str, budget: float) -> list[dict]:
+        """Advice on a query analysis (the EXPLAIN plans and the rule-based findings)."""
+        def valid(parsed: dict) -> list[dict]:
+            out = []
+            for item in parsed["optimization"][:5]:
+                kind, impact = item["type"], item.get("impact", "medium")
+                description = str(item["description"]).strip()[:500]
+                if kind not in ("index", "query", "schema") or impact not in ("low", "medium", "high") \
+                        or not description:
+                    raise ValueError("optimisation item outside the allowed shape")
+                out.append({"type": kind, "impact": impact, "description": description,
+                            "sqlSuggestion": str(item.get("sqlSuggestion", ""))[:1000], "source": "ai"})
+            return out
+
+        return self._chat("optimise", OPTIMISE_PROMPT, report, valid, user_id, tier, budget)
+
+    def categorise(self, results: list[dict], user_id: str, tier: str, budget: float) -> list[dict]:
+        """Topic categories for a page of results: [{name, count, confidence}] over the given snippets."""
+        def valid(parsed: dict) -> list[dict]:
+            out = []
+            for item in parsed["categories"][:5]:
+                name = str(item["name"]).strip()[:60]
+                members = [int(i) for i in item.get("results", [])]
+                if not name or any(not 0 <= i < len(results) for i in members):
+                    raise ValueError("category outside the allowed shape")
+                out.append({"name": name, "count": len(set(members)),
+                            "confidence": round(min(1.0, max(0.0, float(item.get("confidence", 0.5)))), 3),
+                            "source": "ai"})
+            return out
+
+        payload = {"results": [{"i": i, "table": r["table"], "text": r["snippet"][:300]}
+                               for i, r in enumerate(results)]}
+        return self._chat("categorise", CATEGORISE_PROMPT, payload, valid, user_id, tier, budget)
+
 
 SUGGEST_PROMPT = (
     "You help users of a database search box. Given their query and words found in their data, answer only "
@@ -195,3 +229,10 @@ INSIGHTS_PROMPT = (
     'JSON: {"insights": [{"type": "query_optimization" | "trend_analysis" | "semantic_enhancement", '
     '"description": "...", "confidence": 0.0-1.0, "actionable": true | false}]} with at most 3 items, '
     "each a concrete recommendation.")
+OPTIMISE_PROMPT = (
+    "You are a MySQL full-text search expert. Given EXPLAIN plans and findings for a search, answer only JSON: "
+    '{"optimization": [{"type": "index" | "query" | "schema", "impact": "low" | "medium" | "high", '
+    '"description": "...", "sqlSuggestion": "..."}]} with at most 5 items, each concrete.')
+CATEGORISE_PROMPT = (
+    "Group these search results into at most 5 topical categories. Answer only JSON: "
+    '{"categories": [{"name": "...", "results": [indexes], "confidence": 0.0-1.0}]}.')

@@ -29,6 +29,7 @@ def search():
     result = svc.search.search(g.api_key.user_id, params, tier=g.api_key.tier)
     if data.includeAnalytics:
         result["trends"] = svc.reports.period_summaries(g.api_key.user_id)
+        result["categories"] = svc.search.ai_categories(result, g.api_key.user_id, g.api_key.tier)
     searched = [d["id"] for d in result["databases"]]
     categories = [c["name"] for c in result["categories"]]
     if svc.analytics.record(g.api_key.user_id, g.api_key.id, data.query, result["modeUsed"], searched, categories,
@@ -49,7 +50,8 @@ def suggestions():
 @api_key_required("search")
 def analyze():
     data = body(schemas.AnalyzeBody)
-    return ok(services().assistant.analyze(g.api_key.user_id, data.query, list(data.databases), data.searchMode))
+    return ok(services().assistant.analyze(g.api_key.user_id, data.query, list(data.databases), data.searchMode,
+                                           g.api_key.tier))
 
 
 @bp.get("/trends")

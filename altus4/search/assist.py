@@ -24,6 +24,7 @@ from altus4.services.connections import ConnectionService
 
 MAX_SUGGESTION_TABLES = 6
 AI_SUGGEST_BUDGET = 1.0  # seconds: suggestions are typed-ahead, they cannot wait long
+AI_ANALYZE_BUDGET = 5.0
 SAMPLE_ROWS = 25
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -107,7 +108,7 @@ class Assistant:
         return [(word, round(n / top, 4)) for word, n in counts.most_common(10)]
 
     # ---- analysis ------------------------------------------------------------------------
-    def analyze(self, user_id: str, text: str, databases: list[str], mode: str) -> dict[str, Any]:
+    def analyze(self, user_id: str, text: str, databases: list[str], mode: str, tier: str = "free") -> dict[str, Any]:
         compiled = compile_query(text, mode)
         rows = self.connections.active_for(user_id, databases)
         schemas, failed = self.search.schemas(rows)
@@ -130,7 +131,21 @@ class Assistant:
             recommendations.append("The query contains boolean operators; use searchMode 'boolean' to apply them.")
             optimization.append({"type": "query", "impact": "medium", "sqlSuggestion": "",
                                  "description": "Natural-language mode ignores +, -, quotes and *."})
-        return {"query": text, "searchMode": mode, "mysqlQuery": compiled.text,
+        for item in optimization:
+            item.setdefault("source", "rules")
+        ai_meta: dict[str, Any] = {"aiUsed": False}
+        if self.ai is not None and self.ai.enabled and per_db:
+            summary = {"query": text, "mode": mode, "findings": recommendations,
+                       "plans": [{"table": t["table"], "strategy": t["strategy"], "explain": t["explain"]}
+                                 for d in per_db for t in d.get("tables", [])][:10]}
+            try:
+                optimization += self.ai.optimisation(summary, user_id, tier, AI_ANALYZE_BUDGET)
+                ai_meta["aiUsed"] = True
+            except AIUnavailable as exc:
+                ai_meta["aiReason"] = exc.reason
+        else:
+            ai_meta["aiReason"] = "not_configured"
+        return {**ai_meta,"query": text, "searchMode": mode, "mysqlQuery": compiled.text,
                 "recommendations": list(dict.fromkeys(recommendations)),
                 "performance": {"databases": per_db},
                 "optimization": list({o["description"]: o for o in optimization}.values())}

@@ -30,6 +30,7 @@ from altus4.search.semantic import fuse, row_text
 from altus4.services.connections import ConnectionService
 from altus4.services.schema import DatabaseSchema
 
+AI_CATEGORIES_BUDGET = 2.0
 MAX_WINDOW = 1000  # offset + limit: deeper pages cost every table that many rows
 AI_REASONS = {
     "not_configured": "AI is off on this server (no OPENAI_API_KEY); natural-language results returned",
@@ -142,6 +143,15 @@ class SearchService:
             if params.mode == "semantic" and not data["aiUsed"]:
                 self.metrics.ai_fallbacks.labels(data["aiReasonCode"]).inc()
         return data
+
+    def ai_categories(self, data: dict[str, Any], user_id: str, tier: str) -> list[dict[str, Any]]:
+        """Topic categories for the page from the AI when it answers in time; the table counts otherwise."""
+        if self.ai is None or not self.ai.enabled or not data["results"]:
+            return data["categories"]
+        try:
+            return self.ai.categorise(data["results"], user_id, tier, AI_CATEGORIES_BUDGET)
+        except AIUnavailable:
+            return data["categories"]
 
     def schemas(self, rows: list[dict[str, Any]]) -> tuple[dict[str, DatabaseSchema], dict[str, dict]]:
         """Schemas of the connections (cached), fetched in parallel; failures per database."""
