@@ -6,7 +6,7 @@ PYTHON ?= python3
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install services tools migrate demo run test bench-relevance lint clean
+.PHONY: help install services tools migrate demo run test bench bench-relevance lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ tools: ## Install the tools the deployment tests run (nginx, HAProxy, promtool, 
 
 test: install services tools ## Run the test suite (real MariaDB, Redis, nginx, HAProxy...); T=path narrows it
 	$(PY) -m pytest $(T)
+
+bench: install services ## Short performance benchmark: raw MySQL vs Altus 4 uncached/cached vs /health (a few minutes)
+	$(VENV)/bin/pip install -q -r bench/requirements.txt
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 bench/.venv-embed/.installed: bench/requirements-embedding.txt
 	$(PYTHON) -m venv bench/.venv-embed

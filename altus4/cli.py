@@ -5,6 +5,7 @@ Also registered on the Flask CLI (`flask --app app migrate`), so either works.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -155,6 +156,44 @@ def index(connection_id: str, table: str, batch: int) -> None:
         except IndexError_ as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"{report.rows} rows: {report.embedded} embedded, {report.skipped} already indexed")
+
+
+@main.command("loadtest", help="Simulate users searching a running Altus 4; print a latency summary.")
+@click.argument("url")
+@click.option("--key", required=True, envvar="ALTUS4_API_KEY", help="API key (or ALTUS4_API_KEY)")
+@click.option("--queries", "queries_file", type=click.File(), required=True, help="one query per line")
+@click.option("--users", type=click.IntRange(1, 1000), default=16, show_default=True)
+@click.option("--duration", type=click.FloatRange(1, 86400), default=30, show_default=True, help="seconds")
+@click.option("--think", type=click.FloatRange(0, 60), default=0.0, show_default=True, help="seconds between requests")
+@click.option("--modes", default="natural", show_default=True, help="comma list: natural,boolean,semantic")
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def loadtest(url, key, queries_file, users, duration, think, modes, limit, as_json) -> None:
+    from altus4.loadtest import HttpClient, run_workers, search_step
+
+    queries = [line.strip() for line in queries_file if line.strip()]
+    mix = [m.strip() for m in modes.split(",") if m.strip()]
+    if not queries:
+        raise click.ClickException("the query file is empty")
+    if not set(mix) <= {"natural", "boolean", "semantic"}:
+        raise click.ClickException(f"unknown mode in {modes!r}")
+    client = HttpClient(url, {"Authorization": f"Bearer {key}"})
+
+    def progress(done: int, elapsed: float) -> None:
+        if not as_json:
+            click.echo(f"\r{elapsed:6.1f}s  {done} requests  {done / elapsed:8.1f} req/s", nl=False, err=True)
+
+    try:
+        summary = run_workers(users, duration, search_step(client, queries, mix, limit), think, progress)
+    finally:
+        client.close()
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()))
+        return
+    click.echo("", err=True)
+    click.echo(f"requests {summary.requests}  ok {summary.successes}  failures {summary.failures or 'none'}")
+    click.echo(f"throughput {summary.throughput_rps} req/s over {summary.duration_s}s with {users} users")
+    click.echo(f"latency ms  p50 {summary.p50_ms}  p95 {summary.p95_ms}  p99 {summary.p99_ms}  max {summary.max_ms}")
 
 
 def init_app(app: Flask) -> None:

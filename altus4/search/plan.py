@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from altus4.services.schema import DatabaseSchema, TableSchema
 
 SCORE = "__altus4_score"
+TOTAL = "__altus4_total"  # COUNT(*) OVER (): every match counted in the same pass (MySQL 8, MariaDB 10.2+)
 MAX_LIKE_TERMS = 8
 MODES = {"natural": "IN NATURAL LANGUAGE MODE", "boolean": "IN BOOLEAN MODE"}
 
@@ -141,20 +142,9 @@ def build_select(q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...
         params = (text,) * len(matches) * 2
     else:
         score, where, params = _like_clauses(q.like_columns, like_terms, like_excluded)
-    sql = (f"SELECT {selected}, ({score}) AS {quote(SCORE)} FROM {quote(q.table)} WHERE {where}"
-           f" ORDER BY {order_sql} LIMIT %s")
+    sql = (f"SELECT {selected}, ({score}) AS {quote(SCORE)}, COUNT(*) OVER () AS {quote(TOTAL)}"
+           f" FROM {quote(q.table)} WHERE {where} ORDER BY {order_sql} LIMIT %s")
     return Statement(sql, (*params, window))
-
-
-def build_count(q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...],
-                like_excluded: tuple[str, ...]) -> Statement:
-    if q.match_groups:
-        matches = [f"MATCH ({', '.join(quote(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
-        return Statement(f"SELECT COUNT(*) AS n FROM {quote(q.table)} WHERE {' OR '.join(matches)}",
-                         (text,) * len(matches))
-    _, where, params = _like_clauses(q.like_columns, like_terms, like_excluded)
-    where_params = params[len(q.like_columns) * len(like_terms[:MAX_LIKE_TERMS]):]
-    return Statement(f"SELECT COUNT(*) AS n FROM {quote(q.table)} WHERE {where}", where_params)
 
 
 def _like_clauses(columns: tuple[str, ...], terms: tuple[str, ...],

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from altus4.search.plan import SCORE, TableQuery
+from altus4.search.plan import SCORE, TOTAL, TableQuery
 
 MAX_TEXT = 1000
 SNIPPET_RADIUS = 80
@@ -99,7 +99,7 @@ def normalise(rows: list[dict[str, Any]], q: TableQuery, like_predicates: int) -
 
 
 def render(hit: Hit, pattern: re.Pattern[str] | None, database_name: str) -> dict[str, Any]:
-    row = {k: v for k, v in hit.row.items() if k != SCORE}
+    row = {k: v for k, v in hit.row.items() if k not in (SCORE, TOTAL)}
     data, truncated = {}, []
     for column, value in row.items():
         value = json_value(value)

@@ -294,10 +294,6 @@ class SearchService:
             with self.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
                 cur.execute(select.sql, select.params)
                 found = list(cur.fetchall())
-                if len(found) < window:
-                    return found, len(found)
-                count = planner.build_count(q, compiled.mode, compiled.text, compiled.terms, compiled.excluded)
-                cur.execute(count.sql, count.params)
-                return found, int(cur.fetchone()["n"])
+                return found, int(found[0][planner.TOTAL]) if found else 0
         except pymysql.MySQLError as exc:
             raise targets.TargetError(targets.describe_error(exc, spec)) from None
