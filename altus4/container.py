@@ -51,7 +51,7 @@ class Services:
         db = Database(settings, store, metrics)
         limiter = RateLimiter(store)
         schemas = SchemaCache(store, settings.schema_cache_ttl)
-        connections = ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings)
+        connections = ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings, store)
         pools = TargetPools(settings, metrics)
         connections.listeners.append(pools.discard)
         analytics = AnalyticsService(db, store)

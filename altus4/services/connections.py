@@ -7,6 +7,7 @@ still saved, with its status and the reason.
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,6 +18,7 @@ from altus4.config import Settings
 from altus4.db import targets
 from altus4.db.pool import Database
 from altus4.errors import NotFound, ValidationFailed
+from altus4.redis_store import RedisStore
 from altus4.security.secrets_box import DecryptionError, SecretBox
 from altus4.services.schema import DatabaseSchema, SchemaCache, discover
 from altus4.services.users import iso, utcnow
@@ -26,6 +28,12 @@ _COLUMNS = ("id, user_id, name, host, port, database_name, username, password_en
             " connection_status, last_error, last_tested, schema_version, created_at, updated_at")
 # fields that change where or as whom we connect: changing one re-tests and invalidates caches
 _ENDPOINT_FIELDS = {"host", "port", "database", "username", "password", "ssl", "readReplicas"}
+
+
+CONNECTIONS_CACHE_TTL = 300
+# the columns a search uses (spec(), cache keys, names in results): no timestamps, no plaintext anything
+_SEARCH_FIELDS = ("id", "user_id", "name", "host", "port", "database_name", "username", "password_encrypted",
+                  "ssl_enabled", "read_replicas", "schema_version")
 
 
 def parse_replicas(stored: str) -> tuple[tuple[str, int], ...]:
@@ -48,8 +56,9 @@ def public_connection(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class ConnectionService:
-    def __init__(self, db: Database, box: SecretBox, schemas: SchemaCache, settings: Settings):
+    def __init__(self, db: Database, box: SecretBox, schemas: SchemaCache, settings: Settings, store: RedisStore):
         self.db = db
+        self.store = store
         self.box = box
         self.schemas = schemas
         self.settings = settings
@@ -79,6 +88,7 @@ class ConnectionService:
             (conn_id, user_id, data["name"], data["host"], data["port"], data["database"], data["username"],
              sealed, bool(data.get("ssl")), replicas),
         )
+        self._forget_user(user_id)
         self.test(user_id, conn_id)
         return self.get(user_id, conn_id)
 
@@ -94,9 +104,23 @@ class ConnectionService:
             raise NotFound("Database connection not found")
         return row
 
+    def _active_rows(self, user_id: str) -> list[dict[str, Any]]:
+        """What a search needs of the user's active connections; cached in Redis (the search hot path reads it
+        on every request), dropped whenever one of the user's connections is created, changed or deleted."""
+        key = f"conns:{user_id}"
+        cached = self.store.safe(lambda r: r.get(key), None)
+        if cached is not None:
+            return json.loads(cached)
+        rows = [{k: r[k] for k in _SEARCH_FIELDS} for r in self.list(user_id) if r["is_active"]]
+        self.store.safe(lambda r: r.set(key, json.dumps(rows), ex=CONNECTIONS_CACHE_TTL), None)
+        return rows
+
+    def _forget_user(self, user_id: str) -> None:
+        self.store.safe(lambda r: r.delete(f"conns:{user_id}"), 0)
+
     def active_for(self, user_id: str, ids: list[str] | None) -> list[dict[str, Any]]:
         """The user's active connections, all of them or the named ones (unknown ids → 404)."""
-        rows = [r for r in self.list(user_id) if r["is_active"]]
+        rows = self._active_rows(user_id)
         if ids is None:
             return rows
         by_id = {r["id"]: r for r in rows}
@@ -132,6 +156,7 @@ class ConnectionService:
         self._changed(row)
 
     def _changed(self, row: dict[str, Any]) -> None:
+        self._forget_user(row["user_id"])
         self.schemas.forget(row["id"], row["schema_version"])
         for listener in self.listeners:
             listener(row["id"])
