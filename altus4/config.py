@@ -226,6 +226,7 @@ class Settings:
     semantic_rrf_k: int = 60
     semantic_lexical_weight: float = 1.0
     semantic_vector_weight: float = 1.0
+    semantic_query_expansion: bool = False  # a chat call per semantic search widens the candidates
     # connected databases
     allowed_database_hosts: tuple[str, ...] = ()
     database_ssl_ca: str = ""
@@ -319,6 +320,7 @@ class Settings:
             semantic_rrf_k=_int(env, "SEMANTIC_RRF_K", 60, 1, 10_000),
             semantic_lexical_weight=_float(env, "SEMANTIC_LEXICAL_WEIGHT", 1.0),
             semantic_vector_weight=_float(env, "SEMANTIC_VECTOR_WEIGHT", 1.0),
+            semantic_query_expansion=_bool(env, "SEMANTIC_QUERY_EXPANSION", False),
             allowed_database_hosts=_networks(env, "ALLOWED_DATABASE_HOSTS"),
             database_ssl_ca=env.get("DATABASE_SSL_CA", "").strip(),
             connection_timeout=_float(env, "CONNECTION_TIMEOUT", 5.0, 0.1),

@@ -276,3 +276,18 @@ def test_ai_optimisation_advice_and_categories(migrated, ai_database, fake):
     fallback = _search(user, query="redis cache", includeAnalytics=True)
     assert fallback["categories"][0]["name"] == "notes"
     app.extensions["altus4"].close()
+
+
+def test_query_expansion_widens_the_candidates(migrated, ai_database, fake):
+    app = _app(fake, SEMANTIC_QUERY_EXPANSION="true")
+    user = _searcher(app, migrated, ai_database)
+    assert _ids(_search(user, query="memory", searchMode="natural")) == [1]
+    fake.chat_reply = {"terms": ["cache"]}
+    expanded = _search(user, query="memory", searchMode="semantic")
+    assert expanded["expandedTerms"] == ["cache"] and expanded["aiUsed"] is True
+    assert set(_ids(expanded)) == {1, 2}  # the row about caches was found through the expansion
+    assert fake.calls[:2] == ["chat", "embeddings"]
+    fake.chat_reply = {"terms": ["DROP TABLE notes; --"]}  # not a word list: ignored, search unaffected
+    plain = _search(user, query="memory", searchMode="semantic")
+    assert "expandedTerms" not in plain and _ids(plain) == [1]
+    app.extensions["altus4"].close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -153,6 +154,16 @@ class AIService:
 
         return self._run(operation, call, user_id, tier, budget)
 
+    def expand(self, query: str, user_id: str, tier: str, budget: float) -> list[str]:
+        """Up to 5 extra search terms (synonyms, related words) to widen the lexical candidate set."""
+        def valid(parsed: dict) -> list[str]:
+            terms = [str(t).strip().lower() for t in parsed["terms"][:5]]
+            if any(not re.fullmatch(r"[\w' -]{1,40}", t, re.UNICODE) for t in terms):
+                raise ValueError("expansion terms must be short words")
+            return [t for t in terms if t and t not in query.lower()]
+
+        return self._chat("expand", EXPAND_PROMPT, {"query": query}, valid, user_id, tier, budget)
+
     def suggest(self, query: str, vocabulary: list[str], user_id: str, tier: str, budget: float) -> list[dict]:
         """Spelling corrections and related queries for `query`."""
         def valid(parsed: dict) -> list[dict]:
@@ -220,6 +231,9 @@ class AIService:
         return self._chat("categorise", CATEGORISE_PROMPT, payload, valid, user_id, tier, budget)
 
 
+EXPAND_PROMPT = (
+    "Give search terms that would find documents relevant to the user's query but not containing its words: "
+    'synonyms and closely related terms. Answer only JSON: {"terms": ["...", ...]} with at most 5 terms.')
 SUGGEST_PROMPT = (
     "You help users of a database search box. Given their query and words found in their data, answer only "
     'JSON: {"suggestions": [{"text": "...", "type": "spelling" | "semantic"}]} with at most 5 items: '

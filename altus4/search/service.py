@@ -31,6 +31,7 @@ from altus4.services.connections import ConnectionService
 from altus4.services.schema import DatabaseSchema
 
 AI_CATEGORIES_BUDGET = 2.0
+EXPANSION_BUDGET = 1.0
 MAX_WINDOW = 1000  # offset + limit: deeper pages cost every table that many rows
 AI_REASONS = {
     "not_configured": "AI is off on this server (no OPENAI_API_KEY); natural-language results returned",
@@ -196,6 +197,9 @@ class SearchService:
                                    details={"unknown": exc.names, "available": exc.available}) from None
         window = params.offset + params.limit
         semantic = params.mode == "semantic"
+        expansion = self._expand(params.query, user_id, tier, started) if semantic else []
+        if expansion:  # natural mode ORs its words, so the expanded text finds the union of candidates
+            compiled = compile_query(f"{params.query} {' '.join(expansion)}", "natural")
         # semantic mode re-ranks a generous lexical candidate set; natural and boolean need only the page
         fetch = max(window, self.settings.semantic_candidates) if semantic else window
         jobs: list[tuple[dict[str, Any], planner.TableQuery]] = []
@@ -263,9 +267,20 @@ class SearchService:
             ],
             "warnings": notes,
             "modeUsed": "semantic" if ai_used else compiled.mode,
+            **({"expandedTerms": expansion} if expansion else {}),
             "aiUsed": ai_used,
             **({} if reason is None else {"aiReasonCode": reason, "aiReason": AI_REASONS.get(reason, reason)}),
         }
+
+    def _expand(self, query: str, user_id: str, tier: str, started: float) -> list[str]:
+        """AI query expansion when enabled (SEMANTIC_QUERY_EXPANSION); [] when off, unavailable or late."""
+        if self.ai is None or not self.ai.enabled or not self.settings.semantic_query_expansion:
+            return []
+        budget = min(EXPANSION_BUDGET, self.settings.search_timeout_ms / 1000 - (time.perf_counter() - started))
+        try:
+            return self.ai.expand(query, user_id, tier, budget)
+        except AIUnavailable:
+            return []
 
     def _rerank(self, hits: list[Hit], query: str, user_id: str, tier: str, started: float) -> list[Hit]:
         """:raise AIUnavailable: no AI, or not within what is left of the search budget."""
