@@ -152,7 +152,8 @@ def index(connection_id: str, table: str, batch: int) -> None:
                       if name.lower() == table.lower()), 0)
         try:
             with click.progressbar(length=max(total, 1), label=f"embedding {table}") as bar:
-                report = index_table(svc.connections, svc.ai, connection, table, batch, progress=bar.update)
+                report = index_table(svc.connections, svc.ai, connection, table, batch, progress=bar.update,
+                                     vector_index=svc.search.vectors)
         except IndexError_ as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"{report.rows} rows: {report.embedded} embedded, {report.skipped} already indexed")

@@ -11,6 +11,7 @@ from flask import current_app
 
 from altus4.ai.service import AIService
 from altus4.ai.store import EmbeddingStore
+from altus4.ai.vectors import VectorIndex
 from altus4.config import Settings
 from altus4.db.pool import Database
 from altus4.db.target_pools import TargetPools
@@ -56,7 +57,9 @@ class Services:
         connections.listeners.append(pools.discard)
         analytics = AnalyticsService(db, store)
         ai = AIService(settings, store, metrics, embeddings=EmbeddingStore(db))
-        search = SearchService(connections, pools, store, settings, metrics, ai)
+        vectors = VectorIndex(db, store)
+        connections.listeners.append(vectors.forget)
+        search = SearchService(connections, pools, store, settings, metrics, ai, vectors)
         return cls(
             settings=settings, db=db, redis=store, limiter=limiter, metrics=metrics,
             users=UserService(db, settings),

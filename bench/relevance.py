@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pymysql
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -140,6 +141,8 @@ def main() -> None:
                "AUTH_RATE_LIMIT": "1000 per minute"}
         settings = Settings.from_env(env)
         Migrator(settings).migrate()
+        # the first pass must pay for query embeddings: start from an empty cache (Redis DB 12 is the bench's)
+        redis.Redis(host=settings.redis_host, port=settings.redis_port, db=12).flushdb()
         docs = load_corpus(settings, args.dataset)
         queries, qrels = load_split(args.dataset, args.split)
         app = create_app(settings)
@@ -159,7 +162,7 @@ def main() -> None:
         started = time.monotonic()
         with app.app_context():
             row = svc.connections.get(_user_id(client, auth), conn["id"])
-            report = index_table(svc.connections, svc.ai, row, "docs", batch=64)
+            report = index_table(svc.connections, svc.ai, row, "docs", batch=64, vector_index=svc.search.vectors)
         index_seconds = round(time.monotonic() - started, 1)
         print(f"indexed {report.rows} rows ({report.embedded} embedded, {report.skipped} already) in {index_seconds}s")
 

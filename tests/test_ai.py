@@ -30,7 +30,7 @@ def ai_database(settings):
         cur.execute(f"USE {AI_DB}")
         cur.execute("DROP TABLE IF EXISTS notes")
         cur.execute("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT NOT NULL, FULLTEXT (body)) ENGINE=InnoDB")
-        rows = [(1, LONG_NOISY), (2, FOCUSED)] + [(10 + i, f"unrelated filler text number {i} about gardening")
+        rows = [(1, LONG_NOISY), (2, FOCUSED), (3, "car repair shop")] + [(10 + i, f"unrelated filler text number {i} about gardening")
                                                   for i in range(30)]
         cur.executemany("INSERT INTO notes VALUES (%s, %s)", rows)
         for host in ("localhost", "127.0.0.1", "%"):
@@ -202,16 +202,16 @@ def test_index_command_embeds_once_and_incrementally(migrated, ai_database, fake
     runner = CliRunner()
     first = runner.invoke(main, ["index", conn_id, "notes", "--batch", "10"])
     assert first.exit_code == 0, first.output
-    assert "32 rows: 32 embedded, 0 already indexed" in first.output
+    assert "33 rows: 33 embedded, 0 already indexed" in first.output
     second = runner.invoke(main, ["index", conn_id, "notes"])
-    assert "32 rows: 0 embedded, 32 already indexed" in second.output  # resumable: nothing twice
+    assert "33 rows: 0 embedded, 33 already indexed" in second.output  # resumable: nothing twice
     conn = pymysql.connect(host=migrated.db_host, port=migrated.db_port, user=migrated.db_username,
                            password=migrated.db_password, database=ai_database, autocommit=True)
     with conn.cursor() as cur:
         cur.execute("UPDATE notes SET body = 'redis cache tuning' WHERE id = 2")
     try:
         third = runner.invoke(main, ["index", conn_id, "notes"])
-        assert "32 rows: 1 embedded, 31 already indexed" in third.output  # incremental: the changed row
+        assert "33 rows: 1 embedded, 32 already indexed" in third.output  # incremental: the changed row
         fake.calls.clear()
         semantic = _search(user, query="redis tuning", searchMode="semantic")
         assert semantic["aiUsed"] is True
@@ -290,4 +290,25 @@ def test_query_expansion_widens_the_candidates(migrated, ai_database, fake):
     fake.chat_reply = {"terms": ["DROP TABLE notes; --"]}  # not a word list: ignored, search unaffected
     plain = _search(user, query="memory", searchMode="semantic")
     assert "expandedTerms" not in plain and _ids(plain) == [1]
+    app.extensions["altus4"].close()
+
+
+def test_indexed_tables_are_searched_by_vector_too(migrated, ai_database, fake, monkeypatch):
+    """A row FULLTEXT cannot find (no shared word) comes back through its stored vector."""
+    from click.testing import CliRunner
+
+    from altus4.cli import main
+
+    app = _app(fake)
+    user = _searcher(app, migrated, ai_database)
+    assert _ids(_search(user, query="automobile", searchMode="natural")) == []
+    before = _search(user, query="automobile", searchMode="semantic")
+    assert _ids(before) == []  # not indexed yet: re-ranking has no candidates
+    conn_id = user.call("GET", "/api/v1/databases").get_json()["data"][0]["id"]
+    for name, value in {**env_for_tests(), "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fake.base_url,
+                        "OPENAI_EMBEDDING_MODEL": "fake-embed"}.items():
+        monkeypatch.setenv(name, value)
+    assert CliRunner().invoke(main, ["index", conn_id, "notes"]).exit_code == 0
+    after = _search(user, query="automobile", searchMode="semantic", limit=3)
+    assert after["aiUsed"] is True and _ids(after)[0] == 3  # "automobile" and "car" share a vector direction
     app.extensions["altus4"].close()

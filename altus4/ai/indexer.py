@@ -13,6 +13,7 @@ from altus4.ai.service import AIService
 from altus4.ai.store import content_hash
 from altus4.db import targets
 from altus4.search import plan as planner
+from altus4.search.results import row_key
 from altus4.search.semantic import row_text
 from altus4.services.connections import ConnectionService
 
@@ -49,7 +50,7 @@ def _batches(conn, q: planner.TableQuery, columns: tuple[str, ...], size: int) -
 
 
 def index_table(connections: ConnectionService, ai: AIService, connection: dict[str, Any], table: str,
-                batch: int = 64, progress: Callable[[int], None] | None = None) -> IndexReport:
+                batch: int = 64, progress: Callable[[int], None] | None = None, vector_index=None) -> IndexReport:
     """:raise IndexError_: unknown table, no text to embed, AI not configured or failing."""
     if not ai.enabled:
         raise IndexError_("OPENAI_API_KEY is not set: there is no model to embed with")
@@ -76,6 +77,8 @@ def index_table(connections: ConnectionService, ai: AIService, connection: dict[
                 except AIUnavailable as exc:
                     raise IndexError_(f"embedding failed ({exc}); run again to resume") from None
                 ai.embeddings.put(model, dict(zip(todo, vectors)))
+            ai.embeddings.map_rows(connection["id"], found, model,
+                                   [(row_key(r, q.key), h) for r, h in zip(rows, hashes)])
             report.rows += len(rows)
             report.embedded += len(todo)
             report.skipped += len(rows) - len(todo)
@@ -83,4 +86,6 @@ def index_table(connections: ConnectionService, ai: AIService, connection: dict[
                 progress(len(rows))
     finally:
         conn.close()
+        if vector_index is not None:  # workers reload this table's vectors on their next search
+            vector_index.bump(connection["id"], found, model)
     return report

@@ -37,6 +37,16 @@ class EmbeddingStore:
             found.update({r["content_hash"]: from_bytes(r["vector"]) for r in rows})
         return found
 
+    def map_rows(self, connection_id: str, table: str, model: str, rows: list[tuple[str, str]]) -> None:
+        """Record which embedding (content hash) each row of a table has now."""
+        if rows:
+            with self.db.write() as cur:
+                # VALUES() in ON DUPLICATE KEY works on MariaDB and MySQL 8 (deprecated there, not removed)
+                cur.executemany("INSERT INTO row_embeddings (connection_id, table_name, model, row_key,"
+                                " content_hash) VALUES (%s, %s, %s, %s, %s)"
+                                " ON DUPLICATE KEY UPDATE content_hash = VALUES(content_hash)",
+                                [(connection_id, table, model, k, h) for k, h in rows])
+
     def put(self, model: str, vectors: dict[str, list[float]]) -> None:
         if not vectors:
             return

@@ -147,6 +147,16 @@ def build_select(q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...
     return Statement(sql, (*params, window))
 
 
+def build_fetch(q: TableQuery, keys: list[str]) -> Statement | None:
+    """The rows with these primary keys (a one-column key only), scored 0: vector-only candidates."""
+    if len(q.key) != 1 or not keys:
+        return None
+    selected = ", ".join(quote(c) for c in q.columns)
+    marks = ", ".join(["%s"] * len(keys))
+    return Statement(f"SELECT {selected}, 0 AS {quote(SCORE)}, 0 AS {quote(TOTAL)} FROM {quote(q.table)}"
+                     f" WHERE {quote(q.key[0])} IN ({marks})", tuple(keys))
+
+
 def _like_clauses(columns: tuple[str, ...], terms: tuple[str, ...],
                   excluded: tuple[str, ...]) -> tuple[str, str, tuple]:
     """(score expression, WHERE, params for score then WHERE): any term in any column matches."""

@@ -98,6 +98,11 @@ def normalise(rows: list[dict[str, Any]], q: TableQuery, like_predicates: int) -
     return [r / top for r in raws]
 
 
+def row_key(row: dict[str, Any], key: tuple[str, ...]) -> str:
+    """A row's id in results and in the vector index: its primary key value(s), ':'-joined."""
+    return ":".join(str(json_value(row[k])) for k in key)
+
+
 def render(hit: Hit, pattern: re.Pattern[str] | None, database_name: str) -> dict[str, Any]:
     row = {k: v for k, v in hit.row.items() if k not in (SCORE, TOTAL)}
     data, truncated = {}, []
@@ -113,9 +118,8 @@ def render(hit: Hit, pattern: re.Pattern[str] | None, database_name: str) -> dic
     # the snippet comes from the column where the terms occur most (ties: the longer text)
     best = max(matched, key=lambda c: (counts[c], len(texts[c])), default=None)
     source = texts[best] if best else next(iter(texts.values()), "")
-    key_values = [row.get(k) for k in hit.query.key]
     result = {
-        "id": ":".join(str(json_value(v)) for v in key_values) if hit.query.key else str(hit.position),
+        "id": row_key(row, hit.query.key) if hit.query.key else str(hit.position),
         "database": hit.database, "databaseName": database_name, "table": hit.table,
         "relevanceScore": round(hit.score, 6), "matchedColumns": matched,
         "data": data, "snippet": snippet(source, pattern),

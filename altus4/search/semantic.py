@@ -25,14 +25,17 @@ def cosine(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b))  # both are unit vectors
 
 
-def fuse(hits: list[Hit], query: list[float], vectors: list[list[float]], k: int, lexical_weight: float,
-         vector_weight: float) -> list[Hit]:
-    """`hits` in lexical order, their unit vectors, the query's: hits in fused order, scores in [0, 1]."""
+def fuse(hits: list[Hit], lexical_count: int, query: list[float], vectors: list[list[float]], k: int,
+         lexical_weight: float, vector_weight: float) -> list[Hit]:
+    """`hits`: the first `lexical_count` in lexical order, then vector-only candidates; their unit vectors and
+    the query's. Returns hits in fused order with scores in [0, 1]; a list a hit is absent from adds nothing."""
     similarity = [cosine(query, v) for v in vectors]
     vector_rank = {i: rank for rank, i in enumerate(sorted(range(len(hits)), key=lambda i: -similarity[i]), 1)}
     best = (lexical_weight + vector_weight) / (k + 1)
     fused = []
-    for lexical_rank, hit in enumerate(hits, 1):
-        score = lexical_weight / (k + lexical_rank) + vector_weight / (k + vector_rank[lexical_rank - 1])
-        fused.append(replace(hit, score=score / best if best else 0.0))
+    for i, hit in enumerate(hits):
+        score = vector_weight / (k + vector_rank[i])
+        if i < lexical_count:
+            score += lexical_weight / (k + i + 1)
+        fused.append(replace(hit, score=score / best if best else 0.0, position=i))
     return sorted(fused, key=Hit.sort_key)

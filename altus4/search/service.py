@@ -18,6 +18,7 @@ import pymysql
 
 from altus4.ai.provider import AIUnavailable
 from altus4.ai.service import AIService
+from altus4.ai.vectors import VectorIndex
 from altus4.config import Settings
 from altus4.db import targets
 from altus4.db.target_pools import TargetPools
@@ -25,7 +26,7 @@ from altus4.errors import ApiError, ServiceUnavailable, UpstreamFailed, Validati
 from altus4.redis_store import RedisStore
 from altus4.search import plan as planner
 from altus4.search.boolean import QuerySyntaxError, natural_terms, parse_boolean
-from altus4.search.results import Hit, normalise, render, term_pattern
+from altus4.search.results import Hit, normalise, render, row_key, term_pattern
 from altus4.search.semantic import fuse, row_text
 from altus4.services.connections import ConnectionService
 from altus4.services.schema import DatabaseSchema
@@ -104,13 +105,14 @@ def run_parallel(tasks: list, timeout: float) -> list[tuple[str, Any]]:
 
 class SearchService:
     def __init__(self, connections: ConnectionService, pools: TargetPools, store: RedisStore, settings: Settings,
-                 metrics=None, ai: AIService | None = None):
+                 metrics=None, ai: AIService | None = None, vectors: VectorIndex | None = None):
         self.connections = connections
         self.pools = pools
         self.store = store
         self.settings = settings
         self.metrics = metrics
         self.ai = ai
+        self.vectors = vectors
 
     # ---- public -------------------------------------------------------------------
     def search(self, user_id: str, params: SearchParams, tier: str = "free") -> dict[str, Any]:
@@ -240,7 +242,7 @@ class SearchService:
         ai_used, reason = False, None
         if semantic:
             try:
-                hits = self._rerank(hits, params.query, user_id, tier, started)
+                hits = self._rerank(hits, jobs, order, params.query, user_id, tier, started)
                 ai_used = True
             except AIUnavailable as exc:
                 reason = exc.reason
@@ -282,18 +284,52 @@ class SearchService:
         except AIUnavailable:
             return []
 
-    def _rerank(self, hits: list[Hit], query: str, user_id: str, tier: str, started: float) -> list[Hit]:
-        """:raise AIUnavailable: no AI, or not within what is left of the search budget."""
+    def _rerank(self, hits: list[Hit], jobs: list, order: dict[str, int], query: str, user_id: str, tier: str,
+                started: float) -> list[Hit]:
+        """Lexical candidates plus the nearest indexed rows, fused by rank; :raise AIUnavailable: no AI, or
+        not within what is left of the search budget."""
         if self.ai is None:
             raise AIUnavailable("not_configured")
-        if not hits:
-            return hits
-        budget = self.settings.search_timeout_ms / 1000 - (time.perf_counter() - started)
+
+        def left() -> float:
+            return self.settings.search_timeout_ms / 1000 - (time.perf_counter() - started)
+
+        # one model call for the query and the lexical candidates (cached or stored ones cost none)
         texts = [row_text(h.row, h.query.searched_columns) for h in hits]
-        vectors = self.ai.embed([query] + texts, user_id, tier, budget)
+        query_vector, *vectors = self.ai.embed([query] + texts, user_id, tier, left())
+        extra = self._vector_candidates(jobs, order, hits, query_vector)
+        if extra:  # indexed rows: their vectors are stored, so this asks the model for nothing new
+            vectors += self.ai.embed([row_text(h.row, h.query.searched_columns) for h in extra], user_id, tier,
+                                     left())
+        if not hits and not extra:
+            return hits
         s = self.settings
-        return fuse(hits, vectors[0], vectors[1:], s.semantic_rrf_k, s.semantic_lexical_weight,
+        return fuse(hits + extra, len(hits), query_vector, vectors, s.semantic_rrf_k, s.semantic_lexical_weight,
                     s.semantic_vector_weight)
+
+    def _vector_candidates(self, jobs: list, order: dict[str, int], hits: list[Hit],
+                           query_vector: list[float]) -> list[Hit]:
+        """Rows of tables indexed by `altus4 index` that are closest to the query and FULLTEXT did not find."""
+        if self.vectors is None:
+            return []
+        found = {(h.database, h.table, row_key(h.row, h.query.key)) for h in hits}
+        model = self.settings.openai_embedding_model
+        extra: list[Hit] = []
+        for row, q in jobs:
+            keys = self.vectors.nearest(row["id"], q.table, model, query_vector, self.settings.semantic_candidates)
+            fetch = planner.build_fetch(q, [k for k in keys if (row["id"], q.table, k) not in found])
+            if fetch is None:
+                continue
+            try:
+                with self.pools.connection(self.connections.spec(row), row["schema_version"]) as conn, \
+                        conn.cursor() as cur:
+                    cur.execute(fetch.sql, fetch.params)
+                    fetched = list(cur.fetchall())
+            except (targets.TargetError, pymysql.MySQLError):
+                continue  # the lexical candidates still stand
+            extra += [Hit(row["id"], order[row["id"]], q.table, len(hits) + len(extra) + i, 0.0, 0.0, r, q)
+                      for i, r in enumerate(fetched)]
+        return extra
 
     @staticmethod
     def _index_hint(q: planner.TableQuery) -> str:
