@@ -62,6 +62,13 @@ def _app(fake, **extra):
     return create_app(make_settings(**env))
 
 
+def _cli_environment(monkeypatch, fake) -> None:
+    """What `altus4 index` reads: the test databases and the fake provider."""
+    for name, value in {**env_for_tests(), "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fake.base_url,
+                        "OPENAI_EMBEDDING_MODEL": "fake-embed"}.items():
+        monkeypatch.setenv(name, value)
+
+
 def _searcher(app, settings, database):
     user = register(app.test_client())
     user.connect_database(settings, database)
@@ -196,9 +203,7 @@ def test_index_command_embeds_once_and_incrementally(migrated, ai_database, fake
     app = _app(fake)
     user = _searcher(app, migrated, ai_database)
     conn_id = user.call("GET", "/api/v1/databases").get_json()["data"][0]["id"]
-    for name, value in {**env_for_tests(), "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fake.base_url,
-                        "OPENAI_EMBEDDING_MODEL": "fake-embed"}.items():
-        monkeypatch.setenv(name, value)
+    _cli_environment(monkeypatch, fake)
     runner = CliRunner()
     first = runner.invoke(main, ["index", conn_id, "notes", "--batch", "10"])
     assert first.exit_code == 0, first.output
@@ -305,9 +310,7 @@ def test_indexed_tables_are_searched_by_vector_too(migrated, ai_database, fake, 
     before = _search(user, query="automobile", searchMode="semantic")
     assert _ids(before) == []  # not indexed yet: re-ranking has no candidates
     conn_id = user.call("GET", "/api/v1/databases").get_json()["data"][0]["id"]
-    for name, value in {**env_for_tests(), "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fake.base_url,
-                        "OPENAI_EMBEDDING_MODEL": "fake-embed"}.items():
-        monkeypatch.setenv(name, value)
+    _cli_environment(monkeypatch, fake)
     assert CliRunner().invoke(main, ["index", conn_id, "notes"]).exit_code == 0
     after = _search(user, query="automobile", searchMode="semantic", limit=3)
     assert after["aiUsed"] is True and _ids(after)[0] == 3  # "automobile" and "car" share a vector direction
