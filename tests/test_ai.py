@@ -30,8 +30,8 @@ def ai_database(settings):
         cur.execute(f"USE {AI_DB}")
         cur.execute("DROP TABLE IF EXISTS notes")
         cur.execute("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT NOT NULL, FULLTEXT (body)) ENGINE=InnoDB")
-        rows = [(1, LONG_NOISY), (2, FOCUSED), (3, "car repair shop")] + [(10 + i, f"unrelated filler text number {i} about gardening")
-                                                  for i in range(30)]
+        fillers = [(10 + i, f"unrelated filler text number {i} about gardening") for i in range(30)]
+        rows = [(1, LONG_NOISY), (2, FOCUSED), (3, "car repair shop"), *fillers]
         cur.executemany("INSERT INTO notes VALUES (%s, %s)", rows)
         for host in ("localhost", "127.0.0.1", "%"):
             cur.execute(f"GRANT SELECT ON {AI_DB}.* TO %s@%s", (READER[0], host))
