@@ -23,7 +23,7 @@ from altus4.security.secrets_box import SecretBox
 from altus4.services.analytics import AnalyticsService
 from altus4.services.api_keys import ApiKeyService
 from altus4.services.connections import ConnectionService
-from altus4.services.rate_limits import RateLimiter, parse_limits
+from altus4.services.rate_limits import RateLimiter
 from altus4.services.reports import ReportService
 from altus4.services.schema import SchemaCache
 from altus4.services.users import UserService
@@ -72,10 +72,6 @@ class Services:
             reports=ReportService(db, analytics, started, ai),
             assistant=Assistant(search, connections, analytics, ai),
         )
-
-    @property
-    def auth_limits(self):
-        return parse_limits(self.settings.auth_rate_limit)
 
     def close(self) -> None:
         self.pools.close()

@@ -118,9 +118,6 @@ class TargetPools:
         for pool in closing:
             pool.close()
 
-    def __len__(self) -> int:
-        return len(self._pools)
-
     def close(self) -> None:
         with self._lock:
             closing = list(self._pools.values())
