@@ -73,6 +73,7 @@ class Pool:
         self.exhausted = 0  # callers turned away after waiting `timeout`
         self._pool = PooledDB(
             creator=pymysql, maxconnections=size, maxcached=size, blocking=True, setsession=setsession,
+            reset=False,  # connections run in autocommit and write() ends its own transactions: no ROLLBACK per use
             ping=ping,  # 0: reads reconnect and retry by themselves (SteadyDB); 1: check at checkout
             **connect,
         )

@@ -42,6 +42,7 @@ class TargetPools:
         self._down: dict[tuple[str, int], float] = {}  # endpoint -> when to try it again
         self._turn = itertools.count()
         self._lock = threading.Lock()
+        self._opening: dict[tuple, threading.Lock] = {}  # one opener per pool key: others wait, then share
 
     def _open(self, spec: targets.TargetSpec) -> Pool:
         probe = targets.connect(spec, self.settings)  # also learns which server this is
@@ -61,16 +62,19 @@ class TargetPools:
             if pool is not None:
                 self._pools.move_to_end(key)
                 return pool
-        pool = self._open(spec)
         with self._lock:
+            opening = self._opening.setdefault(key, threading.Lock())
+        with opening:
             existing = self._pools.get(key)
-            if existing is not None:  # another greenlet opened it meanwhile
-                pool.close()
+            if existing is not None:  # another greenlet opened it while this one waited
                 return existing
-            self._pools[key] = pool
-            closing = [self._pools.pop(k) for k in list(self._pools) if k[0] == spec.id and k[1] != version]
-            while len(self._pools) > self.settings.target_pools_max:
-                closing.append(self._pools.popitem(last=False)[1])  # least recently used
+            pool = self._open(spec)
+            with self._lock:
+                self._opening.pop(key, None)
+                self._pools[key] = pool
+                closing = [self._pools.pop(k) for k in list(self._pools) if k[0] == spec.id and k[1] != version]
+                while len(self._pools) > self.settings.target_pools_max:
+                    closing.append(self._pools.popitem(last=False)[1])  # least recently used
         for old in closing:
             old.close()
         return pool
