@@ -110,10 +110,6 @@ class RedisStore:
         if self.metrics is not None:
             self.metrics.cache(kind, hit)
 
-    def try_lock(self, name: str, seconds: int) -> bool:
-        """True for the one caller fleet-wide that takes `name` in this window (False if Redis is down)."""
-        return self.safe(lambda r: bool(r.set(name, "1", nx=True, ex=seconds)), False)
-
     def ping(self) -> bool:
         """A live check that ignores the back-off (health endpoints want the truth)."""
         try:

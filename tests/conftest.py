@@ -47,6 +47,27 @@ def env_for_tests(**overrides: str) -> dict[str, str]:
     return env
 
 
+def connect_admin(settings: Settings, database: str | None = None, dict_rows: bool = False) -> pymysql.Connection:
+    """A direct connection with the test account, for arranging data and checking what landed."""
+    extra = {"cursorclass": pymysql.cursors.DictCursor} if dict_rows else {}
+    return pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
+                           password=settings.db_password, database=database, autocommit=True, **extra)
+
+
+def fresh_fulltext_table(settings: Settings, database: str, table: str, ddl: str, insert: str, rows: list) -> None:
+    """(Re)create `database`.`table` from `ddl` and fill it; readable by the READER account."""
+    conn = connect_admin(settings)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        cur.execute(f"USE `{database}`")
+        cur.execute(f"DROP TABLE IF EXISTS `{table}`")
+        cur.execute(ddl)
+        cur.executemany(insert, rows)
+        for host in ("localhost", "127.0.0.1", "%"):
+            cur.execute(f"GRANT SELECT ON `{database}`.* TO %s@%s", (READER[0], host))
+    conn.close()
+
+
 def away_from_window_edge(window: int, margin: float = 10.0) -> None:
     """Rate limits count in fixed windows aligned to the clock; a burst that straddled an edge would be
     split between two windows, so tests that count to a limit start well inside one."""
@@ -76,8 +97,7 @@ def targets(settings: Settings) -> dict[str, str]:
     """Two connected-database fixtures with known FULLTEXT data."""
     build_demo_database(settings, TARGET_A, products=120, articles=30, seed=1)
     build_demo_database(settings, TARGET_B, products=80, articles=18, seed=2)
-    conn = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
-                           password=settings.db_password, autocommit=True)
+    conn = connect_admin(settings)
     with conn.cursor() as cur:
         for host in ("localhost", "127.0.0.1", "%"):
             cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (READER[0], host, READER[1]))
@@ -142,9 +162,7 @@ def client(app):
 
 @pytest.fixture
 def db(settings: Settings):
-    conn = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
-                           password=settings.db_password, database=TEST_DB, autocommit=True,
-                           cursorclass=pymysql.cursors.DictCursor)
+    conn = connect_admin(settings, TEST_DB, dict_rows=True)
     yield conn
     conn.close()
 

@@ -6,10 +6,17 @@ import subprocess
 import sys
 import time
 
-import pymysql
 import pytest
 import redis
-from conftest import READER, ROOT_DIR, TEST_REDIS_DB, env_for_tests, make_settings, register
+from conftest import (
+    ROOT_DIR,
+    TEST_REDIS_DB,
+    connect_admin,
+    env_for_tests,
+    fresh_fulltext_table,
+    make_settings,
+    register,
+)
 from fake_openai import FakeOpenAI
 
 from altus4 import create_app
@@ -23,19 +30,11 @@ FOCUSED = "redis cache"
 @pytest.fixture(scope="module")
 def ai_database(settings):
     """Two rows that FULLTEXT and embeddings rank differently, among fillers that give IDF weight."""
-    conn = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
-                           password=settings.db_password, autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS {AI_DB}")
-        cur.execute(f"USE {AI_DB}")
-        cur.execute("DROP TABLE IF EXISTS notes")
-        cur.execute("CREATE TABLE notes (id INT PRIMARY KEY, body TEXT NOT NULL, FULLTEXT (body)) ENGINE=InnoDB")
-        fillers = [(10 + i, f"unrelated filler text number {i} about gardening") for i in range(30)]
-        rows = [(1, LONG_NOISY), (2, FOCUSED), (3, "car repair shop"), *fillers]
-        cur.executemany("INSERT INTO notes VALUES (%s, %s)", rows)
-        for host in ("localhost", "127.0.0.1", "%"):
-            cur.execute(f"GRANT SELECT ON {AI_DB}.* TO %s@%s", (READER[0], host))
-    conn.close()
+    fillers = [(10 + i, f"unrelated filler text number {i} about gardening") for i in range(30)]
+    fresh_fulltext_table(settings, AI_DB, "notes",
+                         "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT NOT NULL, FULLTEXT (body)) ENGINE=InnoDB",
+                         "INSERT INTO notes VALUES (%s, %s)",
+                         [(1, LONG_NOISY), (2, FOCUSED), (3, "car repair shop"), *fillers])
     return AI_DB
 
 
@@ -51,8 +50,7 @@ def _app(fake, **extra):
     cache = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
     for key in cache.scan_iter("emb:fake-embed:*"):  # each test starts with no embedding cached or stored
         cache.delete(key)
-    conn = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
-                           password=settings.db_password, database=settings.db_database, autocommit=True)
+    conn = connect_admin(settings, settings.db_database)
     with conn.cursor() as cur:
         cur.execute("DELETE FROM embeddings WHERE model = 'fake-embed'")
     conn.close()
@@ -210,8 +208,7 @@ def test_index_command_embeds_once_and_incrementally(migrated, ai_database, fake
     assert "33 rows: 33 embedded, 0 already indexed" in first.output
     second = runner.invoke(main, ["index", conn_id, "notes"])
     assert "33 rows: 0 embedded, 33 already indexed" in second.output  # resumable: nothing twice
-    conn = pymysql.connect(host=migrated.db_host, port=migrated.db_port, user=migrated.db_username,
-                           password=migrated.db_password, database=ai_database, autocommit=True)
+    conn = connect_admin(migrated, ai_database)
     with conn.cursor() as cur:
         cur.execute("UPDATE notes SET body = 'redis cache tuning' WHERE id = 2")
     try:

@@ -1,8 +1,8 @@
 """The boolean parser: examples for each operator, errors that point at the problem, and a
 property test that whatever it emits, MySQL accepts."""
 
-import pymysql
 import pytest
+from conftest import connect_admin, fresh_fulltext_table
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -64,15 +64,11 @@ PROBE_DB = "altus4_test_boolean"
 
 @pytest.fixture(scope="module")
 def probe(settings):
-    conn = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
-                           password=settings.db_password, autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS {PROBE_DB}")
-        cur.execute(f"USE {PROBE_DB}")
-        cur.execute("DROP TABLE IF EXISTS docs")
-        cur.execute("CREATE TABLE docs (id INT PRIMARY KEY AUTO_INCREMENT, body TEXT, FULLTEXT (body)) ENGINE=InnoDB")
-        cur.executemany("INSERT INTO docs (body) VALUES (%s)",
-                        [("mysql full text search is fast",), ("redis cache is quick",), ("slow legacy e-mail",)])
+    fresh_fulltext_table(settings, PROBE_DB, "docs",
+                         "CREATE TABLE docs (id INT PRIMARY KEY AUTO_INCREMENT, body TEXT, FULLTEXT (body))",
+                         "INSERT INTO docs (body) VALUES (%s)",
+                         [("mysql full text search is fast",), ("redis cache is quick",), ("slow legacy e-mail",)])
+    conn = connect_admin(settings, PROBE_DB)
     yield conn
     conn.close()
 

@@ -20,7 +20,7 @@ def test_no_mysql_write_on_the_api_key_path(app, user, settings, targets):
     # warm the key cache and the search cache, then hold the batch-flush locks so only per-request work remains
     client.post("/api/v1/search", json={"query": "gevent workers"}, headers=headers)
     app.extensions["altus4"].analytics.flush()
-    app.extensions["altus4"].keys.flush_usage(force=True)
+    app.extensions["altus4"].keys.flush_usage()
     cache.set("usage:flush-lock", "1", ex=60)
     cache.set("analytics:flush-lock", "1", ex=60)
     try:

@@ -1,9 +1,8 @@
 """The migration CLI against a scratch database: migrate, status, rollback, fresh."""
 
-import pymysql
 import pytest
 from click.testing import CliRunner
-from conftest import env_for_tests
+from conftest import connect_admin, env_for_tests
 
 from altus4.cli import main
 from altus4.db.migrate import available, split_statements
@@ -15,8 +14,7 @@ SCRATCH = "altus4_test_migrations"
 def scratch(settings, monkeypatch):
     for name, value in env_for_tests(DB_DATABASE=SCRATCH).items():
         monkeypatch.setenv(name, value)
-    conn = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
-                           password=settings.db_password, autocommit=True)
+    conn = connect_admin(settings)
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
     yield conn

@@ -110,7 +110,7 @@ def api_key_required(permission: str) -> Callable[[Callable], Callable]:
             g.api_key, g.api_key_tier = principal, principal.tier
             _enforce(keys.check_rate_limit(principal), "Rate limit exceeded.", f"api_key_{principal.tier}")
             if keys.record_use(principal, request.remote_addr):
-                defer(lambda: keys.flush_usage(force=True))
+                defer(lambda: keys.flush_usage())
             return view(*args, **kwargs)
 
         return _mark(wrapper, f"api_key:{permission}")

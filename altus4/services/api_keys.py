@@ -162,7 +162,7 @@ class ApiKeyService:
 
     def usage(self, user_id: str, key_id: str, days: int) -> dict[str, Any]:
         row = self.get(user_id, key_id)
-        self.flush_usage(force=True)
+        self.flush_usage()
         since = (utcnow() - timedelta(days=days - 1)).date()
         daily = self.db.fetch_all(
             "SELECT day, request_count FROM api_key_usage WHERE api_key_id = %s AND day >= %s ORDER BY day",
@@ -243,10 +243,9 @@ class ApiKeyService:
             self._write_usage({(principal.id, day): 1}, {principal.id: (time.time(), ip)})
             return False
 
-    def flush_usage(self, force: bool = False) -> int:
-        """Move pending usage counters from Redis to MySQL; returns how many keys were updated."""
-        if not force and not self.store.try_lock(_FLUSH_LOCK, FLUSH_INTERVAL):
-            return 0
+    def flush_usage(self) -> int:
+        """Move pending usage counters from Redis to MySQL (the caller that won the flush lock in
+        `record_use`, or a usage read); returns how many keys were updated."""
         try:
             with self.store.guard() as client:
                 pipe = client.pipeline(transaction=True)
