@@ -242,6 +242,7 @@ class Settings:
     trusted_proxies: int = 0  # how many proxies in front set X-Forwarded-For (nginx/HAProxy: 1)
     # search
     search_cache_ttl: int = 300
+    write_behind_interval_ms: int = 100  # usage counts and analytics entries wait this long to be batched
     schema_cache_ttl: int = 600
     search_timeout_ms: int = 5000
 
@@ -330,6 +331,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576, 1024),
             trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, 0, 10),
             search_cache_ttl=_int(env, "SEARCH_CACHE_TTL", 300, 0),
+            write_behind_interval_ms=_int(env, "WRITE_BEHIND_INTERVAL_MS", 100, 10, 10_000),
             schema_cache_ttl=_int(env, "SCHEMA_CACHE_TTL", 600, 0),
             search_timeout_ms=_int(env, "SEARCH_TIMEOUT_MS", 5000, 100, 600_000),
         )

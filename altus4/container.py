@@ -27,6 +27,7 @@ from altus4.services.rate_limits import RateLimiter
 from altus4.services.reports import ReportService
 from altus4.services.schema import SchemaCache
 from altus4.services.users import UserService
+from altus4.write_behind import WriteBehind
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Services:
     keys: ApiKeyService
     connections: ConnectionService
     analytics: AnalyticsService
+    write_behind: WriteBehind
     pools: TargetPools
     search: SearchService
     ai: AIService
@@ -55,7 +57,8 @@ class Services:
         connections = ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings, store)
         pools = TargetPools(settings, metrics)
         connections.listeners.append(pools.discard)
-        analytics = AnalyticsService(db, store)
+        write_behind = WriteBehind(store, settings.write_behind_interval_ms / 1000)
+        analytics = AnalyticsService(db, store, write_behind)
         ai = AIService(settings, store, metrics, embeddings=EmbeddingStore(db))
         vectors = VectorIndex(db, store)
         connections.listeners.append(vectors.forget)
@@ -63,9 +66,10 @@ class Services:
         return cls(
             settings=settings, db=db, redis=store, limiter=limiter, metrics=metrics,
             users=UserService(db, settings),
-            keys=ApiKeyService(db, store, limiter, settings),
+            keys=ApiKeyService(db, store, limiter, settings, write_behind),
             connections=connections,
             analytics=analytics,
+            write_behind=write_behind,
             pools=pools,
             search=search,
             ai=ai,
@@ -74,6 +78,7 @@ class Services:
         )
 
     def close(self) -> None:
+        self.write_behind.close()
         self.pools.close()
         self.db.close()
         self.redis.close()

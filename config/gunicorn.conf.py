@@ -32,8 +32,12 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 # idle keep-alive: longer than the proxy's upstream keepalive_timeout (nginx 60 s) so the proxy closes first
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000"))
+# Worker recycling is off by default. A recycling gevent worker stops accepting, then waits up to
+# graceful_timeout for its open keep-alive connections (nginx keeps 64 idle ones per nginx worker), and
+# the master replaces it only when it exits: measured, two workers recycling together stalled every
+# client for 30 s (bench/run.py's /health run). Turn it on only against a leak, with a short keepalive.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 preload_app = False
 control_socket_disable = True  # gunicorn 27 otherwise shares ~/.gunicorn/gunicorn.ctl between instances
 proc_name = "altus4"

@@ -2,7 +2,7 @@
 
 
 import pytest
-from conftest import make_settings, register
+from conftest import fresh_fulltext_table, make_settings, register
 
 from altus4 import create_app
 
@@ -78,6 +78,50 @@ def test_pages_concatenate_to_the_unpaged_list(searcher):
         assert page["data"]["page"] == offset // 7 + 1
         paged += hits(page)
     assert paged == full
+
+
+KEYS_DB = "altus4_test_keys"
+KEY_KINDS = {  # the same rows under each kind of key: the planner joins rows back by a primary key only
+    "single": "id INT PRIMARY KEY, part INT NOT NULL",
+    "composite": "id INT NOT NULL, part INT NOT NULL, PRIMARY KEY (part, id)",
+    "none": "id INT NOT NULL, part INT NOT NULL",
+}
+
+
+@pytest.fixture(scope="module")
+def keyed_tables(settings):
+    words = ["mysql", "gevent", "redis", "search", "replica"]
+    rows = [(i, i % 3, f"{words[i % 5]} {words[(i * 7) % 5]} note {i}", " ".join([words[i % 5]] * (1 + i % 4)))
+            for i in range(1, 61)]
+    for kind, columns in KEY_KINDS.items():
+        fresh_fulltext_table(settings, KEYS_DB, f"t_{kind}",
+                             f"CREATE TABLE t_{kind} ({columns}, title VARCHAR(100) NOT NULL, body TEXT NOT NULL,"
+                             f" FULLTEXT KEY ft (title, body)) ENGINE=InnoDB",
+                             f"INSERT INTO t_{kind} VALUES (%s, %s, %s, %s)", rows)
+    return rows
+
+
+@pytest.mark.parametrize("kind", list(KEY_KINDS))
+def test_single_composite_and_no_primary_key_rank_count_and_page_alike(user, settings, keyed_tables, kind):
+    db = user.connect_database(settings, KEYS_DB)
+    secret, _ = user.create_key()
+    headers = {"Authorization": f"Bearer {secret}"}
+
+    def run(**page):
+        r = user.client.post("/api/v1/search", headers=headers, json={
+            "query": "mysql redis", "databases": [db["id"]], "tables": [f"t_{kind}"], **page})
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()["data"]
+
+    everything = run(limit=100)
+    expected = sum(1 for row in keyed_tables if {"mysql", "redis"} & set((row[2] + " " + row[3]).split()))
+    assert everything["totalCount"] == len(everything["results"]) == expected
+    full = [(r["data"]["id"], r["relevanceScore"]) for r in everything["results"]]
+    assert [score for _, score in full] == sorted((score for _, score in full), reverse=True)
+    paged = [(r["data"]["id"], r["relevanceScore"]) for offset in range(0, expected, 9)
+             for r in run(limit=9, offset=offset)["results"]]
+    assert paged == full
+    assert run(limit=9, offset=9)["totalCount"] == expected
 
 
 def test_one_database_down_is_reported_not_fatal(searcher, user):

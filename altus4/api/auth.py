@@ -12,7 +12,6 @@ from functools import wraps
 
 from flask import Flask, Response, g, request
 
-from altus4.api.deferred import defer
 from altus4.container import services
 from altus4.errors import Forbidden, InvalidApiKey, RateLimited, Unauthorized
 from altus4.security.api_keys import looks_like_key
@@ -109,8 +108,7 @@ def api_key_required(permission: str) -> Callable[[Callable], Callable]:
             principal.require(permission)
             g.api_key, g.api_key_tier = principal, principal.tier
             _enforce(keys.check_rate_limit(principal), "Rate limit exceeded.", f"api_key_{principal.tier}")
-            if keys.record_use(principal, request.remote_addr):
-                defer(lambda: keys.flush_usage())
+            keys.record_use(principal, request.remote_addr)
             return view(*args, **kwargs)
 
         return _mark(wrapper, f"api_key:{permission}")

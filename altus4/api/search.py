@@ -5,7 +5,6 @@ from pydantic import Field
 
 from altus4.api import schemas
 from altus4.api.auth import api_key_required
-from altus4.api.deferred import defer
 from altus4.api.envelope import ok
 from altus4.api.validation import body, query
 from altus4.container import services
@@ -32,9 +31,8 @@ def search():
         result["categories"] = svc.search.ai_categories(result, g.api_key.user_id, g.api_key.tier)
     searched = [d["id"] for d in result["databases"]]
     categories = [c["name"] for c in result["categories"]]
-    if svc.analytics.record(g.api_key.user_id, g.api_key.id, data.query, result["modeUsed"], searched, categories,
-                            result["totalCount"], result["executionTime"], result["cached"]):
-        defer(svc.analytics.flush)
+    svc.analytics.record(g.api_key.user_id, g.api_key.id, data.query, result["modeUsed"], searched, categories,
+                         result["totalCount"], result["executionTime"], result["cached"])
     return ok(result)
 
 

@@ -7,6 +7,12 @@ are always backtick-quoted; the query text is always a parameter.
 MATCH must name a FULLTEXT index's exact column list, so `columns` selects
 which indexes are used; a table that is named explicitly but has no usable
 FULLTEXT index is searched with a parameterised LIKE fallback instead.
+
+Where the table has a primary key the statement ranks and counts in a derived
+table that holds only the key and the score, then joins back for the page's
+rows ("late row lookup"). Counting with `COUNT(*) OVER ()` beside every column
+made the server copy each matching row, TEXT columns included, into a temporary
+table before the sort: on 100k products that halved throughput (bench/run.py).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class TableQuery:
     table: str
     columns: tuple[str, ...]  # every column, selected for `data`
     key: tuple[str, ...]  # ordering tie-break and result id
+    key_is_unique: bool = False  # `key` is the primary key, so rows can be joined back by it
     match_groups: tuple[tuple[str, ...], ...] = ()  # FULLTEXT index column lists
     like_columns: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -71,7 +78,8 @@ def _order_key(table: TableSchema) -> tuple[str, ...]:
 def plan_table(table: TableSchema, columns: list[str] | None, explicit: bool) -> TableQuery | None:
     wanted = set(_resolve(columns, list(table.columns)).values()) if columns else None
     groups = [ix.columns for ix in table.fulltext_indexes if wanted is None or wanted & set(ix.columns)]
-    base = dict(table=table.name, columns=tuple(table.columns), key=_order_key(table))
+    base = dict(table=table.name, columns=tuple(table.columns), key=_order_key(table),
+                key_is_unique=bool(table.primary_key))
     if groups:
         covered = {c for g in groups for c in g}
         uncovered = sorted((wanted or set()) - covered)
@@ -132,9 +140,7 @@ class Statement:
 
 def build_select(q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...],
                  like_excluded: tuple[str, ...], window: int) -> Statement:
-    selected = ", ".join(quote(c) for c in q.columns)
-    order = ", ".join(quote(c) for c in q.key)
-    order_sql = f"{quote(SCORE)} DESC" + (f", {order}" if order else "")
+    """The table's top `window` rows by score, each with the score and the count of every match."""
     if q.match_groups:
         matches = [f"MATCH ({', '.join(quote(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
         score = " + ".join(matches)
@@ -142,18 +148,32 @@ def build_select(q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...
         params = (text,) * len(matches) * 2
     else:
         score, where, params = _like_clauses(q.like_columns, like_terms, like_excluded)
-    sql = (f"SELECT {selected}, ({score}) AS {quote(SCORE)}, COUNT(*) OVER () AS {quote(TOTAL)}"
-           f" FROM {quote(q.table)} WHERE {where} ORDER BY {order_sql} LIMIT %s")
+    ranked = f"({score}) AS {quote(SCORE)}, COUNT(*) OVER () AS {quote(TOTAL)} FROM {quote(q.table)} WHERE {where}"
+    if not q.key_is_unique:
+        sql = f"SELECT {_columns(q.columns)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s"
+        return Statement(sql, (*params, window))
+    join = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in q.key)
+    sql = (f"SELECT {_columns(q.columns, 't.')}, s.{quote(SCORE)}, s.{quote(TOTAL)}"
+           f" FROM (SELECT {_columns(q.key)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s) AS s"
+           f" JOIN {quote(q.table)} AS t ON {join} ORDER BY {_order(q.key, 's.')}")
     return Statement(sql, (*params, window))
+
+
+def _columns(columns: tuple[str, ...], prefix: str = "") -> str:
+    return ", ".join(prefix + quote(c) for c in columns)
+
+
+def _order(key: tuple[str, ...], prefix: str = "") -> str:
+    """Best score first; the key breaks ties, so every page of the same query sees the same order."""
+    return ", ".join([f"{prefix}{quote(SCORE)} DESC", *(prefix + quote(c) for c in key)])
 
 
 def build_fetch(q: TableQuery, keys: list[str]) -> Statement | None:
     """The rows with these primary keys (a one-column key only), scored 0: vector-only candidates."""
     if len(q.key) != 1 or not keys:
         return None
-    selected = ", ".join(quote(c) for c in q.columns)
     marks = ", ".join(["%s"] * len(keys))
-    return Statement(f"SELECT {selected}, 0 AS {quote(SCORE)}, 0 AS {quote(TOTAL)} FROM {quote(q.table)}"
+    return Statement(f"SELECT {_columns(q.columns)}, 0 AS {quote(SCORE)}, 0 AS {quote(TOTAL)} FROM {quote(q.table)}"
                      f" WHERE {quote(q.key[0])} IN ({marks})", tuple(keys))
 
 

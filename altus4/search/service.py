@@ -121,22 +121,28 @@ class SearchService:
             raise ValidationFailed(f"offset + limit may be at most {MAX_WINDOW}",
                                    details=[{"field": "offset", "message": f"offset + limit > {MAX_WINDOW}"}])
         compiled = compile_query(params.query, "natural" if params.mode == "semantic" else params.mode)
-        rows = self.connections.active_for(user_id, list(params.databases) if params.databases else None)
+        ttl = self.settings.search_cache_ttl
+        key = self._cache_key(user_id, compiled, params) if ttl else None
+        rows, cached = self.connections.active_and_get(user_id, list(params.databases) if params.databases else None,
+                                                       key)
         if not rows:
             raise ValidationFailed("No active database connections to search; add one with POST /api/v1/databases",
                                    code="NO_DATABASES")
-        key = self._cache_key(user_id, rows, compiled, params)
-        cached = self.store.safe(lambda r: r.get(key), None, read=True) if self.settings.search_cache_ttl else None
-        if self.settings.search_cache_ttl:
-            self.store.count_cache("search", bool(cached))
-        if cached:
-            data = json.loads(cached)
+        # an entry answers only for the connection versions it was computed from: any change is a miss
+        versions = sorted([r["id"], r["schema_version"]] for r in rows)
+        entry = json.loads(cached) if cached else None
+        hit = entry is not None and entry["versions"] == versions
+        if ttl:
+            self.store.count_cache("search", hit)
+        if hit:
+            data = entry["data"]
             data["cached"] = True
         else:
             data = self._execute(rows, compiled, params, user_id, tier, started)
             complete = all(d["status"] == "ok" for d in data["databases"])
-            if self.settings.search_cache_ttl and complete and (params.mode != "semantic" or data["aiUsed"]):
-                self.store.safe(lambda r: r.set(key, json.dumps(data), ex=self.settings.search_cache_ttl), None)
+            if ttl and complete and (params.mode != "semantic" or data["aiUsed"]):
+                payload = json.dumps({"versions": versions, "data": data})
+                self.store.safe(lambda r: r.set(key, payload, ex=ttl), None)
             data["cached"] = False
         data["searchMode"] = params.mode
         elapsed = time.perf_counter() - started
@@ -169,9 +175,12 @@ class SearchService:
         return found, failed
 
     # ---- internals ------------------------------------------------------------------
-    def _cache_key(self, user_id: str, rows, compiled: CompiledQuery, params: SearchParams) -> str:
+    @staticmethod
+    def _cache_key(user_id: str, compiled: CompiledQuery, params: SearchParams) -> str:
+        """One key per user and request; the connection versions are checked against the entry itself, so the
+        key is known before the connection list is read and both come back in one Redis round trip."""
         material = json.dumps([
-            sorted((r["id"], r["schema_version"]) for r in rows), params.mode, compiled.text,
+            sorted(params.databases) if params.databases else None, params.mode, compiled.text,
             sorted(params.tables or []), sorted(params.columns or []), params.offset, params.limit,
         ])
         return f"search:{user_id}:{hashlib.sha256(material.encode()).hexdigest()}"

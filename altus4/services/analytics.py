@@ -1,10 +1,11 @@
 """Search analytics: every search recorded, per-user history, trends and performance.
 
-Recording is off the request path: a search appends one entry to a Redis list,
-and a batch INSERT moves entries to MySQL after the response (whichever request
-takes the flush lock). Every read flushes first, so a search is visible in
-analytics as soon as it has been answered. Without Redis, entries are written
-directly.
+Recording is off the request path: a search's entry goes through the
+write-behind buffer (`altus4.write_behind`) to a Redis list, and a batch INSERT
+moves the list to MySQL (whichever worker takes the flush lock). Every read
+flushes first, so a search is in this worker's reads as soon as it has been
+answered, and in every worker's within the buffer's interval. Without Redis,
+entries are written directly.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import redis
 from altus4.db.pool import Database
 from altus4.redis_store import RedisStore
 from altus4.services.users import iso
+from altus4.write_behind import Sink, WriteBehind
 
 log = logging.getLogger("altus4.analytics")
 
@@ -41,29 +43,26 @@ def _row(entry: dict[str, Any]) -> tuple:
 
 
 class AnalyticsService:
-    def __init__(self, db: Database, store: RedisStore):
+    def __init__(self, db: Database, store: RedisStore, write_behind: WriteBehind):
         self.db = db
         self.store = store
+        self.write_behind = write_behind
+        write_behind.register("analytics", Sink(
+            stage=lambda pipe, entries: pipe.rpush(_PENDING, *(json.dumps(e) for e in entries)),
+            write_direct=lambda entries: self._insert([_row(e) for e in entries]),
+            flush=self.flush, lock_key=_FLUSH_LOCK, lock_seconds=FLUSH_INTERVAL))
 
     def record(self, user_id: str, api_key_id: str | None, query: str, mode: str, database_ids: list[str],
-               categories: list[str], result_count: int, execution_ms: float, cache_hit: bool) -> bool:
-        """Queue one search; True when the caller should flush after its response."""
-        entry = {"id": str(uuid.uuid4()), "userId": user_id, "apiKeyId": api_key_id, "query": query, "mode": mode,
-                 "databases": database_ids, "categories": categories[:20], "results": result_count,
-                 "ms": round(execution_ms, 3),
-                 "cacheHit": cache_hit, "at": datetime.now(UTC).timestamp()}
-        try:
-            with self.store.guard() as client:
-                pipe = client.pipeline(transaction=False)
-                pipe.rpush(_PENDING, json.dumps(entry))
-                pipe.set(_FLUSH_LOCK, "1", nx=True, ex=FLUSH_INTERVAL)
-                return bool(pipe.execute()[1])
-        except redis.RedisError:
-            self.db.execute(_INSERT, _row(entry))
-            return False
+               categories: list[str], result_count: int, execution_ms: float, cache_hit: bool) -> None:
+        """Queue one search (buffered: see `altus4.write_behind`)."""
+        self.write_behind.add("analytics", {
+            "id": str(uuid.uuid4()), "userId": user_id, "apiKeyId": api_key_id, "query": query, "mode": mode,
+            "databases": database_ids, "categories": categories[:20], "results": result_count,
+            "ms": round(execution_ms, 3), "cacheHit": cache_hit, "at": datetime.now(UTC).timestamp()})
 
     def flush(self) -> int:
         """Move queued entries to MySQL in batches; returns how many were written."""
+        self.write_behind.push(flush=False)
         written = 0
         while True:
             try:
@@ -79,14 +78,17 @@ class AnalyticsService:
                 return written
             rows = [_row(json.loads(e)) for e in entries]
             try:
-                with self.db.write() as cur:
-                    cur.executemany(_INSERT, rows)
+                self._insert(rows)
             except Exception:
                 self.store.safe(lambda r, taken=entries: r.lpush(_PENDING, *reversed(taken)), None)
                 raise
             written += len(rows)
             if len(entries) < BATCH:
                 return written
+
+    def _insert(self, rows: list[tuple]) -> None:
+        with self.db.write() as cur:
+            cur.executemany(_INSERT, rows)
 
     def history(self, user_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         self.flush()

@@ -2,8 +2,8 @@
 
 The request path never writes to MySQL: a key is validated from a Redis cache
 (dropped at once on revoke/update, so every worker sees it), and usage is
-counted in Redis and flushed to MySQL in batches by whichever request first
-takes the flush lock after the response has gone out.
+counted through the write-behind buffer (`altus4.write_behind`): batched into
+Redis by each worker, then flushed to MySQL by whichever worker takes the lock.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from altus4.redis_store import RedisStore
 from altus4.security import api_keys as keygen
 from altus4.services.rate_limits import Limit, RateLimiter, Verdict
 from altus4.services.users import iso, utcnow
+from altus4.write_behind import Sink, WriteBehind
 
 log = logging.getLogger("altus4.keys")
 
@@ -76,10 +77,14 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 
 
 class ApiKeyService:
-    def __init__(self, db: Database, store: RedisStore, limiter: RateLimiter, settings: Settings):
+    def __init__(self, db: Database, store: RedisStore, limiter: RateLimiter, settings: Settings,
+                 write_behind: WriteBehind):
         self.db = db
         self.store = store
         self.limiter = limiter
+        self.write_behind = write_behind
+        write_behind.register("usage", Sink(stage=_stage_usage, write_direct=self._write_direct, flush=self.flush_usage,
+                                            lock_key=_FLUSH_LOCK, lock_seconds=FLUSH_INTERVAL))
         self._local: dict[str, tuple[float, ApiKeyPrincipal]] = {}
         self.tier_limits = {
             "free": (Limit(settings.rate_limit_free, 3600),),
@@ -228,24 +233,22 @@ class ApiKeyService:
     def check_rate_limit(self, principal: ApiKeyPrincipal) -> Verdict:
         return self.limiter.hit(f"key:{principal.id}", self.tier_limits[principal.tier])
 
-    def record_use(self, principal: ApiKeyPrincipal, ip: str | None) -> bool:
-        """Count one request in Redis; True when this caller should flush the batch afterwards."""
-        day = utcnow().date().isoformat()
-        try:
-            with self.store.guard() as client:
-                pipe = client.pipeline(transaction=False)
-                pipe.hincrby(_PENDING, f"{principal.id}|{day}", 1)
-                pipe.hset(_LAST_USED, principal.id, f"{time.time():.3f}|{ip or ''}")
-                pipe.set(_FLUSH_LOCK, "1", nx=True, ex=FLUSH_INTERVAL)
-                return bool(pipe.execute()[2])
-        except redis.RedisError:
-            # no Redis: write straight through rather than lose the count
-            self._write_usage({(principal.id, day): 1}, {principal.id: (time.time(), ip)})
-            return False
+    def record_use(self, principal: ApiKeyPrincipal, ip: str | None) -> None:
+        """Count one request (buffered: see `altus4.write_behind`)."""
+        self.write_behind.add("usage", (principal.id, utcnow().date().isoformat(), time.time(), ip))
+
+    def _write_direct(self, uses: list[tuple[str, str, float, str | None]]) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        last_used: dict[str, tuple[float, str | None]] = {}
+        for key_id, day, at, ip in uses:
+            counts[(key_id, day)] = counts.get((key_id, day), 0) + 1
+            last_used[key_id] = (at, ip)
+        self._write_usage(counts, last_used)
 
     def flush_usage(self) -> int:
-        """Move pending usage counters from Redis to MySQL (the caller that won the flush lock in
-        `record_use`, or a usage read); returns how many keys were updated."""
+        """Move pending usage counters from Redis to MySQL (the worker that took the flush lock, or a usage
+        read); returns how many keys were updated."""
+        self.write_behind.push(flush=False)
         try:
             with self.store.guard() as client:
                 pipe = client.pipeline(transaction=True)
@@ -299,3 +302,14 @@ class ApiKeyService:
                     " last_used = COALESCE(GREATEST(last_used, %s), %s, last_used),"
                     " last_used_ip = COALESCE(%s, last_used_ip), updated_at = updated_at WHERE id = %s",
                     (totals.get(key_id, 0), when, when, ip, key_id))
+
+
+def _stage_usage(pipe, uses: list[tuple[str, str, float, str | None]]) -> None:
+    counts: dict[str, int] = {}
+    last: dict[str, str] = {}
+    for key_id, day, at, ip in uses:
+        counts[f"{key_id}|{day}"] = counts.get(f"{key_id}|{day}", 0) + 1
+        last[key_id] = f"{at:.3f}|{ip or ''}"
+    for field, n in counts.items():
+        pipe.hincrby(_PENDING, field, n)
+    pipe.hset(_LAST_USED, mapping=last)

@@ -104,30 +104,44 @@ class ConnectionService:
             raise NotFound("Database connection not found")
         return row
 
-    def _active_rows(self, user_id: str) -> list[dict[str, Any]]:
-        """What a search needs of the user's active connections; cached in Redis (the search hot path reads it
-        on every request), dropped whenever one of the user's connections is created, changed or deleted."""
+    def _active_rows(self, user_id: str, also: str | None = None) -> tuple[list[dict[str, Any]], Any]:
+        """What a search needs of the user's active connections, and the value of Redis key `also` read in the
+        same round trip (the search cache). The list is cached in Redis (the search hot path reads it on every
+        request) and dropped whenever one of the user's connections is created, changed or deleted."""
         key = f"conns:{user_id}"
-        cached = self.store.safe(lambda r: r.get(key), None)
+
+        def read(r) -> list:
+            pipe = r.pipeline(transaction=False)
+            pipe.get(key)
+            if also is not None:
+                pipe.get(also)
+            return pipe.execute()
+
+        cached, *other = self.store.safe(read, [None, None])
+        value = other[0] if other else None
         if cached is not None:
-            return json.loads(cached)
+            return json.loads(cached), value
         rows = [{k: r[k] for k in _SEARCH_FIELDS} for r in self.list(user_id) if r["is_active"]]
         self.store.safe(lambda r: r.set(key, json.dumps(rows), ex=CONNECTIONS_CACHE_TTL), None)
-        return rows
+        return rows, value
 
     def _forget_user(self, user_id: str) -> None:
         self.store.safe(lambda r: r.delete(f"conns:{user_id}"), 0)
 
     def active_for(self, user_id: str, ids: list[str] | None) -> list[dict[str, Any]]:
         """The user's active connections, all of them or the named ones (unknown ids → 404)."""
-        rows = self._active_rows(user_id)
+        return self.active_and_get(user_id, ids, None)[0]
+
+    def active_and_get(self, user_id: str, ids: list[str] | None, also: str | None) -> tuple[list[dict[str, Any]], Any]:
+        """`active_for`, plus the value of Redis key `also` fetched in the same round trip."""
+        rows, value = self._active_rows(user_id, also)
         if ids is None:
-            return rows
+            return rows, value
         by_id = {r["id"]: r for r in rows}
         missing = [i for i in ids if i not in by_id]
         if missing:
             raise NotFound("Database connection not found", details={"databases": missing})
-        return [by_id[i] for i in dict.fromkeys(ids)]
+        return [by_id[i] for i in dict.fromkeys(ids)], value
 
     def update(self, user_id: str, conn_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         row = self.get(user_id, conn_id)

@@ -1,0 +1,114 @@
+"""The load drivers bench/run.py measures with: raw MySQL through PyMySQL, and HTTP through wrk or Python.
+
+HTTP load uses wrk when it is installed (`make bench` installs it): a C client leaves the two cores to
+the server and MariaDB, where the Python client (`altus4 loadtest`'s) spends a good part of them
+itself at hundreds of requests a second. Raw MySQL is always PyMySQL: that is the baseline the
+comparison is about.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pymysql
+
+from altus4.loadtest import HttpClient, Summary, run_workers, search_step
+from altus4.search import plan as planner
+
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_report.lua"
+SIMPLE_SQL = ("SELECT `id`, `name`, `description`, `category`, `price`, (MATCH (`name`, `description`) AGAINST"
+              " (%s IN NATURAL LANGUAGE MODE)) AS score FROM `products` WHERE MATCH (`name`, `description`) AGAINST"
+              " (%s IN NATURAL LANGUAGE MODE) ORDER BY score DESC, `id` LIMIT %s")
+PRODUCTS_QUERY = planner.TableQuery(table="products", columns=("id", "name", "description", "category", "price"),
+                                    key=("id",), key_is_unique=True, match_groups=(("name", "description"),))
+
+
+def simple_statement(query: str, limit: int) -> tuple[str, tuple]:
+    """What a developer would write by hand: the page by relevance, no total count."""
+    return SIMPLE_SQL, (query, query, limit)
+
+
+def altus4_statement(query: str, limit: int) -> tuple[str, tuple]:
+    """The statement Altus 4 itself sends for this table (page, score and total count), from its planner."""
+    statement = planner.build_select(PRODUCTS_QUERY, "natural", query, (), (), limit)
+    return statement.sql, statement.params
+
+
+def raw_mysql(connect, queries: list[str], users: int, duration: float, limit: int,
+              statement=simple_statement) -> Summary:
+    """Natural-mode FULLTEXT straight through PyMySQL, one connection per client thread."""
+    local = threading.local()
+    opened: list[pymysql.Connection] = []
+
+    def step(user: int, n: int) -> str:
+        if getattr(local, "conn", None) is None:
+            local.conn = connect()
+            opened.append(local.conn)
+        sql, params = statement(queries[(user * 7919 + n) % len(queries)], limit)
+        with local.conn.cursor() as cur:
+            cur.execute(sql, params)
+            cur.fetchall()
+        return "200"
+
+    summary = run_workers(users, duration, step)
+    for conn in opened:
+        conn.close()
+    return summary
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def http_load(base: str, users: int, duration: float, client: str, key: str | None = None,
+              queries_file: Path | None = None, limit: int = 20) -> Summary:
+    """`users` keep-alive connections for `duration`: searches (with a key and queries) or GET /health."""
+    if client == "wrk":
+        return _wrk(base, users, duration, key, queries_file, limit)
+    http = HttpClient(base, {"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        if queries_file is None:
+            return run_workers(users, duration, lambda u, n: http.request("GET", "/health"))
+        queries = [q for q in queries_file.read_text().splitlines() if q]
+        return run_workers(users, duration, search_step(http, queries, ["natural"], limit))
+    finally:
+        http.close()
+
+
+def _wrk(base: str, users: int, duration: float, key: str | None, queries_file: Path | None,
+         limit: int) -> Summary:
+    env = {**os.environ, "API_KEY": key or "", "LIMIT": str(limit)}
+    env.pop("QUERIES_FILE", None)
+    if queries_file is not None:
+        env["QUERIES_FILE"] = str(queries_file)
+    url = base + ("/api/v1/search" if queries_file is not None else "/health")
+    out = subprocess.run(["wrk", f"-t{min(2, users)}", f"-c{users}", f"-d{max(1, round(duration))}s",
+                          "--timeout", "30s", "-s", str(WRK_SCRIPT), url],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    seconds = r["duration_us"] / 1e6
+    failures = {"non-2xx": r["status_errors"], **{k: r[k] for k in ("connect", "read", "write", "timeout")}}
+    ms = lambda us: round(us / 1000, 2)  # noqa: E731
+    return Summary(requests=r["requests"], successes=r["requests"] - r["status_errors"],
+                   failures={k: v for k, v in failures.items() if v}, duration_s=round(seconds, 2),
+                   throughput_rps=round(r["requests"] / seconds, 1), p50_ms=ms(r["p50_us"]), p95_ms=ms(r["p95_us"]),
+                   p99_ms=ms(r["p99_us"]), max_ms=ms(r["max_us"]))
+
+
+def one_client_latency(client: HttpClient, queries: list[str], body: dict, count: int) -> float:
+    """p50 latency (ms) of `count` sequential searches, after 10 unmeasured ones (pools and caches warm)."""
+    for i in range(10):
+        client.request("POST", "/api/v1/search", {"query": queries[-1 - i], **body})
+    times = []
+    for i in range(count):
+        t0 = time.perf_counter()
+        client.request("POST", "/api/v1/search", {"query": queries[i % len(queries)], **body})
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return round(times[len(times) // 2], 2)

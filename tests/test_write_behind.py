@@ -1,0 +1,72 @@
+"""The write-behind buffer: batched into one Redis pipeline per interval, visible across workers, safe
+without Redis."""
+
+import time
+import uuid
+
+import redis
+from conftest import TEST_REDIS_DB, make_settings, register
+
+from altus4 import create_app
+from altus4.redis_store import RedisStore
+from altus4.write_behind import Sink, WriteBehind
+
+
+def _list_sink(key: str, flushed: list, direct: list) -> Sink:
+    return Sink(stage=lambda pipe, items: pipe.rpush(key, *items), write_direct=direct.extend,
+                flush=lambda: flushed.append(time.monotonic()), lock_key=f"{key}:lock", lock_seconds=30)
+
+
+def test_items_wait_for_the_interval_then_go_as_one_pipeline_and_one_flush(settings):
+    key = f"wb-test:{uuid.uuid4().hex}"
+    plain = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
+    flushed, direct = [], []
+    buffer = WriteBehind(RedisStore(settings), interval=0.3)
+    buffer.register("test", _list_sink(key, flushed, direct))
+    try:
+        for n in range(50):
+            buffer.add("test", str(n))
+        assert plain.llen(key) == 0  # nothing sent per item
+        deadline = time.monotonic() + 5
+        while plain.llen(key) < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [int(v) for v in plain.lrange(key, 0, -1)] == list(range(50))
+        time.sleep(0.1)
+        assert len(flushed) == 1 and direct == []  # this process took the flush lock once
+        buffer.add("test", "late")
+        buffer.push()  # a reader's push: sent now; the lock is still held, so no second flush
+        assert plain.lrange(key, -1, -1) == [b"late"] and len(flushed) == 1
+    finally:
+        buffer.close()
+        plain.delete(key, f"{key}:lock")
+
+
+def test_without_redis_items_are_written_directly():
+    unreachable = make_settings(REDIS_PORT="6399")
+    flushed, direct = [], []
+    buffer = WriteBehind(RedisStore(unreachable), interval=60)
+    buffer.register("test", _list_sink("wb-test:none", flushed, direct))
+    buffer.add("test", "a")
+    buffer.add("test", "b")
+    buffer.close()
+    assert direct == ["a", "b"] and flushed == []
+
+
+def test_a_search_on_one_worker_shows_in_another_workers_history(migrated, targets):
+    first, second = create_app(migrated), create_app(migrated)  # two workers: separate buffers, shared stores
+    try:
+        user = register(first.test_client())
+        user.connect_database(migrated, targets["a"])
+        secret, _ = user.create_key()
+        keyed = {"Authorization": f"Bearer {secret}"}
+        assert user.client.post("/api/v1/search", headers=keyed, json={"query": "gevent workers"}).status_code == 200
+        other = second.test_client()
+        deadline = time.monotonic() + 5
+        total = 0
+        while total == 0 and time.monotonic() < deadline:
+            total = other.get("/api/v1/search/history", headers=keyed).get_json()["meta"]["total"]
+            time.sleep(0.05)
+        assert total == 1
+    finally:
+        first.extensions["altus4"].close()
+        second.extensions["altus4"].close()
