@@ -34,14 +34,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build an app from `settings` (default: the environment). No I/O happens until a request or CLI call."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    from altus4.api.json_codec import OrjsonProvider
+
+    app.json = OrjsonProvider(app)
     app.config.update(
         ALTUS4_VERSION=__version__,
         ALTUS4_STARTED=time.monotonic(),
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies,
                                 x_host=settings.trusted_proxies)

@@ -94,7 +94,7 @@ def admin_required(view: Callable) -> Callable:
 
 
 def api_key_required(permission: str) -> Callable[[Callable], Callable]:
-    """API key bearer auth: valid key, the permission, the tier's rate limit, then count the use."""
+    """API key bearer auth: a valid key within its tier's rate limit, with the permission; the use is counted."""
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
@@ -103,11 +103,11 @@ def api_key_required(permission: str) -> Callable[[Callable], Callable]:
             if token is None:
                 raise InvalidApiKey("Missing API key: send 'Authorization: Bearer altus4_sk_…'")
             keys = services().keys
-            principal = keys.authenticate(token)
+            principal, verdict = keys.admit(token)  # a refused request counts against the limit too
             services().db.bind_subject(principal.user_id)
-            principal.require(permission)
             g.api_key, g.api_key_tier = principal, principal.tier
-            _enforce(keys.check_rate_limit(principal), "Rate limit exceeded.", f"api_key_{principal.tier}")
+            _enforce(verdict, "Rate limit exceeded.", f"api_key_{principal.tier}")
+            principal.require(permission)
             keys.record_use(principal, request.remote_addr)
             return view(*args, **kwargs)
 

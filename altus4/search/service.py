@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pymysql
 
 from altus4.ai.provider import AIUnavailable
@@ -130,7 +131,7 @@ class SearchService:
                                    code="NO_DATABASES")
         # an entry answers only for the connection versions it was computed from: any change is a miss
         versions = sorted([r["id"], r["schema_version"]] for r in rows)
-        entry = json.loads(cached) if cached else None
+        entry = orjson.loads(cached) if cached else None
         hit = entry is not None and entry["versions"] == versions
         if ttl:
             self.store.count_cache("search", hit)
@@ -141,7 +142,7 @@ class SearchService:
             data = self._execute(rows, compiled, params, user_id, tier, started)
             complete = all(d["status"] == "ok" for d in data["databases"])
             if ttl and complete and (params.mode != "semantic" or data["aiUsed"]):
-                payload = json.dumps({"versions": versions, "data": data})
+                payload = orjson.dumps({"versions": versions, "data": data})
                 self.store.safe(lambda r: r.set(key, payload, ex=ttl), None)
             data["cached"] = False
         data["searchMode"] = params.mode

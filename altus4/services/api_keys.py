@@ -86,6 +86,7 @@ class ApiKeyService:
         write_behind.register("usage", Sink(stage=_stage_usage, write_direct=self._write_direct, flush=self.flush_usage,
                                             lock_key=_FLUSH_LOCK, lock_seconds=FLUSH_INTERVAL))
         self._local: dict[str, tuple[float, ApiKeyPrincipal]] = {}
+        self._seen: dict[str, tuple[str, str]] = {}  # digest -> (key id, tier): names its rate-limit counters
         self.tier_limits = {
             "free": (Limit(settings.rate_limit_free, 3600),),
             "pro": (Limit(settings.rate_limit_pro, 3600),),
@@ -186,12 +187,40 @@ class ApiKeyService:
         }
 
     # ---- request path -------------------------------------------------------------
-    def authenticate(self, secret: str) -> ApiKeyPrincipal:
-        """:raise InvalidApiKey: unknown, malformed, revoked or expired key."""
+    def admit(self, secret: str) -> tuple[ApiKeyPrincipal, Verdict]:
+        """Authenticate the key and count the request against its rate limit.
+
+        One Redis round trip once this worker has seen the key: a key's id never changes for its digest, so
+        the rate-limit counters are known before the cached key is read, and both go in one pipeline.
+        :raise InvalidApiKey: unknown, malformed, revoked or expired key.
+        """
         if not keygen.looks_like_key(secret):
             raise InvalidApiKey("Invalid API key format")
         digest = keygen.digest(secret)
-        cached = self.store.safe(lambda r: r.get(f"apikey:{digest}"), None)
+        known = self._seen.get(digest)  # (key id, tier) from an earlier request
+        keys, counts = None, None
+        if known is not None:
+            keys = self.limiter.keys(f"key:{known[0]}", self.tier_limits[known[1]])
+
+            def read(r) -> list:
+                pipe = r.pipeline(transaction=False)
+                pipe.get(f"apikey:{digest}")
+                self.limiter.stage(pipe, keys)
+                return pipe.execute()
+
+            replies = self.store.safe(read, None)
+            cached, counts = (replies[0], replies[1::2]) if replies else (None, None)
+        else:
+            cached = self.store.safe(lambda r: r.get(f"apikey:{digest}"), None)
+        principal = self._principal(digest, cached)
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[digest] = (principal.id, principal.tier)
+        if counts is not None and known == (principal.id, principal.tier):
+            return principal, self.limiter.judge(keys, counts)
+        return principal, self.limiter.hit(f"key:{principal.id}", self.tier_limits[principal.tier])
+
+    def _principal(self, digest: str, cached: bytes | None) -> ApiKeyPrincipal:
         local = self._local.get(digest)
         self.store.count_cache("api_key", bool(cached))
         if cached:
@@ -229,9 +258,6 @@ class ApiKeyService:
     def _forget(self, digest: str) -> None:
         self._local.pop(digest, None)
         self.store.safe(lambda r: r.delete(f"apikey:{digest}"), 0)
-
-    def check_rate_limit(self, principal: ApiKeyPrincipal) -> Verdict:
-        return self.limiter.hit(f"key:{principal.id}", self.tier_limits[principal.tier])
 
     def record_use(self, principal: ApiKeyPrincipal, ip: str | None) -> None:
         """Count one request (buffered: see `altus4.write_behind`)."""

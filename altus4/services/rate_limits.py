@@ -77,12 +77,21 @@ class RateLimiter:
             out.append((f"rl:{{{bucket}}}:{limit.window}:{window_start}", limit, window_start + limit.window))
         return out
 
+    def keys(self, bucket: str, limits: tuple[Limit, ...]) -> list[tuple[str, Limit, int]]:
+        """The bucket's counters for this moment, for `stage` and `judge`."""
+        return self._keys(bucket, limits, time.time())
+
+    @staticmethod
+    def stage(pipe, keys) -> None:
+        """Count one request on `pipe` (two replies per counter: the count, then EXPIRE's)."""
+        for key, limit, _ in keys:
+            pipe.incr(key)
+            pipe.expire(key, limit.window + 1)
+
     def _count_in_redis(self, keys) -> list[int]:
         with self.store.guard() as client:
             pipe = client.pipeline(transaction=False)
-            for key, limit, _ in keys:
-                pipe.incr(key)
-                pipe.expire(key, limit.window + 1)
+            self.stage(pipe, keys)
             return pipe.execute()[::2]
 
     def _count_locally(self, keys) -> list[int]:
@@ -96,11 +105,17 @@ class RateLimiter:
             return counts
 
     def hit(self, bucket: str, limits: tuple[Limit, ...]) -> Verdict:
-        keys = self._keys(bucket, limits, time.time())
+        keys = self.keys(bucket, limits)
         try:
             counts = self._count_in_redis(keys)
         except redis.RedisError:
             counts = self._count_locally(keys)
+        return self.judge(keys, counts)
+
+    @staticmethod
+    def judge(keys, counts: list[int]) -> Verdict:
+        """The verdict for counters `keys` now at `counts`: the blocking window that resets last, else the
+        tightest one."""
         verdicts = [
             Verdict(count <= limit.amount, limit.amount, max(0, limit.amount - count), reset_at)
             for (_, limit, reset_at), count in zip(keys, counts, strict=False)
