@@ -41,6 +41,8 @@ test: install services tools ## Run the test suite (real MariaDB, Redis, nginx, 
 
 bench: install services ## Short performance benchmark: raw MySQL vs Altus 4 uncached/cached vs /health (a few minutes)
 	$(VENV)/bin/pip install -q -r bench/requirements.txt
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends wrk >/dev/null)  # the HTTP load generator
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 bench/.venv-embed/.installed: bench/requirements-embedding.txt

@@ -70,3 +70,29 @@ def test_parallel_slow_queries_in_one_gevent_worker_take_the_time_of_one():
     assert out.returncode == 0, out.stderr
     elapsed = float(out.stdout.strip().splitlines()[-1])
     assert elapsed < 2.0, f"8 x SLEEP(0.5) took {elapsed}s: not cooperative (sequential would be 4 s)"
+
+
+TURNS_PROBE = """
+from gevent import monkey; monkey.patch_all()
+import gevent
+from altus4 import take_turns
+order = []
+def app(environ, start_response):
+    order.append(environ["who"])
+    return [b""]
+def client(who, wsgi):
+    for _ in range(3):
+        wsgi({"who": who}, None)
+for wsgi in (app, take_turns(app)):
+    order.clear()
+    gevent.joinall([gevent.spawn(client, "a", wsgi), gevent.spawn(client, "b", wsgi)])
+    print("".join(order))
+"""
+
+
+def test_each_request_yields_so_ready_greenlets_take_turns():
+    out = subprocess.run([sys.executable, "-c", TURNS_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    bare, fair = out.stdout.split()
+    assert bare == "aaabbb"  # without a yield, the first greenlet runs all its requests first
+    assert fair == "ababab"
