@@ -103,12 +103,28 @@ def _wrk(base: str, users: int, duration: float, key: str | None, queries_file: 
 
 def one_client_latency(client: HttpClient, queries: list[str], body: dict, count: int) -> float:
     """p50 latency (ms) of `count` sequential searches, after 10 unmeasured ones (pools and caches warm)."""
+    return _p50(lambda q: client.request("POST", "/api/v1/search", {"query": q, **body}), queries, count)
+
+
+def raw_one_client_latency(conn: pymysql.Connection, queries: list[str], count: int) -> float:
+    """The same for Altus 4's own statement straight through PyMySQL: what the database alone costs."""
+
+    def run(query: str) -> None:
+        sql, params = altus4_statement(query, 20)
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            cur.fetchall()
+
+    return _p50(run, queries, count)
+
+
+def _p50(call, queries: list[str], count: int) -> float:
     for i in range(10):
-        client.request("POST", "/api/v1/search", {"query": queries[-1 - i], **body})
+        call(queries[-1 - i])
     times = []
     for i in range(count):
         t0 = time.perf_counter()
-        client.request("POST", "/api/v1/search", {"query": queries[i % len(queries)], **body})
+        call(queries[i % len(queries)])
         times.append((time.perf_counter() - t0) * 1000)
     times.sort()
     return round(times[len(times) // 2], 2)

@@ -37,6 +37,7 @@ from drivers import (  # noqa: E402
     http_load,
     one_client_latency,
     raw_mysql,
+    raw_one_client_latency,
     simple_statement,
     wrk_available,
 )
@@ -222,6 +223,11 @@ def main() -> None:
         by_count = {str(n): one_client_latency(one, queries, {"databases": shard_ids[:n], "limit": 20}, 60)
                     for n in fanout}
         one.close()
+        raw_by_size = {}
+        for size in sizes:
+            conn = mysql(settings, f"{DB_PREFIX}_products_{size}")
+            raw_by_size[str(size)] = raw_one_client_latency(conn, queries, 60)
+            conn.close()
     finally:
         stop_server(uncached)
         stop_server(cached)
@@ -238,7 +244,7 @@ def main() -> None:
                                 "cached_vs_raw_mysql": ratio("altus4_cached", "raw_mysql"),
                                 "fanout_4_vs_1": round(by_count.get("4", 0) / by_count["1"], 3) if "1" in by_count
                                 else None},
-                     "by_table_size": by_size, "by_database_count": by_count}
+                     "by_table_size": by_size, "raw_by_table_size": raw_by_size, "by_database_count": by_count}
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, RESULTS / "latest.png")
     print(markdown(results))
