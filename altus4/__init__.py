@@ -9,25 +9,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from altus4 import log
 from altus4.config import Settings
+from altus4.serving import take_turns
 
 __version__ = "1.0.0"
-
-
-def take_turns(wsgi_app):
-    """Yield once before each request, so a worker serves its waiting connections in turn.
-
-    Under gunicorn's gevent worker a greenlet whose client sends its next request at once on a keep-alive
-    connection can be served again and again before greenlets that waited longer get the CPU: with wrk at
-    16 connections, GET /health had p50 0.6 ms but p99 116 ms. One `sleep(0)` (gevent's, once patched;
-    a no-op turn of the GIL under threads) sends each request to the back of the run queue: p99 ~12 ms on a
-    bare WSGI app with the same throughput (bench/run.py and the README have the numbers).
-    """
-
-    def wsgi(environ, start_response):
-        time.sleep(0)
-        return wsgi_app(environ, start_response)
-
-    return wsgi
 
 
 def create_app(settings: Settings | None = None) -> Flask:

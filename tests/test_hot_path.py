@@ -75,7 +75,7 @@ def test_parallel_slow_queries_in_one_gevent_worker_take_the_time_of_one():
 TURNS_PROBE = """
 from gevent import monkey; monkey.patch_all()
 import gevent
-from altus4 import take_turns
+from altus4.serving import take_turns
 order = []
 def app(environ, start_response):
     order.append(environ["who"])
