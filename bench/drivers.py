@@ -67,10 +67,11 @@ def wrk_available() -> bool:
 
 
 def http_load(base: str, users: int, duration: float, client: str, key: str | None = None,
-              queries_file: Path | None = None, limit: int = 20) -> Summary:
-    """`users` keep-alive connections for `duration`: searches (with a key and queries) or GET /health."""
+              queries_file: Path | None = None, limit: int = 20, delay_ms: float = 0.0) -> Summary:
+    """`users` keep-alive connections for `duration`: searches (with a key and queries) or GET /health;
+    with `delay_ms` (wrk only) each connection pauses that long on average between requests."""
     if client == "wrk":
-        return _wrk(base, users, duration, key, queries_file, limit)
+        return _wrk(base, users, duration, key, queries_file, limit, delay_ms)
     http = HttpClient(base, {"Authorization": f"Bearer {key}"} if key else {})
     try:
         if queries_file is None:
@@ -82,8 +83,8 @@ def http_load(base: str, users: int, duration: float, client: str, key: str | No
 
 
 def _wrk(base: str, users: int, duration: float, key: str | None, queries_file: Path | None,
-         limit: int) -> Summary:
-    env = {**os.environ, "API_KEY": key or "", "LIMIT": str(limit)}
+         limit: int, delay_ms: float) -> Summary:
+    env = {**os.environ, "API_KEY": key or "", "LIMIT": str(limit), "DELAY_MS": f"{delay_ms:.3f}"}
     env.pop("QUERIES_FILE", None)
     if queries_file is not None:
         env["QUERIES_FILE"] = str(queries_file)
@@ -99,6 +100,20 @@ def _wrk(base: str, users: int, duration: float, key: str | None, queries_file: 
                    failures={k: v for k, v in failures.items() if v}, duration_s=round(seconds, 2),
                    throughput_rps=round(r["requests"] / seconds, 1), p50_ms=ms(r["p50_us"]), p95_ms=ms(r["p95_us"]),
                    p99_ms=ms(r["p99_us"]), max_ms=ms(r["max_us"]))
+
+
+def delay_for_rate(measure, users: int, rate: float) -> float:
+    """The mean pause per connection (ms) that makes `users` connections offer about `rate` requests/s.
+
+    Each connection sends one request per (latency + pause), so a 3-second probe gives the latency to take
+    off the pause; twice, as the latency itself falls with the load.
+    """
+    pause = users * 1000 / rate
+    for _ in range(2):
+        probe = measure(pause, 3)
+        latency = users * 1000 / max(probe.throughput_rps, 1e-9) - pause
+        pause = max(0.0, users * 1000 / rate - latency)
+    return pause
 
 
 def one_client_latency(client: HttpClient, queries: list[str], body: dict, count: int) -> float:

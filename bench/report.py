@@ -8,6 +8,7 @@ ROWS = [("raw_mysql", "raw MySQL FULLTEXT (PyMySQL)", "raw MySQL"),
         ("raw_mysql_altus4_sql", "raw MySQL, Altus 4's own statement", "raw, same SQL"),
         ("altus4_uncached", "Altus 4 search, uncached", "uncached"),
         ("altus4_cached", "Altus 4 search, cached", "cached"),
+        ("altus4_cached_at_target_rate", "Altus 4 search, cached, at the target load", "cached @ target"),
         ("health", "GET /health", "/health")]
 
 
@@ -47,7 +48,7 @@ def plot(r: dict, path: Path) -> None:
     names = [short for _, short in rows]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     axes[0].bar(names, [r[k]["throughput_rps"] for k, _ in rows],
-                color=["#888", "#bbb", "#1f77b4", "#2ca02c", "#ff7f0e"][:len(rows)])
+                color=["#888", "#bbb", "#1f77b4", "#2ca02c", "#98df8a", "#ff7f0e"][:len(rows)])
     axes[0].set_title(f"throughput, {r['users']} clients (req/s, log)")
     axes[0].set_yscale("log")
     axes[0].tick_params(axis="x", labelrotation=20)

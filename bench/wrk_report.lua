@@ -1,6 +1,8 @@
 -- wrk script for bench/run.py: with QUERIES_FILE set, every request is POST /api/v1/search for the next
 -- query of the list (each thread starting at its own place); without it, wrk's plain GET of the URL.
--- Ends by printing one JSON line: counts, failures and latency percentiles (wrk's --latency lacks p95).
+-- With DELAY_MS set, each connection waits a random 0..2×DELAY_MS before its next request (a given load
+-- instead of as fast as possible). Ends by printing one JSON line: counts, failures and latency
+-- percentiles (wrk's --latency lacks p95).
 
 local queries = {}
 local headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. (os.getenv("API_KEY") or "") }
@@ -33,6 +35,13 @@ if os.getenv("QUERIES_FILE") then
     local query = queries[turn % #queries + 1]
     local body = '{"query":' .. json_string(query) .. ',"searchMode":"natural","limit":' .. limit .. '}'
     return wrk.format("POST", nil, headers, body)
+  end
+end
+
+local delay_ms = tonumber(os.getenv("DELAY_MS") or "0")
+if delay_ms > 0 then
+  function delay()
+    return math.random() * 2 * delay_ms
   end
 end
 
