@@ -102,14 +102,14 @@ def _wrk(base: str, users: int, duration: float, key: str | None, queries_file: 
                    p99_ms=ms(r["p99_us"]), max_ms=ms(r["max_us"]))
 
 
-def delay_for_rate(measure, users: int, rate: float) -> float:
+def delay_for_rate(measure, users: int, rate: float, pause: float | None = None, probes: int = 2) -> float:
     """The mean pause per connection (ms) that makes `users` connections offer about `rate` requests/s.
 
     Each connection sends one request per (latency + pause), so a 3-second probe gives the latency to take
-    off the pause; twice, as the latency itself falls with the load.
+    off the pause; repeated, as the latency itself moves with the load (and this machine's speed drifts).
     """
-    pause = users * 1000 / rate
-    for _ in range(2):
+    pause = users * 1000 / rate if pause is None else pause
+    for _ in range(probes):
         probe = measure(pause, 3)
         latency = users * 1000 / max(probe.throughput_rps, 1e-9) - pause
         pause = max(0.0, users * 1000 / rate - latency)

@@ -216,8 +216,13 @@ def main() -> None:
                 return http_load(bases["cached"], args.users, seconds, client, keys["cached"], queries_file,
                                  delay_ms=pause)
 
-            pause = delay_for_rate(cached_at, args.users, args.target_rate)
-            measurements["altus4_cached_at_target_rate"] = lambda: cached_at(pause, args.duration)
+            pauses = [delay_for_rate(cached_at, args.users, args.target_rate)]
+
+            def at_target_rate() -> Summary:  # recalibrated each round from the last pause: speed drifts
+                pauses.append(delay_for_rate(cached_at, args.users, args.target_rate, pauses[-1], probes=1))
+                return cached_at(pauses[-1], args.duration)
+
+            measurements["altus4_cached_at_target_rate"] = at_target_rate
         rounds: dict[str, list[Summary]] = {name: [] for name in measurements}
         for n in range(args.rounds):
             for name, measure in measurements.items():
