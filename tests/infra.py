@@ -58,8 +58,19 @@ REPL_PASSWORD = "replpw"
 APP_USER, APP_PASSWORD = "app", "apppw"
 
 
+class _Instances:
+    """Server processes started together: a start that fails part-way stops what it started."""
+
+    def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+
 @dataclass
-class ReplSet:
+class ReplSet(_Instances):
     base: Path
     ports: list[int]
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
@@ -119,13 +130,6 @@ class ReplSet:
     def stop_one(self, port: int) -> None:
         _stop(self.procs.pop(port, None))
 
-    def start(self) -> ReplSet:
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()
-            raise
-
     def _start(self) -> ReplSet:
         ensure_free(*self.ports)
         self.base.mkdir(parents=True, exist_ok=True)
@@ -162,7 +166,7 @@ class ReplSet:
 
 # ---- Redis Sentinel -------------------------------------------------------------------------------
 @dataclass
-class SentinelSet:
+class SentinelSet(_Instances):
     base: Path
     primary_port: int
     replica_port: int
@@ -194,13 +198,6 @@ class SentinelSet:
             self.procs[port] = subprocess.Popen(["redis-server", str(d / "sentinel.conf"), "--sentinel"],
                                                 stdout=log, stderr=subprocess.STDOUT)
 
-    def start(self) -> SentinelSet:
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()
-            raise
-
     def _start(self) -> SentinelSet:
         ensure_free(self.primary_port, self.replica_port, *self.sentinel_ports)
         shutil.rmtree(self.base, ignore_errors=True)
@@ -229,17 +226,10 @@ class SentinelSet:
 
 # ---- Redis Cluster --------------------------------------------------------------------------------
 @dataclass
-class ClusterSet:
+class ClusterSet(_Instances):
     base: Path
     ports: list[int]
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
-
-    def start(self) -> ClusterSet:
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start(self) -> ClusterSet:
         ensure_free(*self.ports)

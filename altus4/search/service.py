@@ -164,11 +164,19 @@ class SearchService:
             return data["categories"]
 
     def schemas(self, rows: list[dict[str, Any]]) -> tuple[dict[str, DatabaseSchema], dict[str, dict]]:
-        """Schemas of the connections (cached), fetched in parallel; failures per database."""
-        outcomes = run_parallel([lambda r=r: self.connections.schema_for(r) for r in rows],
-                                self.settings.search_timeout_ms / 1000)
+        """Schemas of the connections: the ones this process holds at once, the others (Redis, or discovery)
+        fetched in parallel; failures per database."""
         found, failed = {}, {}
-        for row, (status, value) in zip(rows, outcomes, strict=False):
+        missing = []
+        for row in rows:
+            schema = self.connections.schemas.peek(row["id"], row["schema_version"])
+            if schema is None:
+                missing.append(row)
+            else:
+                found[row["id"]] = schema
+        outcomes = run_parallel([lambda r=r: self.connections.schema_for(r) for r in missing],
+                                self.settings.search_timeout_ms / 1000)
+        for row, (status, value) in zip(missing, outcomes, strict=False):
             if status == "ok":
                 found[row["id"]] = value
             else:

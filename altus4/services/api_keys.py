@@ -264,12 +264,7 @@ class ApiKeyService:
         self.write_behind.add("usage", (principal.id, utcnow().date().isoformat(), time.time(), ip))
 
     def _write_direct(self, uses: list[tuple[str, str, float, str | None]]) -> None:
-        counts: dict[tuple[str, str], int] = {}
-        last_used: dict[str, tuple[float, str | None]] = {}
-        for key_id, day, at, ip in uses:
-            counts[(key_id, day)] = counts.get((key_id, day), 0) + 1
-            last_used[key_id] = (at, ip)
-        self._write_usage(counts, last_used)
+        self._write_usage(*_tally(uses))
 
     def flush_usage(self) -> int:
         """Move pending usage counters from Redis to MySQL (the worker that took the flush lock, or a usage
@@ -330,12 +325,18 @@ class ApiKeyService:
                     (totals.get(key_id, 0), when, when, ip, key_id))
 
 
-def _stage_usage(pipe, uses: list[tuple[str, str, float, str | None]]) -> None:
-    counts: dict[str, int] = {}
-    last: dict[str, str] = {}
+def _tally(uses: list[tuple[str, str, float, str | None]]):
+    """(requests per (key id, day), the latest (time, ip) per key id) of buffered uses."""
+    counts: dict[tuple[str, str], int] = {}
+    last_used: dict[str, tuple[float, str | None]] = {}
     for key_id, day, at, ip in uses:
-        counts[f"{key_id}|{day}"] = counts.get(f"{key_id}|{day}", 0) + 1
-        last[key_id] = f"{at:.3f}|{ip or ''}"
-    for field, n in counts.items():
-        pipe.hincrby(_PENDING, field, n)
-    pipe.hset(_LAST_USED, mapping=last)
+        counts[(key_id, day)] = counts.get((key_id, day), 0) + 1
+        last_used[key_id] = (at, ip)
+    return counts, last_used
+
+
+def _stage_usage(pipe, uses: list[tuple[str, str, float, str | None]]) -> None:
+    counts, last_used = _tally(uses)
+    for (key_id, day), n in counts.items():
+        pipe.hincrby(_PENDING, f"{key_id}|{day}", n)
+    pipe.hset(_LAST_USED, mapping={k: f"{at:.3f}|{ip or ''}" for k, (at, ip) in last_used.items()})

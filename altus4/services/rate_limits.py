@@ -70,16 +70,15 @@ class RateLimiter:
         self._local: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def _keys(self, bucket: str, limits: tuple[Limit, ...], now: float) -> list[tuple[str, Limit, int]]:
+    @staticmethod
+    def keys(bucket: str, limits: tuple[Limit, ...]) -> list[tuple[str, Limit, int]]:
+        """The bucket's counters for this moment (key, limit, reset time), for `stage` and `judge`."""
+        now = time.time()
         out = []
         for limit in limits:
             window_start = int(now // limit.window) * limit.window
             out.append((f"rl:{{{bucket}}}:{limit.window}:{window_start}", limit, window_start + limit.window))
         return out
-
-    def keys(self, bucket: str, limits: tuple[Limit, ...]) -> list[tuple[str, Limit, int]]:
-        """The bucket's counters for this moment, for `stage` and `judge`."""
-        return self._keys(bucket, limits, time.time())
 
     @staticmethod
     def stage(pipe, keys) -> None:
@@ -127,7 +126,7 @@ class RateLimiter:
 
     def peek(self, bucket: str, limits: tuple[Limit, ...]) -> Verdict:
         """The state of the buckets without counting a request (for usage reports)."""
-        keys = self._keys(bucket, limits, time.time())
+        keys = self.keys(bucket, limits)
         values = self.store.safe(lambda r: r.mget([k for k, _, _ in keys]), [None] * len(keys))
         verdicts = [Verdict(True, limit.amount, max(0, limit.amount - int(value or 0)), reset_at)
                     for (_, limit, reset_at), value in zip(keys, values, strict=False)]

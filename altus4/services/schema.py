@@ -116,11 +116,16 @@ class SchemaCache:
     def key(connection_id: str, version: int) -> str:
         return f"schema:{connection_id}:{version}"
 
+    def peek(self, connection_id: str, version: int) -> DatabaseSchema | None:
+        """The schema if this process holds it (no I/O)."""
+        hit = self._local.get(self.key(connection_id, version))
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
     def get(self, connection_id: str, version: int) -> DatabaseSchema | None:
+        local = self.peek(connection_id, version)
+        if local is not None:
+            return local
         key = self.key(connection_id, version)
-        hit = self._local.get(key)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
         text = self.store.safe(lambda r: r.get(key), None, read=True)
         self.store.count_cache("schema", text is not None)
         if text is None:
