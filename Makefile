@@ -30,7 +30,7 @@ migrate: install services ## Apply database migrations
 demo: migrate ## Load the demo database and print a fresh demo API key
 	APP_ENV=$${APP_ENV:-development} $(VENV)/bin/altus4 demo
 
-run: install services ## Migrate, load the demo data, print a demo API key, serve on 127.0.0.1:$${PORT:-3000}
+run: install services ## Migrate, load the demo data, print a demo API key, serve on 127.0.0.1:${PORT:-3000}
 	@bash scripts/run.sh
 
 tools: ## Install the tools the deployment tests run (nginx, HAProxy, promtool, docker CLI)
@@ -39,7 +39,7 @@ tools: ## Install the tools the deployment tests run (nginx, HAProxy, promtool, 
 test: install services tools ## Run the test suite (real MariaDB, Redis, nginx, HAProxy...); T=path narrows it
 	$(PY) -m pytest $(T)
 
-bench: install services ## Short performance benchmark: raw MySQL vs Altus 4 uncached/cached vs /health (a few minutes)
+bench: install services ## Short performance benchmark: raw MySQL vs Altus 4 uncached/cached vs /health (about 5 minutes)
 	$(VENV)/bin/pip install -q -r bench/requirements.txt
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends wrk >/dev/null)  # the HTTP load generator
