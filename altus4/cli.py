@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 from flask import Flask
@@ -69,13 +70,12 @@ def migrate_fresh(yes: bool) -> None:
     click.echo("\n".join(f"migrated {name}" for name in done))
 
 
-def _app_services():
-    from altus4 import create_app
+def _services(settings: Settings | None = None):
+    """The same services the API runs on, without a web app around them (no request scope: see altus4.context)."""
     from altus4.container import Services
+    from altus4.metrics import Metrics
 
-    app = create_app(_settings())
-    services: Services = app.extensions["altus4"]
-    return app, services
+    return Services.build(settings or _settings(), time.monotonic(), Metrics())
 
 
 @main.command("user:create", help="Create a user; --admin makes it an administrator.")
@@ -88,14 +88,15 @@ def user_create(email: str, name: str, password: str, admin: bool) -> None:
 
     if len(password) < 8:
         raise click.ClickException("password must be at least 8 characters")
-    app, svc = _app_services()
-    with app.app_context():
-        try:
-            user = svc.users.register(email, password, name)
-            if admin:
-                user = svc.users.promote(email)
-        except ApiError as exc:
-            raise click.ClickException(exc.message) from None
+    svc = _services()
+    try:
+        user = svc.users.register(email, password, name)
+        if admin:
+            user = svc.users.promote(email)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        svc.close()
     click.echo(f"created {user['role']} {user['email']} ({user['id']})")
 
 
@@ -104,12 +105,13 @@ def user_create(email: str, name: str, password: str, admin: bool) -> None:
 def user_promote(email: str) -> None:
     from altus4.errors import ApiError
 
-    app, svc = _app_services()
-    with app.app_context():
-        try:
-            user = svc.users.promote(email)
-        except ApiError as exc:
-            raise click.ClickException(exc.message) from None
+    svc = _services()
+    try:
+        user = svc.users.promote(email)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        svc.close()
     click.echo(f"{user['email']} is now an admin")
 
 
@@ -119,8 +121,8 @@ def demo() -> None:
 
     settings = _settings()
     demo_data.build_demo_database(settings)
-    app, svc = _app_services()
-    with app.app_context():
+    svc = _services(settings)
+    try:
         row = svc.db.fetch_one("SELECT id FROM users WHERE email = %s", (demo_data.DEMO_EMAIL,))
         if row:
             svc.users.delete(row["id"])  # cascades: old keys and connections go with it
@@ -131,6 +133,8 @@ def demo() -> None:
             "password": settings.db_password, "ssl": False,
         })
         _, secret = svc.keys.create(user["id"], "Demo key", "test", ["search", "analytics"], "free", None)
+    finally:
+        svc.close()
     click.echo(f"demo user: {demo_data.DEMO_EMAIL} / {demo_data.DEMO_PASSWORD}")
     click.echo(f"demo API key: {secret}")
 
@@ -140,10 +144,10 @@ def demo() -> None:
 @click.argument("table")
 @click.option("--batch", type=click.IntRange(1, 2048), default=64, show_default=True)
 def index(connection_id: str, table: str, batch: int) -> None:
-    from altus4.ai.indexer import IndexError_, index_table
+    from altus4.jobs.indexer import IndexFailed, index_table
 
-    app, svc = _app_services()
-    with app.app_context():
+    svc = _services()
+    try:
         row = svc.db.fetch_one("SELECT id, user_id FROM database_connections WHERE id = %s", (connection_id,))
         if row is None:
             raise click.ClickException(f"no connection {connection_id}")
@@ -154,8 +158,10 @@ def index(connection_id: str, table: str, batch: int) -> None:
             with click.progressbar(length=max(total, 1), label=f"embedding {table}") as bar:
                 report = index_table(svc.connections, svc.ai, connection, table, batch, progress=bar.update,
                                      vector_index=svc.search.vectors)
-        except IndexError_ as exc:
+        except IndexFailed as exc:
             raise click.ClickException(str(exc)) from None
+    finally:
+        svc.close()
     click.echo(f"{report.rows} rows: {report.embedded} embedded, {report.skipped} already indexed")
 
 

@@ -25,7 +25,7 @@ from altus4.services.api_keys import ApiKeyService
 from altus4.services.connections import ConnectionService
 from altus4.services.rate_limits import RateLimiter
 from altus4.services.reports import ReportService
-from altus4.services.schema import SchemaCache
+from altus4.db.schema import SchemaCache
 from altus4.services.users import UserService
 from altus4.write_behind import WriteBehind
 

@@ -101,12 +101,17 @@ class SharedLimiter:
             granted, wait_ms = self._script(keys=[key], args=[capacity, per_second, f"{time.time():.3f}", 1])
         return bool(granted), int(wait_ms) / 1000
 
-    def acquire(self, user_id: str, tier: str) -> None:
-        """:raise AIUnavailable('rate_limited'): both budgets could not grant a call within `max_wait`."""
-        deadline = time.monotonic() + self.max_wait
+    def acquire(self, user_id: str | None, tier: str, max_wait: float | None = None) -> None:
+        """Take one call from the fleet's budget and, for a user's request, from theirs.
+
+        A job (`user_id=None`, e.g. `altus4 index`) spends only the fleet's budget and may wait longer.
+        :raise AIUnavailable('rate_limited'): the budgets could not grant a call within the wait.
+        """
+        deadline = time.monotonic() + (self.max_wait if max_wait is None else max_wait)
         buckets = [("ai:{bucket}:global", self.per_minute, self.per_minute / 60)]
-        hourly = self.hourly_by_tier.get(tier, self.hourly_by_tier["free"])
-        buckets.append((f"ai:{{user:{user_id}}}:hourly", hourly, hourly / 3600))
+        if user_id is not None:
+            hourly = self.hourly_by_tier.get(tier, self.hourly_by_tier["free"])
+            buckets.append((f"ai:{{user:{user_id}}}:hourly", hourly, hourly / 3600))
         for key, capacity, rate in buckets:
             while True:
                 try:

@@ -73,8 +73,8 @@ class AIService:
             self.metrics.ai_tokens.labels(operation).inc(tokens)
         self.metrics.ai_breaker_state.set(self.breaker.state)
 
-    def _run(self, operation: str, call: Callable[[float], tuple[Any, int]], user_id: str, tier: str,
-             budget: float) -> Any:
+    def _run(self, operation: str, call: Callable[[float], tuple[Any, int]], user_id: str | None, tier: str,
+             budget: float, queue_wait: float | None = None) -> Any:
         started = time.monotonic()
         try:
             if not self.enabled:
@@ -83,8 +83,10 @@ class AIService:
                 raise AIUnavailable("budget_exhausted", "no time left in the search budget")
             if not self.breaker.allow():
                 raise AIUnavailable("circuit_open", "too many recent AI failures")
-            self.limiter.acquire(user_id, tier)
-            left = min(budget - (time.monotonic() - started), self.settings.ai_timeout_ms / 1000)
+            self.limiter.acquire(user_id, tier, queue_wait)
+            left = budget - (time.monotonic() - started)
+            if queue_wait is None:  # a request's call; a job's keeps its whole budget
+                left = min(left, self.settings.ai_timeout_ms / 1000)
             if left < MIN_USEFUL_BUDGET:
                 raise AIUnavailable("budget_exhausted", "waited for the AI rate limit past the budget")
             try:
@@ -141,6 +143,15 @@ class AIService:
 
             self.store.safe(remember, None)
         return vectors  # type: ignore[return-value]
+
+    def embed_job(self, texts: list[str], timeout: float = 120.0) -> list[list[float]]:
+        """Vectors for a batch job (`altus4 index`): one model call through the breaker and the fleet's budget,
+        waiting up to `timeout` for both, with no per-user budget and no cache look-up (the job has its own).
+
+        :raise AIUnavailable: not configured, breaker open, budget not granted in time, or the call failed.
+        """
+        return self._run("index", lambda left: self.provider.embed(texts, left), None, "enterprise", timeout,
+                         queue_wait=timeout)
 
     # ---- chat features: each validated here, each with a non-AI answer at the caller ----------------
     def _chat(self, operation: str, system: str, payload: dict, validate, user_id: str, tier: str,

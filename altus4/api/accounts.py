@@ -2,6 +2,7 @@
 
 from flask import Blueprint, g
 
+from altus4 import context
 from altus4.api import schemas
 from altus4.api.auth import ip_limited, public, user_required
 from altus4.api.envelope import ok
@@ -23,6 +24,7 @@ def register():
     data = body(schemas.RegisterBody)
     users = services().users
     user = users.register(data.email, data.password, data.name)
+    context.bind(user["id"])  # the account's first reads elsewhere wait for this write
     return ok({"user": _user_payload(user), "token": users.issue_token(user)}, 201)
 
 
@@ -33,6 +35,7 @@ def login():
     data = body(schemas.LoginBody)
     users = services().users
     user = users.authenticate(data.email, data.password)
+    context.bind(user["id"])
     return ok({"user": _user_payload(user), "token": users.issue_token(user)})
 
 

@@ -12,6 +12,7 @@ from functools import wraps
 
 from flask import Flask, Response, g, request
 
+from altus4 import context
 from altus4.container import services
 from altus4.errors import Forbidden, InvalidApiKey, RateLimited, Unauthorized
 from altus4.security.api_keys import looks_like_key
@@ -68,7 +69,9 @@ def _authenticate_user() -> None:
     if looks_like_key(token):
         raise Unauthorized("This endpoint needs a JWT from /api/v1/auth/login, not an API key", code="INVALID_TOKEN")
     svc = services()
-    g.user, g.claims = svc.users.from_token(token)
+    claims = svc.users.decode_token(token)
+    context.bind(claims.user_id)  # before the look-up: it must see this user's own recent writes
+    g.user, g.claims = svc.users.live_user(claims), claims
     _enforce(svc.limiter.hit(f"user:{g.user['id']}", parse_limits(svc.settings.user_rate_limit)),
              "Rate limit exceeded.", "user")
 
@@ -104,7 +107,7 @@ def api_key_required(permission: str) -> Callable[[Callable], Callable]:
                 raise InvalidApiKey("Missing API key: send 'Authorization: Bearer altus4_sk_…'")
             keys = services().keys
             principal, verdict = keys.admit(token)  # a refused request counts against the limit too
-            services().db.bind_subject(principal.user_id)
+            context.bind(principal.user_id)
             g.api_key, g.api_key_tier = principal, principal.tier
             _enforce(verdict, "Rate limit exceeded.", f"api_key_{principal.tier}")
             principal.require(permission)
@@ -122,7 +125,26 @@ def _rate_limit_headers(response: Response) -> Response:
     return response
 
 
+def _open_scope() -> None:
+    g.scope_token = context.open_scope()
+
+
+def _close_scope(_error: BaseException | None) -> None:
+    token = g.pop("scope_token", None)
+    if token is None:
+        return
+    scope = context.current()
+    try:
+        if scope is not None and scope.position:
+            services().db.publish(scope)
+    finally:
+        context.close_scope(token)
+
+
 def init_app(app: Flask) -> None:
+    """Each request runs in its own `altus4.context.Scope`, named after the user once auth knows them."""
+    app.before_request(_open_scope)
+    app.teardown_request(_close_scope)
     app.after_request(_rate_limit_headers)
 
 

@@ -2,7 +2,7 @@
 
 `db.write()` always uses the primary. `db.read()` uses a healthy replica when
 replicas are configured (`DB_READ_HOSTS`), and the primary otherwise. Reads stay
-consistent with writes (read-your-writes):
+consistent with writes (read-your-writes), using the request's `altus4.context.Scope`:
 - inside a request that has written, reads go to the primary;
 - across requests, a write records the primary's GTID position under the
   writer's id in Redis for a few seconds, and that subject's reads on a replica
@@ -29,9 +29,9 @@ from typing import Any
 
 import pymysql
 from dbutils.pooled_db import PooledDB
-from flask import g, has_request_context
 from pymysql.cursors import DictCursor
 
+from altus4 import context
 from altus4.config import Settings
 from altus4.errors import DatabaseUnavailable
 
@@ -202,18 +202,13 @@ class Database:
         self.flavor: str | None = None  # "mariadb" or "mysql", learnt from the first write
         self.writes = 0  # write transactions opened by this process (the hot-path test counts them)
 
-    @staticmethod
-    def bind_subject(user_id: str) -> None:
-        """Whose request this is: their writes are remembered, and their reads see them (read-your-writes)."""
-        if has_request_context():
-            g.ryw_subject = user_id
-
     # ---- writes ------------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[DictCursor]:
         """A cursor in a transaction on the primary: committed on success, rolled back on error."""
-        if has_request_context():
-            g.db_wrote = True
+        scope = context.current()
+        if scope is not None:
+            scope.wrote = True
         self.writes += 1
         with self.primary.connection() as conn:
             conn.begin()
@@ -226,20 +221,26 @@ class Database:
                 raise
             finally:
                 cursor.close()
-            if self.replicas:
-                self._remember_position(conn)
+            if self.replicas and scope is not None:
+                scope.position = self._position(conn) or scope.position
+                self.publish(scope)
 
-    def _remember_position(self, conn) -> None:
+    def _position(self, conn) -> str | None:
         with conn.cursor() as cur:
             if self.flavor is None:
                 cur.execute("SELECT VERSION() AS v")
                 self.flavor = "mariadb" if "mariadb" in cur.fetchone()["v"].lower() else "mysql"
             cur.execute("SELECT @@last_gtid AS pos" if self.flavor == "mariadb"
                         else "SELECT @@global.gtid_executed AS pos")
-            position = (cur.fetchone() or {}).get("pos")
-        subject = g.get("ryw_subject") if has_request_context() else None
+            return (cur.fetchone() or {}).get("pos")
+
+    def publish(self, scope: context.Scope) -> None:
+        """Let the scope's subject's next requests wait for its last write: at the write when the subject is
+        known, else when the scope ends (register and login learn theirs after writing)."""
+        position, subject = scope.position, scope.subject
         if position and subject and self.store is not None:
             self.store.safe(lambda r: r.set(f"ryw:{subject}", position, ex=RYW_TTL), None)
+            scope.position = None
 
     def execute(self, sql: str, params: Any = None) -> int:
         """Run one write statement; returns the affected row count."""
@@ -248,7 +249,8 @@ class Database:
 
     # ---- reads ---------------------------------------------------------------------------
     def _replica(self) -> Replica | None:
-        if not self.replicas or (has_request_context() and g.get("db_wrote")):
+        scope = context.current()
+        if not self.replicas or (scope is not None and scope.wrote):
             return None
         start = next(self._turn)
         for i in range(len(self.replicas)):
@@ -260,14 +262,13 @@ class Database:
 
     def _wait_position(self) -> str | None:
         """The GTID position this request's subject must see, if they wrote in the last few seconds."""
-        if not has_request_context() or self.store is None:
+        scope = context.current()
+        if scope is None or not scope.subject or self.store is None:
             return None
-        subject = g.get("ryw_subject")
-        if not subject:
-            return None
-        if g.get("ryw_for") != subject:
-            g.ryw_for, g.ryw_position = subject, self.store.safe(lambda r: r.get(f"ryw:{subject}"), None)
-        return g.ryw_position
+        subject = scope.subject
+        if scope.awaited is None or scope.awaited[0] != subject:
+            scope.awaited = (subject, self.store.safe(lambda r: r.get(f"ryw:{subject}"), None))
+        return scope.awaited[1]
 
     def _caught_up(self, conn) -> bool:
         """Whether this replica connection has applied the subject's last write (waiting briefly for it)."""

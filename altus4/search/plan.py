@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from altus4.services.schema import DatabaseSchema, TableSchema
+from altus4.db.schema import DatabaseSchema, TableSchema
 
 SCORE = "__altus4_score"
 TOTAL = "__altus4_total"  # COUNT(*) OVER (): every match counted in the same pass (MySQL 8, MariaDB 10.2+)

@@ -30,7 +30,7 @@ from altus4.search.boolean import QuerySyntaxError, natural_terms, parse_boolean
 from altus4.search.results import Hit, normalise, render, row_key, term_pattern
 from altus4.search.semantic import fuse, row_text
 from altus4.services.connections import ConnectionService
-from altus4.services.schema import DatabaseSchema
+from altus4.db.schema import DatabaseSchema
 
 AI_CATEGORIES_BUDGET = 2.0
 EXPANSION_BUDGET = 1.0

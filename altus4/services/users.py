@@ -45,7 +45,6 @@ class UserService:
 
     def register(self, email: str, password: str, name: str, role: str = "user") -> dict[str, Any]:
         user_id = str(uuid.uuid4())
-        self.db.bind_subject(user_id)
         try:
             self.db.execute(
                 "INSERT INTO users (id, email, name, password_hash, role) VALUES (%s, %s, %s, %s, %s)",
@@ -59,7 +58,6 @@ class UserService:
         row = self.db.fetch_one(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE email = %s", (email.lower(),))
         if not passwords.verify_password(row["password_hash"] if row else None, password) or not row["is_active"]:
             raise Unauthorized("Invalid email or password", code="INVALID_CREDENTIALS")
-        self.db.bind_subject(row["id"])
         self.db.execute("UPDATE users SET last_active = %s WHERE id = %s", (utcnow(), row["id"]))
         return self.get(row["id"])
 
@@ -69,15 +67,20 @@ class UserService:
             raise NotFound("User not found")
         return row
 
-    def from_token(self, token: str) -> tuple[dict[str, Any], tokens.TokenClaims]:
-        """The live user behind a bearer token, in one query; raises Unauthorized otherwise."""
+    def decode_token(self, token: str) -> tokens.TokenClaims:
+        """:raise Unauthorized: expired, forged or malformed token."""
         try:
-            claims = tokens.decode(token, self.settings.jwt_secret)
+            return tokens.decode(token, self.settings.jwt_secret)
         except jwt.ExpiredSignatureError:
             raise Unauthorized("Token has expired", code="TOKEN_EXPIRED") from None
         except jwt.InvalidTokenError:
             raise Unauthorized("Invalid token", code="INVALID_TOKEN") from None
-        self.db.bind_subject(claims.user_id)
+
+    def live_user(self, claims: tokens.TokenClaims) -> dict[str, Any]:
+        """The user behind valid claims, in one query.
+
+        :raise Unauthorized: the user is gone or disabled, the token was revoked or predates a password change.
+        """
         row = self.db.fetch_one(
             f"SELECT {_USER_COLUMNS}, EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = %s) AS revoked "
             "FROM users WHERE id = %s",
@@ -88,7 +91,7 @@ class UserService:
         changed = row["password_changed_at"]
         if changed and claims.issued_at < changed.replace(tzinfo=UTC).timestamp():
             raise Unauthorized("Token predates a password change", code="INVALID_TOKEN")
-        return row, claims
+        return row
 
     def connected_database_ids(self, user_id: str) -> list[str]:
         rows = self.db.fetch_all(
@@ -112,7 +115,7 @@ class UserService:
         if current == new:
             raise ValidationFailed("New password must differ from the current one",
                                    details=[{"field": "newPassword", "message": "must differ from currentPassword"}])
-        # every token issued before this instant stops working (see from_token)
+        # every token issued before this instant stops working (see live_user)
         self.db.execute("UPDATE users SET password_hash = %s, password_changed_at = %s WHERE id = %s",
                         (passwords.hash_password(new), utcnow(), user_id))
 

@@ -25,8 +25,8 @@ class IndexReport:
     skipped: int = 0
 
 
-class IndexError_(Exception):
-    pass
+class IndexFailed(Exception):
+    """The job cannot go on; the message says why and what to do (the CLI prints it)."""
 
 
 def _batches(conn, q: planner.TableQuery, columns: tuple[str, ...], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -51,16 +51,16 @@ def _batches(conn, q: planner.TableQuery, columns: tuple[str, ...], size: int) -
 
 def index_table(connections: ConnectionService, ai: AIService, connection: dict[str, Any], table: str,
                 batch: int = 64, progress: Callable[[int], None] | None = None, vector_index=None) -> IndexReport:
-    """:raise IndexError_: unknown table, no text to embed, AI not configured or failing."""
+    """:raise IndexFailed: unknown table, no text to embed, AI not configured or failing."""
     if not ai.enabled:
-        raise IndexError_("OPENAI_API_KEY is not set: there is no model to embed with")
+        raise IndexFailed("OPENAI_API_KEY is not set: there is no model to embed with")
     schema = connections.schema_for(connection, refresh=True)
     found = {t.lower(): t for t in schema.tables}.get(table.lower())
     if found is None:
-        raise IndexError_(f"no table {table!r}; tables: {', '.join(sorted(schema.tables)) or 'none'}")
+        raise IndexFailed(f"no table {table!r}; tables: {', '.join(sorted(schema.tables)) or 'none'}")
     q = planner.plan_table(schema.tables[found], None, explicit=True)
     if q is None:
-        raise IndexError_(f"{found!r} has no text columns to embed")
+        raise IndexFailed(f"{found!r} has no text columns to embed")
     columns = q.searched_columns
     model = ai.settings.openai_embedding_model
     report = IndexReport()
@@ -73,9 +73,9 @@ def index_table(connections: ConnectionService, ai: AIService, connection: dict[
             todo = {h: t for h, t in zip(hashes, texts) if h not in have}
             if todo:
                 try:
-                    vectors, _ = ai.provider.embed(list(todo.values()), timeout=120)
+                    vectors = ai.embed_job(list(todo.values()))
                 except AIUnavailable as exc:
-                    raise IndexError_(f"embedding failed ({exc}); run again to resume") from None
+                    raise IndexFailed(f"embedding failed ({exc}); run again to resume") from None
                 ai.embeddings.put(model, dict(zip(todo, vectors)))
             ai.embeddings.map_rows(connection["id"], found, model,
                                    [(row_key(r, q.key), h) for r, h in zip(rows, hashes)])
