@@ -14,6 +14,7 @@ from altus4.ai.store import EmbeddingStore
 from altus4.ai.vectors import VectorIndex
 from altus4.config import Settings
 from altus4.db.pool import Database
+from altus4.db.schema import SchemaCache
 from altus4.db.target_pools import TargetPools
 from altus4.metrics import Metrics
 from altus4.redis_store import RedisStore
@@ -25,7 +26,6 @@ from altus4.services.api_keys import ApiKeyService
 from altus4.services.connections import ConnectionService
 from altus4.services.rate_limits import RateLimiter
 from altus4.services.reports import ReportService
-from altus4.db.schema import SchemaCache
 from altus4.services.users import UserService
 from altus4.write_behind import WriteBehind
 

@@ -22,6 +22,7 @@ from altus4.ai.service import AIService
 from altus4.ai.vectors import VectorIndex
 from altus4.config import Settings
 from altus4.db import targets
+from altus4.db.schema import DatabaseSchema
 from altus4.db.target_pools import TargetPools
 from altus4.errors import ApiError, ServiceUnavailable, UpstreamFailed, ValidationFailed
 from altus4.redis_store import RedisStore
@@ -30,7 +31,6 @@ from altus4.search.boolean import QuerySyntaxError, natural_terms, parse_boolean
 from altus4.search.results import Hit, normalise, render, row_key, term_pattern
 from altus4.search.semantic import fuse, row_text
 from altus4.services.connections import ConnectionService
-from altus4.db.schema import DatabaseSchema
 
 AI_CATEGORIES_BUDGET = 2.0
 EXPANSION_BUDGET = 1.0

@@ -17,10 +17,10 @@ import pymysql
 from altus4.config import Settings
 from altus4.db import targets
 from altus4.db.pool import Database
+from altus4.db.schema import DatabaseSchema, SchemaCache, discover
 from altus4.errors import NotFound, ValidationFailed
 from altus4.redis_store import RedisStore
 from altus4.security.secrets_box import DecryptionError, SecretBox
-from altus4.db.schema import DatabaseSchema, SchemaCache, discover
 from altus4.services.users import iso, utcnow
 
 _COLUMNS = ("id, user_id, name, host, port, database_name, username, password_encrypted, ssl_enabled, read_replicas,"
