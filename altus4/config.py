@@ -13,8 +13,9 @@ import hashlib
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 DEV_JWT_SECRET = "altus4-development-jwt-secret-not-for-production"
 DEV_ENCRYPTION_KEY = "altus4-development-encryption-key-not-for-production"
@@ -26,9 +27,10 @@ class ConfigError(ValueError):
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int = 0, hi: int = 2**31) -> int:
+def read_int(env: Mapping[str, str], name: str, default: int, lo: int = 0, hi: int = 2**31) -> int:
     raw = env.get(name, "").strip()
     if raw == "":
         return default
@@ -41,7 +43,7 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int = 0, hi: int =
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, lo: float = 0.0) -> float:
+def read_float(env: Mapping[str, str], name: str, default: float, lo: float = 0.0, hi: float = float("inf")) -> float:
     raw = env.get(name, "").strip()
     if raw == "":
         return default
@@ -49,12 +51,12 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float = 0.0) -
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < lo:
-        raise ConfigError(f"{name} must be at least {lo}, got {value}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
     return value
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+def read_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
         return default
@@ -63,6 +65,11 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def read_str(env: Mapping[str, str], name: str, default: str) -> str:
+    """A string; empty or unset means the default."""
+    return env.get(name, "").strip() or default
 
 
 def _duration(env: Mapping[str, str], name: str, default: int) -> int:
@@ -87,7 +94,7 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
 
-def _hosts(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+def _hosts(env: Mapping[str, str], name: str, default: tuple = ()) -> tuple[tuple[str, int], ...]:
     """`host:port,host:port` (port required) as tuples."""
     hosts = []
     for item in _list(env, name):
@@ -95,7 +102,41 @@ def _hosts(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{name} must be a list of host:port, got {item!r}")
         hosts.append((host.strip("[]"), int(port)))
-    return tuple(hosts)
+    return tuple(hosts) or default
+
+
+_LIMIT_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_LIMIT = re.compile(r"^\s*(\d+)\s*(?:per|/)\s*(second|minute|hour|day)s?\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One rate-limit window: `amount` requests per `window` seconds."""
+
+    amount: int
+    window: int
+
+    def __str__(self) -> str:
+        unit = next(name for name, secs in _LIMIT_UNITS.items() if secs == self.window)
+        return f"{self.amount} per {unit}"
+
+
+def parse_limits(text: str, name: str = "rate limit") -> tuple[Limit, ...]:
+    """`"10 per minute;100 per hour"` → limits; raises ConfigError (naming `name`) on anything else."""
+    limits = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        match = _LIMIT.match(part)
+        if not match or int(match.group(1)) < 1:
+            raise ConfigError(f"{name}: bad rate limit {part!r}: use forms like '10 per minute;100 per hour'")
+        limits.append(Limit(int(match.group(1)), _LIMIT_UNITS[match.group(2).lower()]))
+    if not limits:
+        raise ConfigError(f"{name}: a rate limit needs at least one 'N per unit'")
+    return tuple(limits)
+
+
+def _limits(env: Mapping[str, str], name: str, default: tuple[Limit, ...]) -> tuple[Limit, ...]:
+    raw = env.get(name, "").strip()
+    return parse_limits(raw, name) if raw else default
 
 
 SECRET_VARIABLES = ("DB_PASSWORD", "DB_READ_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET", "ENCRYPTION_KEY",
@@ -146,7 +187,7 @@ def parse_encryption_key(raw: str, name: str = "ENCRYPTION_KEY") -> bytes:
     raise ConfigError(f"{name} must be 64 hex digits, base64 of 32 bytes, or at least 32 characters")
 
 
-def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
     entries = _list(env, name)
     for entry in entries:
         if entry == "*" or re.fullmatch(r"[A-Za-z0-9*.-]+", entry):
@@ -171,80 +212,95 @@ def _default_pool_size(env: Mapping[str, str]) -> int:
         memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
         memory_gb = 4.0
-    return default_pool_size(os.cpu_count() or 1, _int(env, "WORKER_CONNECTIONS", 1000, 1), memory_gb)
+    return default_pool_size(os.cpu_count() or 1, read_int(env, "WORKER_CONNECTIONS", 1000, 1), memory_gb)
+
+
+def _setting(var: str, default: Any, read: Callable[..., Any] = read_str, *args: Any, secret: bool = False) -> Any:
+    """A field read from `var` by `read(env, var, default, *args)`: the name, default and bounds in one place."""
+    return field(default=default, repr=not secret, metadata={"var": var, "read": read, "args": args})
 
 
 @dataclass(frozen=True)
 class Settings:
-    env: str = "production"
-    port: int = 3000
-    version: str = "1.0.0"
-    log_level: str = "INFO"
+    """Every setting, its variable, default and bounds; `from_env` reads them all at start."""
+
+    env: str = "production"  # APP_ENV (or NODE_ENV): read in from_env with the secrets it governs
+    log_level: str = _setting("LOG_LEVEL", "INFO", lambda e, n, d: _choice(e, n, d.lower(), _LEVELS).upper())
     # metadata database (the primary; replicas in db_read_hosts)
-    db_host: str = "127.0.0.1"
-    db_port: int = 3306
-    db_username: str = "root"
-    db_password: str = field(default="", repr=False)
-    db_database: str = "altus4"
-    db_read_hosts: tuple[tuple[str, int], ...] = ()
-    db_read_username: str = ""
-    db_read_password: str | None = field(default=None, repr=False)
-    db_replica_max_lag: float = 5.0
-    db_replica_check_interval: float = 2.0
-    db_pool_size: int = 10
-    db_pool_timeout: float = 2.0
-    db_connect_timeout: float = 5.0
+    db_host: str = _setting("DB_HOST", "127.0.0.1")
+    db_port: int = _setting("DB_PORT", 3306, read_int, 1, 65535)
+    db_username: str = _setting("DB_USERNAME", "root")
+    db_password: str = _setting("DB_PASSWORD", "", lambda e, n, d: e.get(n, d), secret=True)
+    db_database: str = _setting("DB_DATABASE", "altus4")
+    db_read_hosts: tuple[tuple[str, int], ...] = _setting("DB_READ_HOSTS", (), _hosts)
+    db_read_username: str = _setting("DB_READ_USERNAME", "")
+    db_read_password: str | None = _setting("DB_READ_PASSWORD", None, lambda e, n, d: e.get(n, d), secret=True)
+    db_replica_max_lag: float = _setting("DB_REPLICA_MAX_LAG", 5.0, read_float)
+    db_replica_check_interval: float = _setting("DB_REPLICA_CHECK_INTERVAL", 2.0, read_float, 0.1)
+    db_pool_size: int = 10  # DB_POOL_SIZE: its default depends on the machine, see from_env
+    db_pool_timeout: float = _setting("DB_POOL_TIMEOUT", 2.0, read_float)
+    db_connect_timeout: float = _setting("DB_CONNECT_TIMEOUT", 5.0, read_float, 0.1)
     # redis
-    redis_host: str = "127.0.0.1"
-    redis_port: int = 6379
-    redis_password: str = field(default="", repr=False)
-    redis_db: int = 0
-    redis_socket_timeout: float = 0.5
-    redis_url_override: str = field(default="", repr=False)  # REDIS_URL, when a single node is given as a URL
-    redis_sentinels: tuple[tuple[str, int], ...] = ()
-    redis_sentinel_master: str = "altus4-master"
-    redis_cluster_nodes: tuple[tuple[str, int], ...] = ()
-    # secrets
+    redis_host: str = _setting("REDIS_HOST", "127.0.0.1")
+    redis_port: int = _setting("REDIS_PORT", 6379, read_int, 1, 65535)
+    redis_password: str = _setting("REDIS_PASSWORD", "", lambda e, n, d: e.get(n, d), secret=True)
+    redis_db: int = _setting("REDIS_DB", 0, read_int, 0, 15)
+    redis_socket_timeout: float = _setting("REDIS_SOCKET_TIMEOUT", 0.5, read_float, 0.01)
+    # REDIS_URL, when a single node is given as a URL
+    redis_url_override: str = _setting("REDIS_URL", "", lambda e, n, d: _redis_url(e), secret=True)
+    redis_sentinels: tuple[tuple[str, int], ...] = _setting("REDIS_SENTINELS", (), _hosts)
+    redis_sentinel_master: str = _setting("REDIS_SENTINEL_MASTER", "altus4-master")
+    redis_cluster_nodes: tuple[tuple[str, int], ...] = _setting("REDIS_CLUSTER_NODES", (), _hosts)
+    # secrets (required outside development: see from_env)
     jwt_secret: str = field(default=DEV_JWT_SECRET, repr=False)
-    jwt_expires_in: int = 86400
+    jwt_expires_in: int = _setting("JWT_EXPIRES_IN", 86400, _duration)
     encryption_key: bytes = field(default_factory=lambda: parse_encryption_key(DEV_ENCRYPTION_KEY), repr=False)
     # AI
-    openai_api_key: str = field(default="", repr=False)
-    openai_model: str = "gpt-4o-mini"
-    openai_base_url: str = ""
-    openai_embedding_model: str = "text-embedding-3-small"
-    ai_timeout_ms: int = 2000
-    ai_rate_limit_per_minute: int = 600  # model calls per minute for the whole fleet
-    ai_hourly_free: int = 100  # model calls per user per hour, by API-key tier
-    ai_hourly_pro: int = 1000
-    ai_hourly_enterprise: int = 10000
-    ai_queue_wait_ms: int = 200  # how long a burst may wait for the AI budget before falling back
-    ai_breaker_failures: int = 5
-    ai_breaker_reset: float = 15.0
-    semantic_candidates: int = 100  # lexical candidates per table re-ranked in semantic mode
-    semantic_rrf_k: int = 60
-    semantic_lexical_weight: float = 1.0
-    semantic_vector_weight: float = 1.0
-    semantic_query_expansion: bool = False  # a chat call per semantic search widens the candidates
+    openai_api_key: str = _setting("OPENAI_API_KEY", "", secret=True)
+    openai_model: str = _setting("OPENAI_MODEL", "gpt-4o-mini")
+    openai_base_url: str = _setting("OPENAI_BASE_URL", "")
+    openai_embedding_model: str = _setting("OPENAI_EMBEDDING_MODEL", "text-embedding-3-small")
+    ai_timeout_ms: int = _setting("AI_TIMEOUT_MS", 2000, read_int, 50, 60_000)
+    # model calls per minute for the whole fleet
+    ai_rate_limit_per_minute: int = _setting("AI_RATE_LIMIT_PER_MINUTE", 600, read_int, 1)
+    # model calls per user per hour, by API-key tier
+    ai_hourly_free: int = _setting("AI_RATE_LIMIT_FREE", 100, read_int, 1)
+    ai_hourly_pro: int = _setting("AI_RATE_LIMIT_PRO", 1000, read_int, 1)
+    ai_hourly_enterprise: int = _setting("AI_RATE_LIMIT_ENTERPRISE", 10000, read_int, 1)
+    # how long a burst may wait for the AI budget before falling back
+    ai_queue_wait_ms: int = _setting("AI_QUEUE_WAIT_MS", 200, read_int, 0, 10_000)
+    ai_breaker_failures: int = _setting("AI_BREAKER_FAILURES", 5, read_int, 1, 1000)
+    ai_breaker_reset: float = _setting("AI_BREAKER_RESET_SECONDS", 15.0, read_float, 0.1)
+    # lexical candidates per table re-ranked in semantic mode
+    semantic_candidates: int = _setting("SEMANTIC_CANDIDATES", 100, read_int, 1, 1000)
+    semantic_rrf_k: int = _setting("SEMANTIC_RRF_K", 60, read_int, 1, 10_000)
+    semantic_lexical_weight: float = _setting("SEMANTIC_LEXICAL_WEIGHT", 1.0, read_float)
+    semantic_vector_weight: float = _setting("SEMANTIC_VECTOR_WEIGHT", 1.0, read_float)
+    # a chat call per semantic search widens the candidates
+    semantic_query_expansion: bool = _setting("SEMANTIC_QUERY_EXPANSION", False, read_bool)
     # connected databases
-    allowed_database_hosts: tuple[str, ...] = ()
-    database_ssl_ca: str = ""
-    connection_timeout: float = 5.0
-    target_pool_size: int = 5  # connections per connected database, per worker
-    target_pools_max: int = 64  # connected databases with an open pool, per worker (LRU beyond)
+    allowed_database_hosts: tuple[str, ...] = _setting("ALLOWED_DATABASE_HOSTS", (), _networks)
+    database_ssl_ca: str = _setting("DATABASE_SSL_CA", "")
+    connection_timeout: float = _setting("CONNECTION_TIMEOUT", 5.0, read_float, 0.1)
+    # connections per connected database, per worker
+    target_pool_size: int = _setting("TARGET_POOL_SIZE", 5, read_int, 1, 500)
+    # connected databases with an open pool, per worker (LRU beyond)
+    target_pools_max: int = _setting("TARGET_POOLS_MAX", 64, read_int, 1, 10_000)
     # limits
-    rate_limit_free: int = 1000
-    rate_limit_pro: int = 10000
-    rate_limit_enterprise: int = 100000
-    auth_rate_limit: str = "10 per minute;100 per hour"
-    user_rate_limit: str = "600 per minute"
-    max_body_bytes: int = 1_048_576
-    trusted_proxies: int = 0  # how many proxies in front set X-Forwarded-For (nginx/HAProxy: 1)
+    rate_limit_free: int = _setting("RATE_LIMIT_FREE", 1000, read_int, 1)
+    rate_limit_pro: int = _setting("RATE_LIMIT_PRO", 10000, read_int, 1)
+    rate_limit_enterprise: int = _setting("RATE_LIMIT_ENTERPRISE", 100000, read_int, 1)
+    auth_rate_limit: tuple[Limit, ...] = _setting("AUTH_RATE_LIMIT", (Limit(10, 60), Limit(100, 3600)), _limits)
+    user_rate_limit: tuple[Limit, ...] = _setting("USER_RATE_LIMIT", (Limit(600, 60),), _limits)
+    max_body_bytes: int = _setting("MAX_BODY_BYTES", 1_048_576, read_int, 1024)
+    # how many proxies in front set X-Forwarded-For (nginx/HAProxy: 1)
+    trusted_proxies: int = _setting("TRUSTED_PROXIES", 0, read_int, 0, 10)
     # search
-    search_cache_ttl: int = 300
-    write_behind_interval_ms: int = 100  # usage counts and analytics entries wait this long to be batched
-    schema_cache_ttl: int = 600
-    search_timeout_ms: int = 5000
+    search_cache_ttl: int = _setting("SEARCH_CACHE_TTL", 300, read_int, 0)
+    # usage counts and analytics entries wait this long to be batched
+    write_behind_interval_ms: int = _setting("WRITE_BEHIND_INTERVAL_MS", 100, read_int, 10, 10_000)
+    schema_cache_ttl: int = _setting("SCHEMA_CACHE_TTL", 600, read_int, 0)
+    search_timeout_ms: int = _setting("SEARCH_TIMEOUT_MS", 5000, read_int, 100, 600_000)
 
     @property
     def development(self) -> bool:
@@ -272,66 +328,14 @@ class Settings:
         jwt_secret = jwt_secret or DEV_JWT_SECRET
         if len(jwt_secret) < 32:
             raise ConfigError("JWT_SECRET must be at least 32 characters")
+        values = {
+            f.name: f.metadata["read"](env, f.metadata["var"], f.default, *f.metadata["args"])
+            for f in fields(cls) if "var" in f.metadata
+        }
         return cls(
             env="development" if development else "production",
-            port=_int(env, "PORT", 3000, 1, 65535),
-            log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
-            db_host=env.get("DB_HOST", "").strip() or "127.0.0.1",
-            db_port=_int(env, "DB_PORT", 3306, 1, 65535),
-            db_username=env.get("DB_USERNAME", "").strip() or "root",
-            db_password=env.get("DB_PASSWORD", ""),
-            db_database=env.get("DB_DATABASE", "").strip() or "altus4",
-            db_read_hosts=_hosts(env, "DB_READ_HOSTS"),
-            db_read_username=env.get("DB_READ_USERNAME", "").strip(),
-            db_read_password=env["DB_READ_PASSWORD"] if "DB_READ_PASSWORD" in env else None,
-            db_replica_max_lag=_float(env, "DB_REPLICA_MAX_LAG", 5.0),
-            db_replica_check_interval=_float(env, "DB_REPLICA_CHECK_INTERVAL", 2.0, 0.1),
-            db_pool_size=_int(env, "DB_POOL_SIZE", _default_pool_size(env), 1, 1000),
-            db_pool_timeout=_float(env, "DB_POOL_TIMEOUT", 2.0),
-            db_connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", 5.0, 0.1),
-            redis_host=env.get("REDIS_HOST", "").strip() or "127.0.0.1",
-            redis_port=_int(env, "REDIS_PORT", 6379, 1, 65535),
-            redis_password=env.get("REDIS_PASSWORD", ""),
-            redis_db=_int(env, "REDIS_DB", 0, 0, 15),
-            redis_socket_timeout=_float(env, "REDIS_SOCKET_TIMEOUT", 0.5, 0.01),
-            redis_url_override=_redis_url(env),
-            redis_sentinels=_hosts(env, "REDIS_SENTINELS"),
-            redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip() or "altus4-master",
-            redis_cluster_nodes=_hosts(env, "REDIS_CLUSTER_NODES"),
             jwt_secret=jwt_secret,
-            jwt_expires_in=_duration(env, "JWT_EXPIRES_IN", 86400),
             encryption_key=parse_encryption_key(raw_key or DEV_ENCRYPTION_KEY),
-            openai_api_key=env.get("OPENAI_API_KEY", "").strip(),
-            openai_model=env.get("OPENAI_MODEL", "").strip() or "gpt-4o-mini",
-            openai_base_url=env.get("OPENAI_BASE_URL", "").strip(),
-            openai_embedding_model=env.get("OPENAI_EMBEDDING_MODEL", "").strip() or "text-embedding-3-small",
-            ai_timeout_ms=_int(env, "AI_TIMEOUT_MS", 2000, 50, 60_000),
-            ai_rate_limit_per_minute=_int(env, "AI_RATE_LIMIT_PER_MINUTE", 600, 1),
-            ai_hourly_free=_int(env, "AI_RATE_LIMIT_FREE", 100, 1),
-            ai_hourly_pro=_int(env, "AI_RATE_LIMIT_PRO", 1000, 1),
-            ai_hourly_enterprise=_int(env, "AI_RATE_LIMIT_ENTERPRISE", 10000, 1),
-            ai_queue_wait_ms=_int(env, "AI_QUEUE_WAIT_MS", 200, 0, 10_000),
-            ai_breaker_failures=_int(env, "AI_BREAKER_FAILURES", 5, 1, 1000),
-            ai_breaker_reset=_float(env, "AI_BREAKER_RESET_SECONDS", 15.0, 0.1),
-            semantic_candidates=_int(env, "SEMANTIC_CANDIDATES", 100, 1, 1000),
-            semantic_rrf_k=_int(env, "SEMANTIC_RRF_K", 60, 1, 10_000),
-            semantic_lexical_weight=_float(env, "SEMANTIC_LEXICAL_WEIGHT", 1.0),
-            semantic_vector_weight=_float(env, "SEMANTIC_VECTOR_WEIGHT", 1.0),
-            semantic_query_expansion=_bool(env, "SEMANTIC_QUERY_EXPANSION", False),
-            allowed_database_hosts=_networks(env, "ALLOWED_DATABASE_HOSTS"),
-            database_ssl_ca=env.get("DATABASE_SSL_CA", "").strip(),
-            connection_timeout=_float(env, "CONNECTION_TIMEOUT", 5.0, 0.1),
-            target_pool_size=_int(env, "TARGET_POOL_SIZE", 5, 1, 500),
-            target_pools_max=_int(env, "TARGET_POOLS_MAX", 64, 1, 10_000),
-            rate_limit_free=_int(env, "RATE_LIMIT_FREE", 1000, 1),
-            rate_limit_pro=_int(env, "RATE_LIMIT_PRO", 10000, 1),
-            rate_limit_enterprise=_int(env, "RATE_LIMIT_ENTERPRISE", 100000, 1),
-            auth_rate_limit=env.get("AUTH_RATE_LIMIT", "").strip() or "10 per minute;100 per hour",
-            user_rate_limit=env.get("USER_RATE_LIMIT", "").strip() or "600 per minute",
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576, 1024),
-            trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, 0, 10),
-            search_cache_ttl=_int(env, "SEARCH_CACHE_TTL", 300, 0),
-            write_behind_interval_ms=_int(env, "WRITE_BEHIND_INTERVAL_MS", 100, 10, 10_000),
-            schema_cache_ttl=_int(env, "SCHEMA_CACHE_TTL", 600, 0),
-            search_timeout_ms=_int(env, "SEARCH_TIMEOUT_MS", 5000, 100, 600_000),
+            db_pool_size=read_int(env, "DB_POOL_SIZE", _default_pool_size(env), 1, 1000),
+            **values,
         )

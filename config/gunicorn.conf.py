@@ -17,34 +17,38 @@ import tempfile
 
 from dotenv import load_dotenv
 
+from altus4.config import read_int, read_str
+
 load_dotenv(override=False)  # the same .env the app reads; the environment wins
+_env = os.environ
 _cpus = multiprocessing.cpu_count()
 
-bind = os.environ.get("BIND") or f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '3000')}"
+# the same parsers as the app's settings: a bad value stops gunicorn with the variable named
+bind = read_str(_env, "BIND", f"{read_str(_env, 'HOST', '127.0.0.1')}:{read_int(_env, 'PORT', 3000, 1, 65535)}")
 # before anything imports prometheus_client: it picks its storage when first imported
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
                       os.path.join(tempfile.gettempdir(), "altus4-metrics-" + re.sub(r"[^0-9A-Za-z]+", "_", bind)))
 worker_class = "gevent"
 # gevent workers are each asynchronous: one or two per core keeps the cores busy without oversubscribing them
-workers = int(os.environ.get("WEB_CONCURRENCY", max(2, _cpus)))
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+workers = read_int(_env, "WEB_CONCURRENCY", max(2, _cpus), 1, 1024)
+worker_connections = read_int(_env, "WORKER_CONNECTIONS", 1000, 1)
+timeout = read_int(_env, "GUNICORN_TIMEOUT", 30, 0)
+graceful_timeout = read_int(_env, "GUNICORN_GRACEFUL_TIMEOUT", 30, 0)
 # idle keep-alive: longer than the proxy's upstream keepalive_timeout (nginx 60 s) so the proxy closes first
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+keepalive = read_int(_env, "GUNICORN_KEEPALIVE", 75, 0)
 # Worker recycling is off by default. A recycling gevent worker stops accepting, then waits up to
 # graceful_timeout for its open keep-alive connections (nginx keeps 64 idle ones per nginx worker), and
 # the master replaces it only when it exits: measured, two workers recycling together stalled every
 # client for 30 s (bench/run.py's /health run). Turn it on only against a leak, with a short keepalive.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
+max_requests = read_int(_env, "GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = read_int(_env, "GUNICORN_MAX_REQUESTS_JITTER", 0)
 preload_app = False
 control_socket_disable = True  # gunicorn 27 otherwise shares ~/.gunicorn/gunicorn.ctl between instances
 proc_name = "altus4"
 
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = read_str(_env, "LOG_LEVEL", "info").lower()
 # request id (echoed by the app) and latency in microseconds on every line
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus rid=%({x-request-id}o)s ua="%(a)s"'
 

@@ -2,8 +2,7 @@
 
 import pytest
 
-from altus4.config import ConfigError, Settings, parse_encryption_key
-from altus4.services.rate_limits import Limit, parse_limits
+from altus4.config import ConfigError, Limit, Settings, parse_encryption_key, parse_limits
 
 PROD = {"JWT_SECRET": "j" * 40, "ENCRYPTION_KEY": "ab" * 32}
 
@@ -27,9 +26,10 @@ def test_node_env_is_honoured():
 
 
 @pytest.mark.parametrize("name,value", [
-    ("PORT", "http"), ("PORT", "70000"), ("DB_PORT", "-1"), ("REDIS_PORT", "x"), ("JWT_SECRET", "short"),
+    ("DB_PORT", "-1"), ("DB_PORT", "70000"), ("REDIS_PORT", "x"), ("JWT_SECRET", "short"),
     ("ENCRYPTION_KEY", "too-short"), ("JWT_EXPIRES_IN", "forever"), ("DB_READ_HOSTS", "replica-without-port"),
     ("ALLOWED_DATABASE_HOSTS", "10.0.0.0/33"), ("APP_ENV", "staging"), ("DB_POOL_TIMEOUT", "soon"),
+    ("AUTH_RATE_LIMIT", "ten per minute"), ("USER_RATE_LIMIT", "5 per fortnight"), ("SEMANTIC_QUERY_EXPANSION", "maybe"),
 ])
 def test_bad_values_name_the_setting(name, value):
     with pytest.raises(ConfigError, match=name):
@@ -37,9 +37,9 @@ def test_bad_values_name_the_setting(name, value):
 
 
 def test_values_are_parsed():
-    s = Settings.from_env({**PROD, "PORT": "8080", "JWT_EXPIRES_IN": "7d", "DB_READ_HOSTS": "r1:3307, r2:3308",
+    s = Settings.from_env({**PROD, "USER_RATE_LIMIT": "5/second", "JWT_EXPIRES_IN": "7d", "DB_READ_HOSTS": "r1:3307, r2:3308",
                            "ALLOWED_DATABASE_HOSTS": "10.0.0.0/8,*.db.internal", "REDIS_PASSWORD": "pw"})
-    assert s.port == 8080 and s.jwt_expires_in == 7 * 86400
+    assert s.user_rate_limit == (Limit(5, 1),) and s.jwt_expires_in == 7 * 86400
     assert s.db_read_hosts == (("r1", 3307), ("r2", 3308))
     assert s.allowed_database_hosts == ("10.0.0.0/8", "*.db.internal")
     assert s.redis_url == "redis://:pw@127.0.0.1:6379/0"
@@ -67,6 +67,26 @@ def test_rate_limit_strings():
     for bad in ("", "ten per minute", "5 per fortnight", "0 per second"):
         with pytest.raises(ConfigError):
             parse_limits(bad)
+
+
+def test_every_default_is_the_one_from_env_gives():
+    """Defaults are written once, on the field: a Settings() and an empty environment agree."""
+    from dataclasses import replace
+
+    parsed = Settings.from_env({"APP_ENV": "development"})
+    assert replace(parsed, db_pool_size=Settings().db_pool_size) == replace(Settings(), env="development")
+
+
+def test_gunicorn_config_uses_the_same_parsers(monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    conf = str(Path(__file__).resolve().parent.parent / "config" / "gunicorn.conf.py")
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert runpy.run_path(conf)["workers"] == 3
+    monkeypatch.setenv("WEB_CONCURRENCY", "many")
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY"):
+        runpy.run_path(conf)
 
 
 def test_secrets_from_files(tmp_path):

@@ -13,10 +13,11 @@ from functools import wraps
 from flask import Flask, Response, g, request
 
 from altus4 import context
+from altus4.config import Limit
 from altus4.container import services
 from altus4.errors import Forbidden, InvalidApiKey, RateLimited, Unauthorized
 from altus4.security.api_keys import looks_like_key
-from altus4.services.rate_limits import Limit, Verdict, parse_limits
+from altus4.services.rate_limits import Verdict
 
 
 def _bearer() -> str | None:
@@ -46,13 +47,13 @@ def public(view: Callable) -> Callable:
 
 
 def ip_limited(limits_setting: str) -> Callable[[Callable], Callable]:
-    """A per-client-IP limit (register/login) read from a settings attribute at request time."""
+    """A per-client-IP limit (register/login): `limits_setting` names the parsed limits in Settings."""
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args, **kwargs):
             svc = services()
-            limits: tuple[Limit, ...] = parse_limits(getattr(svc.settings, limits_setting))
+            limits: tuple[Limit, ...] = getattr(svc.settings, limits_setting)
             bucket = f"ip:{request.endpoint}:{request.remote_addr}"
             _enforce(svc.limiter.hit(bucket, limits), "Too many attempts from this address.", "ip")
             return view(*args, **kwargs)
@@ -72,7 +73,7 @@ def _authenticate_user() -> None:
     claims = svc.users.decode_token(token)
     context.bind(claims.user_id)  # before the look-up: it must see this user's own recent writes
     g.user, g.claims = svc.users.live_user(claims), claims
-    _enforce(svc.limiter.hit(f"user:{g.user['id']}", parse_limits(svc.settings.user_rate_limit)),
+    _enforce(svc.limiter.hit(f"user:{g.user['id']}", svc.settings.user_rate_limit),
              "Rate limit exceeded.", "user")
 
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import redis
 
-from altus4.config import Settings
+from altus4.config import Limit, Settings
 from altus4.db.pool import Database
 from altus4.errors import Conflict, Forbidden, InvalidApiKey, NotFound
 from altus4.redis_store import RedisStore
 from altus4.security import api_keys as keygen
-from altus4.services.rate_limits import Limit, RateLimiter, Verdict
+from altus4.services.rate_limits import RateLimiter, Verdict
 from altus4.services.users import iso, utcnow
 from altus4.write_behind import Sink, WriteBehind
 

@@ -8,41 +8,14 @@ worker rather than per fleet, which is better than none).
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from dataclasses import dataclass
 
 import redis
 
-from altus4.config import ConfigError
+from altus4.config import Limit
 from altus4.redis_store import RedisStore
-
-_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-_LIMIT = re.compile(r"^\s*(\d+)\s*(?:per|/)\s*(second|minute|hour|day)s?\s*$", re.I)
-
-
-@dataclass(frozen=True)
-class Limit:
-    amount: int
-    window: int  # seconds
-
-    def __str__(self) -> str:
-        unit = next(name for name, secs in _UNITS.items() if secs == self.window)
-        return f"{self.amount} per {unit}"
-
-
-def parse_limits(text: str) -> tuple[Limit, ...]:
-    """`"10 per minute;100 per hour"` → limits; raises ConfigError on anything else."""
-    limits = []
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        match = _LIMIT.match(part)
-        if not match or int(match.group(1)) < 1:
-            raise ConfigError(f"bad rate limit {part!r}: use forms like '10 per minute;100 per hour'")
-        limits.append(Limit(int(match.group(1)), _UNITS[match.group(2).lower()]))
-    if not limits:
-        raise ConfigError("a rate limit needs at least one 'N per unit'")
-    return tuple(limits)
 
 
 @dataclass(frozen=True)
