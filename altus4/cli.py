@@ -127,11 +127,18 @@ def demo() -> None:
         if row:
             svc.users.delete(row["id"])  # cascades: old keys and connections go with it
         user = svc.users.register(demo_data.DEMO_EMAIL, demo_data.DEMO_PASSWORD, "Demo User")
-        svc.connections.create(user["id"], {
-            "name": "Demo store", "host": settings.db_host, "port": settings.db_port,
-            "database": demo_data.DEMO_DATABASE, "username": settings.db_username,
-            "password": settings.db_password, "ssl": False,
-        })
+        svc.connections.create(
+            user["id"],
+            {
+                "name": "Demo store",
+                "host": settings.db_host,
+                "port": settings.db_port,
+                "database": demo_data.DEMO_DATABASE,
+                "username": settings.db_username,
+                "password": settings.db_password,
+                "ssl": False,
+            },
+        )
         _, secret = svc.keys.create(user["id"], "Demo key", "test", ["search", "analytics"], "free", None)
     finally:
         svc.close()
@@ -152,12 +159,25 @@ def index(connection_id: str, table: str, batch: int) -> None:
         if row is None:
             raise click.ClickException(f"no connection {connection_id}")
         connection = svc.connections.get(row["user_id"], connection_id)
-        total = next((t.row_estimate for name, t in svc.connections.schema_for(connection).tables.items()
-                      if name.lower() == table.lower()), 0)
+        total = next(
+            (
+                t.row_estimate
+                for name, t in svc.connections.schema_for(connection).tables.items()
+                if name.lower() == table.lower()
+            ),
+            0,
+        )
         try:
             with click.progressbar(length=max(total, 1), label=f"embedding {table}") as bar:
-                report = index_table(svc.connections, svc.ai, connection, table, batch, progress=bar.update,
-                                     vector_index=svc.search.vectors)
+                report = index_table(
+                    svc.connections,
+                    svc.ai,
+                    connection,
+                    table,
+                    batch,
+                    progress=bar.update,
+                    vector_index=svc.search.vectors,
+                )
         except IndexFailed as exc:
             raise click.ClickException(str(exc)) from None
     finally:

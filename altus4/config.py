@@ -139,8 +139,15 @@ def _limits(env: Mapping[str, str], name: str, default: tuple[Limit, ...]) -> tu
     return parse_limits(raw, name) if raw else default
 
 
-SECRET_VARIABLES = ("DB_PASSWORD", "DB_READ_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET", "ENCRYPTION_KEY",
-                    "OPENAI_API_KEY", "REDIS_URL")
+SECRET_VARIABLES = (
+    "DB_PASSWORD",
+    "DB_READ_PASSWORD",
+    "REDIS_PASSWORD",
+    "JWT_SECRET",
+    "ENCRYPTION_KEY",
+    "OPENAI_API_KEY",
+    "REDIS_URL",
+)
 
 
 def _with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
@@ -330,7 +337,8 @@ class Settings:
             raise ConfigError("JWT_SECRET must be at least 32 characters")
         values = {
             f.name: f.metadata["read"](env, f.metadata["var"], f.default, *f.metadata["args"])
-            for f in fields(cls) if "var" in f.metadata
+            for f in fields(cls)
+            if "var" in f.metadata
         }
         return cls(
             env="development" if development else "production",

@@ -64,7 +64,11 @@ class Services:
         connections.listeners.append(vectors.forget)
         search = SearchService(connections, pools, store, settings, metrics, ai, vectors)
         return cls(
-            settings=settings, db=db, redis=store, limiter=limiter, metrics=metrics,
+            settings=settings,
+            db=db,
+            redis=store,
+            limiter=limiter,
+            metrics=metrics,
             users=UserService(db, settings),
             keys=ApiKeyService(db, store, limiter, settings, write_behind),
             connections=connections,

@@ -18,13 +18,46 @@ DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-123"
 DEMO_DATABASE = "altus4_demo"
 
-_ADJECTIVES = ["wireless", "ergonomic", "compact", "waterproof", "stainless", "portable", "smart", "organic",
-               "heavy-duty", "lightweight", "vintage", "solar"]
-_PRODUCTS = ["headphones", "keyboard", "backpack", "kettle", "thermostat", "camera", "lamp", "blender",
-             "speaker", "tent", "charger", "notebook"]
-_FEATURES = ["long battery life", "noise cancelling", "quick setup", "a two-year warranty", "recycled materials",
-             "a sleek aluminium body", "fast charging over USB-C", "a quiet motor", "easy cleaning",
-             "bluetooth pairing"]
+_ADJECTIVES = [
+    "wireless",
+    "ergonomic",
+    "compact",
+    "waterproof",
+    "stainless",
+    "portable",
+    "smart",
+    "organic",
+    "heavy-duty",
+    "lightweight",
+    "vintage",
+    "solar",
+]
+_PRODUCTS = [
+    "headphones",
+    "keyboard",
+    "backpack",
+    "kettle",
+    "thermostat",
+    "camera",
+    "lamp",
+    "blender",
+    "speaker",
+    "tent",
+    "charger",
+    "notebook",
+]
+_FEATURES = [
+    "long battery life",
+    "noise cancelling",
+    "quick setup",
+    "a two-year warranty",
+    "recycled materials",
+    "a sleek aluminium body",
+    "fast charging over USB-C",
+    "a quiet motor",
+    "easy cleaning",
+    "bluetooth pairing",
+]
 _TOPICS = [
     ("Tuning MySQL full-text search", "mysql fulltext index relevance ranking natural language boolean mode"),
     ("Scaling Python web services", "gunicorn gevent workers connection pools horizontal scaling load balancer"),
@@ -40,8 +73,14 @@ def _products(rng: random.Random, count: int) -> list[tuple]:
     for _ in range(count):
         adjective, product = rng.choice(_ADJECTIVES), rng.choice(_PRODUCTS)
         features = rng.sample(_FEATURES, 2)
-        rows.append((f"{adjective.title()} {product}", f"A {adjective} {product} with {features[0]} and {features[1]}.",
-                     product, round(rng.uniform(5, 500), 2)))
+        rows.append(
+            (
+                f"{adjective.title()} {product}",
+                f"A {adjective} {product} with {features[0]} and {features[1]}.",
+                product,
+                round(rng.uniform(5, 500), 2),
+            )
+        )
     return rows
 
 
@@ -55,8 +94,9 @@ def _articles(rng: random.Random, count: int) -> list[tuple]:
     return rows
 
 
-def build_demo_database(settings: Settings, database: str = DEMO_DATABASE, products: int = 200,
-                        articles: int = 60, seed: int = 4) -> None:
+def build_demo_database(
+    settings: Settings, database: str = DEMO_DATABASE, products: int = 200, articles: int = 60, seed: int = 4
+) -> None:
     rng = random.Random(seed)
     conn = pymysql.connect(**connect_kwargs(settings, settings.db_host, settings.db_port, None))
     quoted = "`" + database.replace("`", "``") + "`"
@@ -68,15 +108,18 @@ def build_demo_database(settings: Settings, database: str = DEMO_DATABASE, produ
             cur.execute(
                 "CREATE TABLE products (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(255) NOT NULL,"
                 " description TEXT NOT NULL, category VARCHAR(64) NOT NULL, price DECIMAL(10,2) NOT NULL,"
-                " FULLTEXT KEY ft_products (name, description)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+                " FULLTEXT KEY ft_products (name, description)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+            )
             cur.execute(
                 "CREATE TABLE articles (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(255) NOT NULL,"
                 " body TEXT NOT NULL, author VARCHAR(64) NOT NULL,"
-                " FULLTEXT KEY ft_articles (title, body)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
-            cur.executemany("INSERT INTO products (name, description, category, price) VALUES (%s, %s, %s, %s)",
-                            _products(rng, products))
-            cur.executemany("INSERT INTO articles (title, body, author) VALUES (%s, %s, %s)",
-                            _articles(rng, articles))
+                " FULLTEXT KEY ft_articles (title, body)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+            )
+            cur.executemany(
+                "INSERT INTO products (name, description, category, price) VALUES (%s, %s, %s, %s)",
+                _products(rng, products),
+            )
+            cur.executemany("INSERT INTO articles (title, body, author) VALUES (%s, %s, %s)", _articles(rng, articles))
             cur.execute("ANALYZE TABLE products, articles")
             cur.fetchall()
     finally:

@@ -14,8 +14,15 @@ class ApiError(Exception):
     code = "INTERNAL_ERROR"
     message = "Internal server error"
 
-    def __init__(self, message: str | None = None, *, code: str | None = None, details: Any = None,
-                 status: int | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message or self.message)
         self.message = message or self.message
         self.code = code or self.code

@@ -48,14 +48,27 @@ def summarise(latencies: list[float], statuses: Counter, elapsed: float) -> Summ
     ms = lambda pct: round(percentile(ordered, pct) * 1000, 2)  # noqa: E731
     ok = sum(n for s, n in statuses.items() if s.isdigit() and 200 <= int(s) < 300)
     total = sum(statuses.values())
-    return Summary(requests=total, successes=ok,
-                   failures={s: n for s, n in sorted(statuses.items()) if not (s.isdigit() and 200 <= int(s) < 300)},
-                   duration_s=round(elapsed, 2), throughput_rps=round(total / elapsed, 1) if elapsed else 0.0,
-                   p50_ms=ms(50), p95_ms=ms(95), p99_ms=ms(99), max_ms=ms(100))
+    return Summary(
+        requests=total,
+        successes=ok,
+        failures={s: n for s, n in sorted(statuses.items()) if not (s.isdigit() and 200 <= int(s) < 300)},
+        duration_s=round(elapsed, 2),
+        throughput_rps=round(total / elapsed, 1) if elapsed else 0.0,
+        p50_ms=ms(50),
+        p95_ms=ms(95),
+        p99_ms=ms(99),
+        max_ms=ms(100),
+    )
 
 
-def run_workers(users: int, duration: float, step: Callable[[int, int], str], think: float = 0.0,
-                progress: Callable[[int, float], None] | None = None, max_requests: int | None = None) -> Summary:
+def run_workers(
+    users: int,
+    duration: float,
+    step: Callable[[int, int], str],
+    think: float = 0.0,
+    progress: Callable[[int, float], None] | None = None,
+    max_requests: int | None = None,
+) -> Summary:
     """Run `step(user, n) -> status` in `users` threads until `duration` passes (or `max_requests`)."""
     latencies: list[float] = []
     statuses: Counter = Counter()

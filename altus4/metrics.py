@@ -47,8 +47,9 @@ class _CacheRatio:
                 totals[kind] = totals.get(kind, 0.0) + sample.value
                 if sample.labels["result"] == "hit":
                     hits[kind] = hits.get(kind, 0.0) + sample.value
-        ratio = GaugeMetricFamily("altus4_cache_hit_ratio", "Cache hits / lookups since start, by cache",
-                                  labels=["cache_type"])
+        ratio = GaugeMetricFamily(
+            "altus4_cache_hit_ratio", "Cache hits / lookups since start, by cache", labels=["cache_type"]
+        )
         for kind, total in sorted(totals.items()):
             ratio.add_metric([kind], hits.get(kind, 0.0) / total if total else 0.0)
         yield ratio
@@ -83,31 +84,57 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.request_duration = Histogram(
-            "altus4_request_duration_seconds", "HTTP request latency", ["method", "route", "status_code"],
-            buckets=LATENCY_BUCKETS, registry=r)
+            "altus4_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status_code"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.search_duration = Histogram(
-            "altus4_search_duration_seconds", "Search latency (cached or not)", ["search_mode", "database_count"],
-            buckets=LATENCY_BUCKETS, registry=r)
+            "altus4_search_duration_seconds",
+            "Search latency (cached or not)",
+            ["search_mode", "database_count"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.connections_active = Gauge(
-            "altus4_database_connections_active", "Connections checked out of a pool now",
-            ["database_id"], multiprocess_mode="livesum", registry=r)
+            "altus4_database_connections_active",
+            "Connections checked out of a pool now",
+            ["database_id"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.pool_wait = Histogram(
-            "altus4_db_pool_wait_seconds", "Time spent waiting for a pooled connection", ["pool"],
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0), registry=r)
+            "altus4_db_pool_wait_seconds",
+            "Time spent waiting for a pooled connection",
+            ["pool"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0),
+            registry=r,
+        )
         self.pool_exhausted = Counter(
-            "altus4_db_pool_exhausted", "Requests turned away because a pool stayed full", ["pool"], registry=r)
+            "altus4_db_pool_exhausted", "Requests turned away because a pool stayed full", ["pool"], registry=r
+        )
         self.cache_requests = Counter(
-            "altus4_cache_requests", "Cache lookups by result", ["cache_type", "result"], registry=r)
-        self.rate_limited = Counter(
-            "altus4_rate_limit_exceeded", "Requests refused with 429", ["scope"], registry=r)
+            "altus4_cache_requests", "Cache lookups by result", ["cache_type", "result"], registry=r
+        )
+        self.rate_limited = Counter("altus4_rate_limit_exceeded", "Requests refused with 429", ["scope"], registry=r)
         self.ai_fallbacks = Counter(
-            "altus4_ai_fallback", "Searches answered without AI, by reason", ["reason"], registry=r)
+            "altus4_ai_fallback", "Searches answered without AI, by reason", ["reason"], registry=r
+        )
         self.redis_errors = Counter("altus4_redis_errors", "Redis operations that failed", registry=r)
-        self.ai_calls = Counter("altus4_ai_calls", "AI provider calls by outcome (ok or fallback reason)",
-                                ["operation", "outcome"], registry=r)
+        self.ai_calls = Counter(
+            "altus4_ai_calls",
+            "AI provider calls by outcome (ok or fallback reason)",
+            ["operation", "outcome"],
+            registry=r,
+        )
         self.ai_tokens = Counter("altus4_ai_tokens", "Tokens spent on the AI provider", ["operation"], registry=r)
-        self.ai_breaker_state = Gauge("altus4_ai_breaker_state", "AI circuit breaker: 0 closed, 1 half-open, 2 open",
-                                      multiprocess_mode="livemax", registry=r)
+        self.ai_breaker_state = Gauge(
+            "altus4_ai_breaker_state",
+            "AI circuit breaker: 0 closed, 1 half-open, 2 open",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         # series that alerts use exist from the start (at 0), so rate() and absent() behave
         self.ai_fallbacks.labels("ai_not_configured")
         self.pool_exhausted.labels("primary")
@@ -135,5 +162,6 @@ class Metrics:
             if started is not None:
                 route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
                 self.request_duration.labels(request.method, route, str(response.status_code)).observe(
-                    time.perf_counter() - started)
+                    time.perf_counter() - started
+                )
             return response

@@ -40,19 +40,27 @@ class RedisStore:
         self._down_until = 0.0
         self._lock = threading.Lock()
         common: dict[str, Any] = dict(
-            socket_timeout=settings.redis_socket_timeout, socket_connect_timeout=settings.redis_socket_timeout,
-            decode_responses=True, password=settings.redis_password or None,
+            socket_timeout=settings.redis_socket_timeout,
+            socket_connect_timeout=settings.redis_socket_timeout,
+            decode_responses=True,
+            password=settings.redis_password or None,
         )
         if settings.redis_cluster_nodes:
             self.topology = "cluster"
-            self.client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in settings.redis_cluster_nodes],
-                                       **common)
+            self.client = RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in settings.redis_cluster_nodes], **common
+            )
             self.reader = self.client
         elif settings.redis_sentinels:
             self.topology = "sentinel"
-            sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs={
-                "socket_timeout": settings.redis_socket_timeout,
-                "socket_connect_timeout": settings.redis_socket_timeout}, **common)
+            sentinel = Sentinel(
+                list(settings.redis_sentinels),
+                sentinel_kwargs={
+                    "socket_timeout": settings.redis_socket_timeout,
+                    "socket_connect_timeout": settings.redis_socket_timeout,
+                },
+                **common,
+            )
             self.client = sentinel.master_for(settings.redis_sentinel_master, db=settings.redis_db)
             self.reader = sentinel.slave_for(settings.redis_sentinel_master, db=settings.redis_db)
         else:

@@ -77,10 +77,21 @@ def products(rng: random.Random, count: int, start: int = 1) -> list[tuple]:
     for i in range(count):
         adjective, noun = _zipf_choice(rng, ADJECTIVES), _zipf_choice(rng, NOUNS)
         features = rng.sample(FEATURES, 3)
-        description = (f"This {adjective} {noun} comes with {features[0]}, {features[1]} and {features[2]}. "
-                       + _sentence(rng, 18) + " " + _sentence(rng, 12))
-        rows.append((start + i, f"{adjective.title()} {noun} {rng.choice(ADJECTIVES)}", description, noun,
-                     round(rng.uniform(5, 900), 2)))
+        description = (
+            f"This {adjective} {noun} comes with {features[0]}, {features[1]} and {features[2]}. "
+            + _sentence(rng, 18)
+            + " "
+            + _sentence(rng, 12)
+        )
+        rows.append(
+            (
+                start + i,
+                f"{adjective.title()} {noun} {rng.choice(ADJECTIVES)}",
+                description,
+                noun,
+                round(rng.uniform(5, 900), 2),
+            )
+        )
     return rows
 
 
@@ -99,8 +110,10 @@ def queries(rng: random.Random, count: int) -> list[str]:
     """One to three words, as people type them: mostly mid-frequency vocabulary, some product words."""
     out = []
     while len(out) < count:
-        words = [rng.choice(VOCABULARY[30:1500]) if rng.random() < 0.7 else rng.choice(NOUNS + ADJECTIVES)
-                 for _ in range(rng.randint(1, 3))]
+        words = [
+            rng.choice(VOCABULARY[30:1500]) if rng.random() < 0.7 else rng.choice(NOUNS + ADJECTIVES)
+            for _ in range(rng.randint(1, 3))
+        ]
         query = " ".join(dict.fromkeys(words))
         if query not in out:
             out.append(query)

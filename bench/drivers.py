@@ -22,11 +22,18 @@ from altus4.loadtest import HttpClient, Summary, run_workers, search_step
 from altus4.search import plan as planner
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_report.lua"
-SIMPLE_SQL = ("SELECT `id`, `name`, `description`, `category`, `price`, (MATCH (`name`, `description`) AGAINST"
-              " (%s IN NATURAL LANGUAGE MODE)) AS score FROM `products` WHERE MATCH (`name`, `description`) AGAINST"
-              " (%s IN NATURAL LANGUAGE MODE) ORDER BY score DESC, `id` LIMIT %s")
-PRODUCTS_QUERY = planner.TableQuery(table="products", columns=("id", "name", "description", "category", "price"),
-                                    key=("id",), key_is_unique=True, match_groups=(("name", "description"),))
+SIMPLE_SQL = (
+    "SELECT `id`, `name`, `description`, `category`, `price`, (MATCH (`name`, `description`) AGAINST"
+    " (%s IN NATURAL LANGUAGE MODE)) AS score FROM `products` WHERE MATCH (`name`, `description`) AGAINST"
+    " (%s IN NATURAL LANGUAGE MODE) ORDER BY score DESC, `id` LIMIT %s"
+)
+PRODUCTS_QUERY = planner.TableQuery(
+    table="products",
+    columns=("id", "name", "description", "category", "price"),
+    key=("id",),
+    key_is_unique=True,
+    match_groups=(("name", "description"),),
+)
 
 
 def simple_statement(query: str, limit: int) -> tuple[str, tuple]:
@@ -40,8 +47,9 @@ def altus4_statement(query: str, limit: int) -> tuple[str, tuple]:
     return statement.sql, statement.params
 
 
-def raw_mysql(connect, queries: list[str], users: int, duration: float, limit: int,
-              statement=simple_statement) -> Summary:
+def raw_mysql(
+    connect, queries: list[str], users: int, duration: float, limit: int, statement=simple_statement
+) -> Summary:
     """Natural-mode FULLTEXT straight through PyMySQL, one connection per client thread."""
     local = threading.local()
     opened: list[pymysql.Connection] = []
@@ -66,8 +74,16 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def http_load(base: str, users: int, duration: float, client: str, key: str | None = None,
-              queries_file: Path | None = None, limit: int = 20, delay_ms: float = 0.0) -> Summary:
+def http_load(
+    base: str,
+    users: int,
+    duration: float,
+    client: str,
+    key: str | None = None,
+    queries_file: Path | None = None,
+    limit: int = 20,
+    delay_ms: float = 0.0,
+) -> Summary:
     """`users` keep-alive connections for `duration`: searches (with a key and queries) or GET /health;
     with `delay_ms` (wrk only) each connection pauses that long on average between requests."""
     if client == "wrk":
@@ -82,24 +98,46 @@ def http_load(base: str, users: int, duration: float, client: str, key: str | No
         http.close()
 
 
-def _wrk(base: str, users: int, duration: float, key: str | None, queries_file: Path | None,
-         limit: int, delay_ms: float) -> Summary:
+def _wrk(
+    base: str, users: int, duration: float, key: str | None, queries_file: Path | None, limit: int, delay_ms: float
+) -> Summary:
     env = {**os.environ, "API_KEY": key or "", "LIMIT": str(limit), "DELAY_MS": f"{delay_ms:.3f}"}
     env.pop("QUERIES_FILE", None)
     if queries_file is not None:
         env["QUERIES_FILE"] = str(queries_file)
     url = base + ("/api/v1/search" if queries_file is not None else "/health")
-    out = subprocess.run(["wrk", f"-t{min(2, users)}", f"-c{users}", f"-d{max(1, round(duration))}s",
-                          "--timeout", "30s", "-s", str(WRK_SCRIPT), url],
-                         env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{min(2, users)}",
+            f"-c{users}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(WRK_SCRIPT),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     r = json.loads(out.strip().splitlines()[-1])
     seconds = r["duration_us"] / 1e6
     failures = {"non-2xx": r["status_errors"], **{k: r[k] for k in ("connect", "read", "write", "timeout")}}
     ms = lambda us: round(us / 1000, 2)  # noqa: E731
-    return Summary(requests=r["requests"], successes=r["requests"] - r["status_errors"],
-                   failures={k: v for k, v in failures.items() if v}, duration_s=round(seconds, 2),
-                   throughput_rps=round(r["requests"] / seconds, 1), p50_ms=ms(r["p50_us"]), p95_ms=ms(r["p95_us"]),
-                   p99_ms=ms(r["p99_us"]), max_ms=ms(r["max_us"]))
+    return Summary(
+        requests=r["requests"],
+        successes=r["requests"] - r["status_errors"],
+        failures={k: v for k, v in failures.items() if v},
+        duration_s=round(seconds, 2),
+        throughput_rps=round(r["requests"] / seconds, 1),
+        p50_ms=ms(r["p50_us"]),
+        p95_ms=ms(r["p95_us"]),
+        p99_ms=ms(r["p99_us"]),
+        max_ms=ms(r["max_us"]),
+    )
 
 
 def delay_for_rate(measure, users: int, rate: float, pause: float | None = None, probes: int = 2) -> float:

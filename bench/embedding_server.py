@@ -36,9 +36,12 @@ def build_app(batch_size: int) -> Flask:
             return jsonify({"error": {"message": "input must be a string or a list of strings"}}), 400
         vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
         tokens = sum(len(t.split()) for t in texts)
-        return {"object": "list", "model": MODEL_NAME,
-                "data": [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "model": MODEL_NAME,
+            "data": [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     return app
 

@@ -52,22 +52,32 @@ def load_split(dataset: Path, split: str) -> tuple[dict[str, str], dict[str, set
 
 
 def load_corpus(settings: Settings, dataset: Path) -> int:
-    conn = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
-                           password=settings.db_password, autocommit=True, charset="utf8mb4")
+    conn = pymysql.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_username,
+        password=settings.db_password,
+        autocommit=True,
+        charset="utf8mb4",
+    )
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE IF NOT EXISTS {TARGET_DB} CHARACTER SET utf8mb4")
         cur.execute(f"USE {TARGET_DB}")
-        cur.execute("CREATE TABLE IF NOT EXISTS docs (id VARCHAR(32) PRIMARY KEY, title TEXT NOT NULL,"
-                    " body MEDIUMTEXT NOT NULL, FULLTEXT KEY ft_docs (title, body)) ENGINE=InnoDB"
-                    " DEFAULT CHARSET=utf8mb4")
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS docs (id VARCHAR(32) PRIMARY KEY, title TEXT NOT NULL,"
+            " body MEDIUMTEXT NOT NULL, FULLTEXT KEY ft_docs (title, body)) ENGINE=InnoDB"
+            " DEFAULT CHARSET=utf8mb4"
+        )
         cur.execute("SELECT COUNT(*) FROM docs")
         have = cur.fetchone()[0]
         rows = [json.loads(line) for line in (dataset / "corpus.jsonl").read_text().splitlines()]
         if have != len(rows):
             cur.execute("TRUNCATE docs")
             for start in range(0, len(rows), 500):
-                cur.executemany("INSERT INTO docs VALUES (%s, %s, %s)",
-                                [(d["_id"], d["title"], d["text"]) for d in rows[start:start + 500]])
+                cur.executemany(
+                    "INSERT INTO docs VALUES (%s, %s, %s)",
+                    [(d["_id"], d["title"], d["text"]) for d in rows[start : start + 500]],
+                )
             cur.execute("ANALYZE TABLE docs")
     conn.close()
     return len(rows)
@@ -88,8 +98,10 @@ def mrr10(ranked: list[str], relevant: set[str]) -> float:
 
 
 def summarise(runs: dict[str, list[str]], qrels: dict[str, set[str]]) -> dict[str, float]:
-    return {name: round(statistics.mean(fn(runs.get(q, []), qrels[q]) for q in qrels), 4)
-            for name, fn in (("nDCG@10", ndcg10), ("Recall@100", recall100), ("MRR@10", mrr10))}
+    return {
+        name: round(statistics.mean(fn(runs.get(q, []), qrels[q]) for q in qrels), 4)
+        for name, fn in (("nDCG@10", ndcg10), ("Recall@100", recall100), ("MRR@10", mrr10))
+    }
 
 
 def free_port() -> int:
@@ -101,8 +113,9 @@ def free_port() -> int:
 def start_embedding_server(python: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     log = open(ROOT / "bench" / "results" / "embedding-server.log", "wb")  # noqa: SIM115 - lives with the server
-    proc = subprocess.Popen([python, str(ROOT / "bench" / "embedding_server.py"), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [python, str(ROOT / "bench" / "embedding_server.py"), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 180
     while True:
         if proc.poll() is not None:
@@ -133,12 +146,23 @@ def main() -> None:
     if not base_url:
         server, base_url = start_embedding_server(args.embedding_python)
     try:
-        env = {**os.environ, "APP_ENV": "development", "DB_DATABASE": "altus4_bench", "REDIS_DB": "12",
-               "OPENAI_API_KEY": "local", "OPENAI_BASE_URL": base_url, "OPENAI_EMBEDDING_MODEL": "all-MiniLM-L6-v2",
-               "SEARCH_CACHE_TTL": "0", "SEARCH_TIMEOUT_MS": "120000", "AI_TIMEOUT_MS": "60000",
-               "AI_RATE_LIMIT_PER_MINUTE": "1000000", "AI_RATE_LIMIT_ENTERPRISE": "1000000",
-               "RATE_LIMIT_ENTERPRISE": "10000000", "SEMANTIC_CANDIDATES": str(args.candidates),
-               "AUTH_RATE_LIMIT": "1000 per minute"}
+        env = {
+            **os.environ,
+            "APP_ENV": "development",
+            "DB_DATABASE": "altus4_bench",
+            "REDIS_DB": "12",
+            "OPENAI_API_KEY": "local",
+            "OPENAI_BASE_URL": base_url,
+            "OPENAI_EMBEDDING_MODEL": "all-MiniLM-L6-v2",
+            "SEARCH_CACHE_TTL": "0",
+            "SEARCH_TIMEOUT_MS": "120000",
+            "AI_TIMEOUT_MS": "60000",
+            "AI_RATE_LIMIT_PER_MINUTE": "1000000",
+            "AI_RATE_LIMIT_ENTERPRISE": "1000000",
+            "RATE_LIMIT_ENTERPRISE": "10000000",
+            "SEMANTIC_CANDIDATES": str(args.candidates),
+            "AUTH_RATE_LIMIT": "1000 per minute",
+        }
         settings = Settings.from_env(env)
         Migrator(settings).migrate()
         # the first pass must pay for query embeddings: start from an empty cache (Redis DB 12 is the bench's)
@@ -149,14 +173,25 @@ def main() -> None:
         svc = app.extensions["altus4"]
         client = app.test_client()
         email = f"bench-{int(time.time())}@example.com"
-        token = client.post("/api/v1/auth/register", json={"email": email, "password": "bench-password",
-                                                            "name": "Bench"}).get_json()["data"]["token"]
+        token = client.post(
+            "/api/v1/auth/register", json={"email": email, "password": "bench-password", "name": "Bench"}
+        ).get_json()["data"]["token"]
         auth = {"Authorization": f"Bearer {token}"}
-        conn = client.post("/api/v1/databases", headers=auth, json={
-            "name": "SciFact", "host": settings.db_host, "port": settings.db_port, "database": TARGET_DB,
-            "username": settings.db_username, "password": settings.db_password}).get_json()["data"]
-        key = client.post("/api/v1/keys", headers=auth, json={"name": "bench", "environment": "test",
-                                                              "rateLimitTier": "enterprise"}).get_json()["data"]
+        conn = client.post(
+            "/api/v1/databases",
+            headers=auth,
+            json={
+                "name": "SciFact",
+                "host": settings.db_host,
+                "port": settings.db_port,
+                "database": TARGET_DB,
+                "username": settings.db_username,
+                "password": settings.db_password,
+            },
+        ).get_json()["data"]
+        key = client.post(
+            "/api/v1/keys", headers=auth, json={"name": "bench", "environment": "test", "rateLimitTier": "enterprise"}
+        ).get_json()["data"]
         headers = {"Authorization": f"Bearer {key['secretKey']}"}
 
         started = time.monotonic()
@@ -170,8 +205,11 @@ def main() -> None:
         for mode in MODES:
             runs, latencies, used_ai = {}, [], 0
             for qid, text in queries.items():
-                r = client.post("/api/v1/search", headers=headers,
-                                json={"query": text, "searchMode": mode, "tables": ["docs"], "limit": 100})
+                r = client.post(
+                    "/api/v1/search",
+                    headers=headers,
+                    json={"query": text, "searchMode": mode, "tables": ["docs"], "limit": 100},
+                )
                 body = r.get_json()
                 if r.status_code != 200:
                     runs[qid] = []
@@ -179,37 +217,66 @@ def main() -> None:
                 runs[qid] = [x["id"] for x in body["data"]["results"]]
                 latencies.append(body["data"]["executionTime"])
                 used_ai += bool(body["data"].get("aiUsed"))
-            results[mode] = {**summarise(runs, qrels), "p50_ms": _pct(latencies, 50), "p95_ms": _pct(latencies, 95),
-                             "answered": len(latencies), "aiUsed": used_ai}
+            results[mode] = {
+                **summarise(runs, qrels),
+                "p50_ms": _pct(latencies, 50),
+                "p95_ms": _pct(latencies, 95),
+                "answered": len(latencies),
+                "aiUsed": used_ai,
+            }
             print(mode, results[mode])
 
         raw, raw_latency = {}, []
-        mysql = pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
-                                password=settings.db_password, database=TARGET_DB, charset="utf8mb4")
+        mysql = pymysql.connect(
+            host=settings.db_host,
+            port=settings.db_port,
+            user=settings.db_username,
+            password=settings.db_password,
+            database=TARGET_DB,
+            charset="utf8mb4",
+        )
         with mysql.cursor() as cur:
             for qid, text in queries.items():
                 t0 = time.perf_counter()
-                cur.execute("SELECT id FROM docs WHERE MATCH (title, body) AGAINST (%s IN NATURAL LANGUAGE MODE)"
-                            " LIMIT 100", (text,))
+                cur.execute(
+                    "SELECT id FROM docs WHERE MATCH (title, body) AGAINST (%s IN NATURAL LANGUAGE MODE) LIMIT 100",
+                    (text,),
+                )
                 raw[qid] = [r[0] for r in cur.fetchall()]
                 raw_latency.append((time.perf_counter() - t0) * 1000)
         mysql.close()
-        results["raw MySQL natural"] = {**summarise(raw, qrels), "p50_ms": _pct(raw_latency, 50),
-                                        "p95_ms": _pct(raw_latency, 95), "answered": len(raw), "aiUsed": 0}
+        results["raw MySQL natural"] = {
+            **summarise(raw, qrels),
+            "p50_ms": _pct(raw_latency, 50),
+            "p95_ms": _pct(raw_latency, 95),
+            "answered": len(raw),
+            "aiUsed": 0,
+        }
 
         repeat = []
         for text in queries.values():  # the same queries again: query embeddings are cached now
-            r = client.post("/api/v1/search", headers=headers,
-                            json={"query": text, "searchMode": "semantic", "tables": ["docs"], "limit": 10})
+            r = client.post(
+                "/api/v1/search",
+                headers=headers,
+                json={"query": text, "searchMode": "semantic", "tables": ["docs"], "limit": 10},
+            )
             repeat.append(r.get_json()["data"]["executionTime"])
         results["semantic (repeat, cached embeddings)"] = {"p50_ms": _pct(repeat, 50), "p95_ms": _pct(repeat, 95)}
 
         natural_ndcg = results["natural"]["nDCG@10"]
         gain = results["semantic"]["nDCG@10"] / natural_ndcg - 1 if natural_ndcg else 0.0
-        out = {"dataset": "SciFact", "split": args.split, "queries": len(queries), "documents": docs,
-               "embedding_model": "all-MiniLM-L6-v2", "candidates_per_table": args.candidates,
-               "index_seconds": index_seconds, "semantic_vs_natural_ndcg10": round(gain, 4),
-               "machine": f"{os.cpu_count()} CPUs", "results": results}
+        out = {
+            "dataset": "SciFact",
+            "split": args.split,
+            "queries": len(queries),
+            "documents": docs,
+            "embedding_model": "all-MiniLM-L6-v2",
+            "candidates_per_table": args.candidates,
+            "index_seconds": index_seconds,
+            "semantic_vs_natural_ndcg10": round(gain, 4),
+            "machine": f"{os.cpu_count()} CPUs",
+            "results": results,
+        }
         args.output.write_text(json.dumps(out, indent=2) + "\n")
         print(markdown(out))
         svc.close()
@@ -231,12 +298,18 @@ def _pct(values: list[float], pct: int) -> float:
 
 
 def markdown(out: dict) -> str:
-    lines = [f"SciFact {out['split']} ({out['queries']} queries, {out['documents']} documents), "
-             f"{out['embedding_model']}, {out['candidates_per_table']} candidates:", "",
-             "| mode | nDCG@10 | Recall@100 | MRR@10 | p50 ms | p95 ms |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"SciFact {out['split']} ({out['queries']} queries, {out['documents']} documents), "
+        f"{out['embedding_model']}, {out['candidates_per_table']} candidates:",
+        "",
+        "| mode | nDCG@10 | Recall@100 | MRR@10 | p50 ms | p95 ms |",
+        "|---|---|---|---|---|---|",
+    ]
     for mode, r in out["results"].items():
-        lines.append(f"| {mode} | {r.get('nDCG@10', '')} | {r.get('Recall@100', '')} | {r.get('MRR@10', '')} |"
-                     f" {r['p50_ms']} | {r['p95_ms']} |")
+        lines.append(
+            f"| {mode} | {r.get('nDCG@10', '')} | {r.get('Recall@100', '')} | {r.get('MRR@10', '')} |"
+            f" {r['p50_ms']} | {r['p95_ms']} |"
+        )
     lines.append(f"\nsemantic vs natural nDCG@10: {out['semantic_vs_natural_ndcg10']:+.1%}")
     return "\n".join(lines)
 

@@ -4,34 +4,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ROWS = [("raw_mysql", "raw MySQL FULLTEXT (PyMySQL)", "raw MySQL"),
-        ("raw_mysql_altus4_sql", "raw MySQL, Altus 4's own statement", "raw, same SQL"),
-        ("altus4_uncached", "Altus 4 search, uncached", "uncached"),
-        ("altus4_cached", "Altus 4 search, cached", "cached"),
-        ("altus4_cached_at_target_rate", "Altus 4 search, cached, at the target load", "cached @ target"),
-        ("health", "GET /health", "/health")]
+ROWS = [
+    ("raw_mysql", "raw MySQL FULLTEXT (PyMySQL)", "raw MySQL"),
+    ("raw_mysql_altus4_sql", "raw MySQL, Altus 4's own statement", "raw, same SQL"),
+    ("altus4_uncached", "Altus 4 search, uncached", "uncached"),
+    ("altus4_cached", "Altus 4 search, cached", "cached"),
+    ("altus4_cached_at_target_rate", "Altus 4 search, cached, at the target load", "cached @ target"),
+    ("health", "GET /health", "/health"),
+]
 
 
 def markdown(r: dict) -> str:
     rounds = r.get("rounds", 1)
-    lines = [f"{r['products']:,} products, {r['users']} concurrent clients, {r['duration_s']:.0f} s per measurement,"
-             f" {rounds} interleaved round(s), median round shown; HTTP client: {r.get('client', 'python')};"
-             f" {r['machine']}:", "",
-             "| what | req/s (median) | req/s (each round) | p50 ms | p95 ms | p99 ms | failures |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{r['products']:,} products, {r['users']} concurrent clients, {r['duration_s']:.0f} s per measurement,"
+        f" {rounds} interleaved round(s), median round shown; HTTP client: {r.get('client', 'python')};"
+        f" {r['machine']}:",
+        "",
+        "| what | req/s (median) | req/s (each round) | p50 ms | p95 ms | p99 ms | failures |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, name, _ in ROWS:
         if key not in r:
             continue
         s = r[key]
         each = ", ".join(str(v) for v in s.get("rounds_rps", [s["throughput_rps"]]))
-        lines.append(f"| {name} | {s['throughput_rps']} | {each} | {s['p50_ms']} | {s['p95_ms']} | {s['p99_ms']} |"
-                     f" {sum(s['failures'].values())} |")
+        lines.append(
+            f"| {name} | {s['throughput_rps']} | {each} | {s['p50_ms']} | {s['p95_ms']} | {s['p99_ms']} |"
+            f" {sum(s['failures'].values())} |"
+        )
     ratios = r["ratios"]
     lines.append("")
     lines.append("Ratios (median of the per-round ratios): " + "; ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
-    lines.append(f"p50 ms at one client by table size: {r['by_table_size']}"
-                 + (f" (the statement alone through PyMySQL: {r['raw_by_table_size']})" if "raw_by_table_size" in r
-                    else "") + f"; by databases searched: {r['by_database_count']}")
+    lines.append(
+        f"p50 ms at one client by table size: {r['by_table_size']}"
+        + (f" (the statement alone through PyMySQL: {r['raw_by_table_size']})" if "raw_by_table_size" in r else "")
+        + f"; by databases searched: {r['by_database_count']}"
+    )
     return "\n".join(lines)
 
 
@@ -47,8 +56,11 @@ def plot(r: dict, path: Path) -> None:
     rows = [(key, short) for key, _, short in ROWS if key in r]
     names = [short for _, short in rows]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    axes[0].bar(names, [r[k]["throughput_rps"] for k, _ in rows],
-                color=["#888", "#bbb", "#1f77b4", "#2ca02c", "#98df8a", "#ff7f0e"][:len(rows)])
+    axes[0].bar(
+        names,
+        [r[k]["throughput_rps"] for k, _ in rows],
+        color=["#888", "#bbb", "#1f77b4", "#2ca02c", "#98df8a", "#ff7f0e"][: len(rows)],
+    )
     axes[0].set_title(f"throughput, {r['users']} clients (req/s, log)")
     axes[0].set_yscale("log")
     axes[0].tick_params(axis="x", labelrotation=20)
@@ -58,20 +70,36 @@ def plot(r: dict, path: Path) -> None:
     axes[1].set_xticks([x + width for x in range(len(rows))], names, rotation=20)
     axes[1].set_title("latency (ms)")
     axes[1].legend()
-    axes[2].plot([int(s) for s in r["by_table_size"]], list(r["by_table_size"].values()), marker="o",
-                 label="by table size (rows)")
+    axes[2].plot(
+        [int(s) for s in r["by_table_size"]],
+        list(r["by_table_size"].values()),
+        marker="o",
+        label="by table size (rows)",
+    )
     if "raw_by_table_size" in r:
-        axes[2].plot([int(s) for s in r["raw_by_table_size"]], list(r["raw_by_table_size"].values()), marker="o",
-                     linestyle="--", color="#888", label="the statement alone (PyMySQL)")
+        axes[2].plot(
+            [int(s) for s in r["raw_by_table_size"]],
+            list(r["raw_by_table_size"].values()),
+            marker="o",
+            linestyle="--",
+            color="#888",
+            label="the statement alone (PyMySQL)",
+        )
     axes[2].set_xscale("log")
     axes[2].set_yscale("log")
     axes[2].set_xlabel("rows")
     twin = axes[2].twiny()
-    twin.plot([int(n) for n in r["by_database_count"]], list(r["by_database_count"].values()), marker="s",
-              color="#d62728", label="by databases searched")
+    twin.plot(
+        [int(n) for n in r["by_database_count"]],
+        list(r["by_database_count"].values()),
+        marker="s",
+        color="#d62728",
+        label="by databases searched",
+    )
     twin.set_xlabel("databases searched")
-    axes[2].set_title("p50 ms (log), 1 client: by rows (blue; grey: the statement alone)\n"
-                      "and by databases searched (red, top axis)")
+    axes[2].set_title(
+        "p50 ms (log), 1 client: by rows (blue; grey: the statement alone)\nand by databases searched (red, top axis)"
+    )
     fig.suptitle(f"Altus 4 benchmark — {r['products']:,} products, {r['machine']}, {r['date']}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

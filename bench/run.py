@@ -50,13 +50,22 @@ from altus4.loadtest import HttpClient, Summary  # noqa: E402
 
 DB_PREFIX = "altus4_bench_v2"  # bump when datagen changes: tables are reused by name and size
 RESULTS = ROOT / "bench" / "results"
-PRODUCTS_DDL = ("CREATE TABLE products (id INT PRIMARY KEY, name VARCHAR(255) NOT NULL, description TEXT NOT NULL,"
-                " category VARCHAR(64) NOT NULL, price DECIMAL(10,2) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+PRODUCTS_DDL = (
+    "CREATE TABLE products (id INT PRIMARY KEY, name VARCHAR(255) NOT NULL, description TEXT NOT NULL,"
+    " category VARCHAR(64) NOT NULL, price DECIMAL(10,2) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+)
 
 
 def mysql(settings: Settings, database: str | None = None) -> pymysql.Connection:
-    return pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
-                           password=settings.db_password, database=database, autocommit=True, charset="utf8mb4")
+    return pymysql.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_username,
+        password=settings.db_password,
+        database=database,
+        autocommit=True,
+        charset="utf8mb4",
+    )
 
 
 def build_products(settings: Settings, database: str, count: int, seed: int) -> None:
@@ -74,8 +83,10 @@ def build_products(settings: Settings, database: str, count: int, seed: int) -> 
         cur.execute(PRODUCTS_DDL)
         rng = random.Random(seed)
         for start in range(0, count, 5000):
-            cur.executemany("INSERT INTO products VALUES (%s, %s, %s, %s, %s)",
-                            datagen.products(rng, min(5000, count - start), start + 1))
+            cur.executemany(
+                "INSERT INTO products VALUES (%s, %s, %s, %s, %s)",
+                datagen.products(rng, min(5000, count - start), start + 1),
+            )
         cur.execute("ALTER TABLE products ADD FULLTEXT KEY ft_products (name, description)")
         cur.execute("ANALYZE TABLE products")
         cur.fetchall()
@@ -86,8 +97,13 @@ def start_server(env: dict, port: int, log: Path) -> subprocess.Popen:
     full = {**os.environ, **env, "BIND": f"127.0.0.1:{port}"}
     full.pop("PROMETHEUS_MULTIPROC_DIR", None)
     out = open(log, "ab")  # noqa: SIM115 - handed to the server process
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py",
-                             "app:app"], cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py", "app:app"],
+        cwd=ROOT,
+        env=full,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -108,8 +124,12 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def api(base: str, method: str, path: str, body=None, token: str | None = None) -> dict:
-    request = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        base + path,
+        method=method,
+        data=json.dumps(body).encode() if body else None,
+        headers={"Content-Type": "application/json"},
+    )
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=60) as response:
@@ -118,14 +138,29 @@ def api(base: str, method: str, path: str, body=None, token: str | None = None) 
 
 def account(base: str, settings: Settings, databases: list[str]) -> tuple[str, list[str]]:
     email = f"bench-{time.time_ns()}@example.com"
-    token = api(base, "POST", "/api/v1/auth/register", {"email": email, "password": "bench-password",
-                                                         "name": "Bench"})["data"]["token"]
-    ids = [api(base, "POST", "/api/v1/databases", {"name": d, "host": settings.db_host, "port": settings.db_port,
-                                                    "database": d, "username": settings.db_username,
-                                                    "password": settings.db_password}, token)["data"]["id"]
-           for d in databases]
-    key = api(base, "POST", "/api/v1/keys", {"name": "bench", "environment": "test", "rateLimitTier": "enterprise"},
-              token)["data"]["secretKey"]
+    token = api(base, "POST", "/api/v1/auth/register", {"email": email, "password": "bench-password", "name": "Bench"})[
+        "data"
+    ]["token"]
+    ids = [
+        api(
+            base,
+            "POST",
+            "/api/v1/databases",
+            {
+                "name": d,
+                "host": settings.db_host,
+                "port": settings.db_port,
+                "database": d,
+                "username": settings.db_username,
+                "password": settings.db_password,
+            },
+            token,
+        )["data"]["id"]
+        for d in databases
+    ]
+    key = api(
+        base, "POST", "/api/v1/keys", {"name": "bench", "environment": "test", "rateLimitTier": "enterprise"}, token
+    )["data"]["secretKey"]
     return key, ids
 
 
@@ -150,10 +185,18 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000", help="table sizes for the scaling curve")
     parser.add_argument("--fanout", default="1,4,16", help="database counts for the fan-out curve")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--target-rate", type=float, default=825.0,
-                        help="also measure cached search at this offered load (req/s; wrk only): 3x the original's 275")
-    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
-                        help="HTTP load generator (auto: wrk when installed)")
+    parser.add_argument(
+        "--target-rate",
+        type=float,
+        default=825.0,
+        help="also measure cached search at this offered load (req/s; wrk only): 3x the original's 275",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="HTTP load generator (auto: wrk when installed)",
+    )
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--replot", action="store_true", help="redraw latest.png from latest.json and stop")
     args = parser.parse_args()
@@ -165,10 +208,16 @@ def main() -> None:
         return
     client = ("wrk" if wrk_available() else "python") if args.client == "auto" else args.client
 
-    env = {"APP_ENV": "development", "DB_DATABASE": "altus4_bench", "REDIS_DB": "11",
-           "WEB_CONCURRENCY": str(args.workers),
-           "RATE_LIMIT_ENTERPRISE": "100000000", "AUTH_RATE_LIMIT": "10000 per minute", "GUNICORN_ACCESS_LOG": "",
-           "LOG_LEVEL": "warning"}
+    env = {
+        "APP_ENV": "development",
+        "DB_DATABASE": "altus4_bench",
+        "REDIS_DB": "11",
+        "WEB_CONCURRENCY": str(args.workers),
+        "RATE_LIMIT_ENTERPRISE": "100000000",
+        "AUTH_RATE_LIMIT": "10000 per minute",
+        "GUNICORN_ACCESS_LOG": "",
+        "LOG_LEVEL": "warning",
+    }
     settings = Settings.from_env({**os.environ, **env})
     Migrator(settings).migrate()
     queries = datagen.queries(random.Random(args.seed), args.queries)
@@ -203,18 +252,23 @@ def main() -> None:
 
         measurements = {
             "raw_mysql": lambda: raw_mysql(connect, queries, args.users, args.duration, 20, simple_statement),
-            "raw_mysql_altus4_sql": lambda: raw_mysql(connect, queries, args.users, args.duration, 20,
-                                                      altus4_statement),
-            "altus4_uncached": lambda: http_load(bases["uncached"], args.users, args.duration, client,
-                                                 keys["uncached"], queries_file),
-            "altus4_cached": lambda: http_load(bases["cached"], args.users, args.duration, client, keys["cached"],
-                                               queries_file),
+            "raw_mysql_altus4_sql": lambda: raw_mysql(
+                connect, queries, args.users, args.duration, 20, altus4_statement
+            ),
+            "altus4_uncached": lambda: http_load(
+                bases["uncached"], args.users, args.duration, client, keys["uncached"], queries_file
+            ),
+            "altus4_cached": lambda: http_load(
+                bases["cached"], args.users, args.duration, client, keys["cached"], queries_file
+            ),
             "health": lambda: http_load(bases["uncached"], args.users, args.duration, client),
         }
         if client == "wrk" and args.target_rate:
+
             def cached_at(pause: float, seconds: float) -> Summary:
-                return http_load(bases["cached"], args.users, seconds, client, keys["cached"], queries_file,
-                                 delay_ms=pause)
+                return http_load(
+                    bases["cached"], args.users, seconds, client, keys["cached"], queries_file, delay_ms=pause
+                )
 
             pauses = [delay_for_rate(cached_at, args.users, args.target_rate)]
 
@@ -229,14 +283,16 @@ def main() -> None:
                 rounds[name].append(measure())
                 print(f"round {n + 1}/{args.rounds} {name}: {rounds[name][-1].as_dict()}", flush=True)
 
-        curve_key, ids = account(bases["uncached"], settings,
-                                 [f"{DB_PREFIX}_products_{s}" for s in sizes] + fan_dbs)
+        curve_key, ids = account(bases["uncached"], settings, [f"{DB_PREFIX}_products_{s}" for s in sizes] + fan_dbs)
         one = HttpClient(bases["uncached"], {"Authorization": f"Bearer {curve_key}"})
-        by_size = {str(size): one_client_latency(one, queries, {"databases": [ids[i]], "limit": 20}, 60)
-                   for i, size in enumerate(sizes)}
-        shard_ids = ids[len(sizes):]
-        by_count = {str(n): one_client_latency(one, queries, {"databases": shard_ids[:n], "limit": 20}, 60)
-                    for n in fanout}
+        by_size = {
+            str(size): one_client_latency(one, queries, {"databases": [ids[i]], "limit": 20}, 60)
+            for i, size in enumerate(sizes)
+        }
+        shard_ids = ids[len(sizes) :]
+        by_count = {
+            str(n): one_client_latency(one, queries, {"databases": shard_ids[:n], "limit": 20}, 60) for n in fanout
+        }
         one.close()
         raw_by_size = {}
         for size in sizes:
@@ -250,17 +306,27 @@ def main() -> None:
     def ratio(a: str, b: str) -> float:
         return median([x.throughput_rps / y.throughput_rps for x, y in zip(rounds[a], rounds[b], strict=True)])
 
-    results: dict = {"machine": f"{os.cpu_count()} CPUs", "users": args.users, "duration_s": args.duration,
-                     "rounds": args.rounds, "client": client, "target_rate": args.target_rate,
-                     "products": args.products, "queries": len(queries),
-                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     **{name: median_round(summaries) for name, summaries in rounds.items()},
-                     "ratios": {"uncached_vs_raw_mysql": ratio("altus4_uncached", "raw_mysql"),
-                                "uncached_vs_same_sql": ratio("altus4_uncached", "raw_mysql_altus4_sql"),
-                                "cached_vs_raw_mysql": ratio("altus4_cached", "raw_mysql"),
-                                **({"fanout_4_vs_1": round(by_count["4"] / by_count["1"], 3)}
-                                   if {"1", "4"} <= by_count.keys() else {})},
-                     "by_table_size": by_size, "raw_by_table_size": raw_by_size, "by_database_count": by_count}
+    results: dict = {
+        "machine": f"{os.cpu_count()} CPUs",
+        "users": args.users,
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "client": client,
+        "target_rate": args.target_rate,
+        "products": args.products,
+        "queries": len(queries),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **{name: median_round(summaries) for name, summaries in rounds.items()},
+        "ratios": {
+            "uncached_vs_raw_mysql": ratio("altus4_uncached", "raw_mysql"),
+            "uncached_vs_same_sql": ratio("altus4_uncached", "raw_mysql_altus4_sql"),
+            "cached_vs_raw_mysql": ratio("altus4_cached", "raw_mysql"),
+            **({"fanout_4_vs_1": round(by_count["4"] / by_count["1"], 3)} if {"1", "4"} <= by_count.keys() else {}),
+        },
+        "by_table_size": by_size,
+        "raw_by_table_size": raw_by_size,
+        "by_database_count": by_count,
+    }
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, RESULTS / "latest.png")
     print(markdown(results))

@@ -26,8 +26,10 @@ _cpus = multiprocessing.cpu_count()
 # the same parsers as the app's settings: a bad value stops gunicorn with the variable named
 bind = read_str(_env, "BIND", f"{read_str(_env, 'HOST', '127.0.0.1')}:{read_int(_env, 'PORT', 3000, 1, 65535)}")
 # before anything imports prometheus_client: it picks its storage when first imported
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                      os.path.join(tempfile.gettempdir(), "altus4-metrics-" + re.sub(r"[^0-9A-Za-z]+", "_", bind)))
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(tempfile.gettempdir(), "altus4-metrics-" + re.sub(r"[^0-9A-Za-z]+", "_", bind)),
+)
 worker_class = "gevent"
 # gevent workers are each asynchronous: one or two per core keeps the cores busy without oversubscribing them
 workers = read_int(_env, "WEB_CONCURRENCY", max(2, _cpus), 1, 1024)

@@ -50,8 +50,15 @@ def env_for_tests(**overrides: str) -> dict[str, str]:
 def connect_admin(settings: Settings, database: str | None = None, dict_rows: bool = False) -> pymysql.Connection:
     """A direct connection with the test account, for arranging data and checking what landed."""
     extra = {"cursorclass": pymysql.cursors.DictCursor} if dict_rows else {}
-    return pymysql.connect(host=settings.db_host, port=settings.db_port, user=settings.db_username,
-                           password=settings.db_password, database=database, autocommit=True, **extra)
+    return pymysql.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_username,
+        password=settings.db_password,
+        database=database,
+        autocommit=True,
+        **extra,
+    )
 
 
 def fresh_fulltext_table(settings: Settings, database: str, table: str, ddl: str, insert: str, rows: list) -> None:
@@ -127,8 +134,10 @@ PLAIN = [(1, "remember the quarterly gunicorn report"), (2, "nothing to see here
 
 def _filler(start: int, count: int) -> list[tuple]:
     words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
-    return [(start + i, f"Filler {words[i % 10]} {words[(i * 3) % 10]}",
-             f"Unrelated note number {i} about {words[i % 7]}") for i in range(count)]
+    return [
+        (start + i, f"Filler {words[i % 10]} {words[(i * 3) % 10]}", f"Unrelated note number {i} about {words[i % 7]}")
+        for i in range(count)
+    ]
 
 
 def _known_tables(conn, only: str | None = None) -> None:
@@ -138,8 +147,10 @@ def _known_tables(conn, only: str | None = None) -> None:
                 continue
             cur.execute(f"USE `{database}`")
             cur.execute("DROP TABLE IF EXISTS kb, plain")
-            cur.execute("CREATE TABLE kb (id INT PRIMARY KEY, title VARCHAR(200) NOT NULL, body TEXT NOT NULL,"
-                        " FULLTEXT KEY ft_kb (title, body)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+            cur.execute(
+                "CREATE TABLE kb (id INT PRIMARY KEY, title VARCHAR(200) NOT NULL, body TEXT NOT NULL,"
+                " FULLTEXT KEY ft_kb (title, body)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+            )
             cur.executemany("INSERT INTO kb VALUES (%s, %s, %s)", rows + _filler(100, 40))
         if only and only != TARGET_A:
             return
@@ -189,8 +200,15 @@ class User:
         return r.get_json()["data"]["secretKey"], r.get_json()["data"]["apiKey"]
 
     def connect_database(self, settings: Settings, database: str, **body) -> dict:
-        payload = {"name": database, "host": settings.db_host, "port": settings.db_port, "database": database,
-                   "username": READER[0], "password": READER[1], **body}
+        payload = {
+            "name": database,
+            "host": settings.db_host,
+            "port": settings.db_port,
+            "database": database,
+            "username": READER[0],
+            "password": READER[1],
+            **body,
+        }
         r = self.call("POST", "/api/v1/databases", json=payload)
         assert r.status_code == 201, r.get_json()
         return r.get_json()["data"]

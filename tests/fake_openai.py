@@ -58,11 +58,17 @@ class FakeOpenAI:
         if self.mode == "slow":
             time.sleep(self.delay)
         if self.mode == "429":
-            return Response(json.dumps({"error": {"message": "rate limited", "type": "rate_limit"}}), 429,
-                            {"Retry-After": "7", "Content-Type": "application/json"})
+            return Response(
+                json.dumps({"error": {"message": "rate limited", "type": "rate_limit"}}),
+                429,
+                {"Retry-After": "7", "Content-Type": "application/json"},
+            )
         if self.mode == "500":
-            return Response(json.dumps({"error": {"message": "boom", "type": "server_error"}}), 500,
-                            {"Content-Type": "application/json"})
+            return Response(
+                json.dumps({"error": {"message": "boom", "type": "server_error"}}),
+                500,
+                {"Content-Type": "application/json"},
+            )
         if self.mode == "malformed":
             return Response("{this is not json", 200, {"Content-Type": "application/json"})
         return None
@@ -82,9 +88,12 @@ class FakeOpenAI:
             if self.mode == "bad_shape":
                 return {"object": "list", "data": [{"index": 0, "embedding": "nope"}], "model": body["model"]}
             tokens = sum(len(t.split()) for t in texts)
-            return {"object": "list", "model": body["model"],
-                    "data": [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(texts)],
-                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+            return {
+                "object": "list",
+                "model": body["model"],
+                "data": [{"object": "embedding", "index": i, "embedding": embed(t)} for i, t in enumerate(texts)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
 
         @app.post("/v1/chat/completions")
         def chat():
@@ -100,9 +109,15 @@ class FakeOpenAI:
                 content = json.dumps(self.chat_reply)
             else:
                 content = json.dumps({"terms": sorted(set(re.findall(r"\w+", question.lower())))[:5]})
-            return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                    "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
-                                                         "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+            return {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
 
         return app

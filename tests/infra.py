@@ -84,8 +84,16 @@ class ReplSet(_Instances):
         return self.ports[1:]
 
     def root(self, port: int, database: str | None = None) -> pymysql.Connection:
-        return pymysql.connect(host="127.0.0.1", port=port, user="root", password="", database=database,
-                               autocommit=True, cursorclass=pymysql.cursors.DictCursor, connect_timeout=2)
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=port,
+            user="root",
+            password="",
+            database=database,
+            autocommit=True,
+            cursorclass=pymysql.cursors.DictCursor,
+            connect_timeout=2,
+        )
 
     def _install(self) -> None:
         template = self.base / "template"
@@ -95,11 +103,24 @@ class ReplSet(_Instances):
             shutil.rmtree(staging, ignore_errors=True)
             user = ["--user=root"] if os.getuid() == 0 else []
             with open(self.base / "install.log", "wb") as log:
-                subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={staging}",
-                                f"--tmpdir={self.base / 'tmp'}", "--auth-root-authentication-method=normal",
-                                "--skip-test-db", "--skip-name-resolve", *user, "--innodb-log-file-size=16M",
-                                "--innodb-buffer-pool-size=32M"], stdout=log, stderr=subprocess.STDOUT,
-                               check=True, timeout=120)
+                subprocess.run(
+                    [
+                        "mariadb-install-db",
+                        "--no-defaults",
+                        f"--datadir={staging}",
+                        f"--tmpdir={self.base / 'tmp'}",
+                        "--auth-root-authentication-method=normal",
+                        "--skip-test-db",
+                        "--skip-name-resolve",
+                        *user,
+                        "--innodb-log-file-size=16M",
+                        "--innodb-buffer-pool-size=32M",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                    timeout=120,
+                )
             staging.rename(template)
         for port in self.ports:
             data = self.base / str(port) / "data"
@@ -114,16 +135,38 @@ class ReplSet(_Instances):
         extra = [] if port == self.primary else ["--read-only"]
         user = ["--user=root"] if os.getuid() == 0 else []
         with open(d / "stdout.log", "ab") as log:
-            self.procs[port] = subprocess.Popen([
-                "mariadbd", "--no-defaults", *user, f"--datadir={d / 'data'}", f"--port={port}",
-                "--bind-address=127.0.0.1", f"--socket={d / 'mysqld.sock'}", f"--pid-file={d / 'mysqld.pid'}",
-                f"--tmpdir={d / 'tmp'}", f"--log-error={d / 'error.log'}", f"--server-id={server_id}",
-                "--log-bin=mysql-bin", "--relay-log=relay-bin", "--binlog-format=ROW", "--log-slave-updates",
-                "--gtid-strict-mode=ON", "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
-                "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=2",
-                "--innodb-buffer-pool-dump-at-shutdown=OFF", "--innodb-buffer-pool-load-at-startup=OFF",
-                "--sync-binlog=0", "--max-connections=300", "--character-set-server=utf8mb4", *extra,
-            ], stdout=log, stderr=subprocess.STDOUT)
+            self.procs[port] = subprocess.Popen(
+                [
+                    "mariadbd",
+                    "--no-defaults",
+                    *user,
+                    f"--datadir={d / 'data'}",
+                    f"--port={port}",
+                    "--bind-address=127.0.0.1",
+                    f"--socket={d / 'mysqld.sock'}",
+                    f"--pid-file={d / 'mysqld.pid'}",
+                    f"--tmpdir={d / 'tmp'}",
+                    f"--log-error={d / 'error.log'}",
+                    f"--server-id={server_id}",
+                    "--log-bin=mysql-bin",
+                    "--relay-log=relay-bin",
+                    "--binlog-format=ROW",
+                    "--log-slave-updates",
+                    "--gtid-strict-mode=ON",
+                    "--skip-name-resolve",
+                    "--innodb-buffer-pool-size=32M",
+                    "--innodb-log-file-size=16M",
+                    "--innodb-flush-log-at-trx-commit=2",
+                    "--innodb-buffer-pool-dump-at-shutdown=OFF",
+                    "--innodb-buffer-pool-load-at-startup=OFF",
+                    "--sync-binlog=0",
+                    "--max-connections=300",
+                    "--character-set-server=utf8mb4",
+                    *extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         proc = self.procs[port]
         wait_for(lambda: self.root(port).close() or True, 60, f"mariadbd {port}", alive=lambda: proc.poll() is None)
 
@@ -146,9 +189,11 @@ class ReplSet(_Instances):
         for port in self.replicas:
             with self.root(port) as conn, conn.cursor() as cur:
                 cur.execute("STOP SLAVE")
-                cur.execute("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USER='repl',"
-                            " MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-                            (self.primary, REPL_PASSWORD))
+                cur.execute(
+                    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USER='repl',"
+                    " MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+                    (self.primary, REPL_PASSWORD),
+                )
                 cur.execute("START SLAVE")
             wait_for(lambda p=port: self.replicating(p), 30, f"replica {port}")
         return self
@@ -178,13 +223,35 @@ class SentinelSet(_Instances):
         d = self.base / str(port)
         d.mkdir(parents=True, exist_ok=True)
         with open(d / "stdout.log", "ab") as log:
-            self.procs[port] = subprocess.Popen([
-                "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no", "--dir", str(d),
-                "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0", *extra,
-            ], stdout=log, stderr=subprocess.STDOUT)
+            self.procs[port] = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--daemonize",
+                    "no",
+                    "--dir",
+                    str(d),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--repl-diskless-sync-delay",
+                    "0",
+                    *extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         proc = self.procs[port]
-        wait_for(lambda: redis.Redis(port=port, socket_timeout=0.5).ping(), 20, f"redis {port}",
-                 alive=lambda: proc.poll() is None)
+        wait_for(
+            lambda: redis.Redis(port=port, socket_timeout=0.5).ping(),
+            20,
+            f"redis {port}",
+            alive=lambda: proc.poll() is None,
+        )
 
     def _sentinel(self, port: int) -> None:
         d = self.base / f"s{port}"
@@ -193,10 +260,12 @@ class SentinelSet(_Instances):
             f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {d}\n"
             f"sentinel monitor {self.master} 127.0.0.1 {self.primary_port} 2\n"
             f"sentinel down-after-milliseconds {self.master} 1000\n"
-            f"sentinel failover-timeout {self.master} 3000\nsentinel parallel-syncs {self.master} 1\n")
+            f"sentinel failover-timeout {self.master} 3000\nsentinel parallel-syncs {self.master} 1\n"
+        )
         with open(d / "stdout.log", "ab") as log:
-            self.procs[port] = subprocess.Popen(["redis-server", str(d / "sentinel.conf"), "--sentinel"],
-                                                stdout=log, stderr=subprocess.STDOUT)
+            self.procs[port] = subprocess.Popen(
+                ["redis-server", str(d / "sentinel.conf"), "--sentinel"], stdout=log, stderr=subprocess.STDOUT
+            )
 
     def _start(self) -> SentinelSet:
         ensure_free(self.primary_port, self.replica_port, *self.sentinel_ports)
@@ -238,18 +307,45 @@ class ClusterSet(_Instances):
             d = self.base / str(port)
             d.mkdir(parents=True)
             with open(d / "stdout.log", "ab") as log:
-                self.procs[port] = subprocess.Popen([
-                    "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no", "--dir", str(d),
-                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout",
-                    "2000", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0",
-                ], stdout=log, stderr=subprocess.STDOUT)
+                self.procs[port] = subprocess.Popen(
+                    [
+                        "redis-server",
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--daemonize",
+                        "no",
+                        "--dir",
+                        str(d),
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--repl-diskless-sync-delay",
+                        "0",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
         for port in self.ports:
             wait_for(lambda p=port: redis.Redis(port=p, socket_timeout=0.5).ping(), 20, f"redis {port}")
         # the shipped bootstrap script forms the cluster and waits for cluster_state:ok on every node
         script = Path(__file__).resolve().parent.parent / "config" / "redis" / "cluster-bootstrap.sh"
         with open(self.base / "create.log", "wb") as log:
-            subprocess.run(["bash", str(script), *[f"127.0.0.1:{p}" for p in self.ports]], stdout=log,
-                           stderr=subprocess.STDOUT, check=True, timeout=90)
+            subprocess.run(
+                ["bash", str(script), *[f"127.0.0.1:{p}" for p in self.ports]],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=90,
+            )
         return self
 
     def stop(self) -> None:

@@ -41,8 +41,12 @@ def free_port() -> int:
 
 def call(url: str, method: str = "GET", body=None, token: str | None = None, headers=None, timeout: float = 15):
     """(status, parsed JSON or text, headers); never raises for HTTP errors."""
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -61,16 +65,28 @@ def account(base: str, settings, database: str, tier: str = "free") -> tuple[str
     from conftest import READER
 
     email = f"http-{uuid.uuid4().hex[:10]}@example.com"
-    status, body, _ = call(base + "/api/v1/auth/register", "POST",
-                           {"email": email, "password": "longenough1", "name": "HTTP"})
+    status, body, _ = call(
+        base + "/api/v1/auth/register", "POST", {"email": email, "password": "longenough1", "name": "HTTP"}
+    )
     assert status == 201, body
     token = body["data"]["token"]
-    status, conn, _ = call(base + "/api/v1/databases", "POST", {
-        "name": database, "host": settings.db_host, "port": settings.db_port, "database": database,
-        "username": READER[0], "password": READER[1]}, token)
+    status, conn, _ = call(
+        base + "/api/v1/databases",
+        "POST",
+        {
+            "name": database,
+            "host": settings.db_host,
+            "port": settings.db_port,
+            "database": database,
+            "username": READER[0],
+            "password": READER[1],
+        },
+        token,
+    )
     assert status == 201 and conn["data"]["connectionStatus"] == "connected", conn
-    status, key, _ = call(base + "/api/v1/keys", "POST",
-                          {"name": "http key", "environment": "test", "rateLimitTier": tier}, token)
+    status, key, _ = call(
+        base + "/api/v1/keys", "POST", {"name": "http key", "environment": "test", "rateLimitTier": tier}, token
+    )
     assert status == 201, key
     return token, key["data"]["secretKey"]
 
@@ -122,12 +138,22 @@ def start_gunicorn(env: dict[str, str], log_dir: Path, workers: int = 1, port: i
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each instance gets its own (config/gunicorn.conf.py)
     gunicorn = Path(sys.executable).parent / "gunicorn"
     with open(log, "ab") as out:
-        proc = subprocess.Popen([str(gunicorn), "-c", "config/gunicorn.conf.py", "app:app"], cwd=ROOT, env=full_env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(gunicorn), "-c", "config/gunicorn.conf.py", "app:app"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     server = Gunicorn(port, proc, log)
     try:
-        wait_for(lambda: call(server.url + "/health", timeout=1)[0] == 200, 40, f"gunicorn {port}",
-                 alive=lambda: proc.poll() is None, interval=0.2)
+        wait_for(
+            lambda: call(server.url + "/health", timeout=1)[0] == 200,
+            40,
+            f"gunicorn {port}",
+            alive=lambda: proc.poll() is None,
+            interval=0.2,
+        )
     except Exception:
         server.stop()
         raise RuntimeError(f"gunicorn on {port} did not start:\n{log.read_text()[-3000:]}") from None
@@ -136,9 +162,29 @@ def start_gunicorn(env: dict[str, str], log_dir: Path, workers: int = 1, port: i
 
 def make_certificate(directory: Path) -> tuple[Path, Path, Path]:
     key, crt, pem = directory / "test.key", directory / "test.crt", directory / "test.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
-                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     pem.write_bytes(crt.read_bytes() + key.read_bytes())
     return crt, key, pem
 
@@ -178,21 +224,40 @@ def start_nginx(work: Path, apps: list[Gunicorn], backup: Gunicorn) -> Proxy:
     for name in ("nginx.conf", "altus4.conf", "upstream.conf"):
         text = (ROOT / "nginx" / name).read_text()
         text = _apps(text, apps, backup)
-        text = (text.replace("listen 80 ", f"listen 127.0.0.1:{http_port} ")
-                .replace("listen [::]:80 ", f"listen [::1]:{http_port} ")
-                .replace("listen 443 ", f"listen 127.0.0.1:{https_port} ")
-                .replace("listen [::]:443 ", f"listen [::1]:{https_port} ")
-                .replace("/etc/nginx/certs/altus4.crt", str(crt)).replace("/etc/nginx/certs/altus4.key", str(key)))
+        text = (
+            text.replace("listen 80 ", f"listen 127.0.0.1:{http_port} ")
+            .replace("listen [::]:80 ", f"listen [::1]:{http_port} ")
+            .replace("listen 443 ", f"listen 127.0.0.1:{https_port} ")
+            .replace("listen [::]:443 ", f"listen [::1]:{https_port} ")
+            .replace("/etc/nginx/certs/altus4.crt", str(crt))
+            .replace("/etc/nginx/certs/altus4.key", str(key))
+        )
         (work / name).write_text(text)
     log = work / "nginx.log"
     with open(log, "ab") as out:
-        proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-p", f"{work}/", "-c",
-                                 str(work / "nginx.conf"), "-g", f"pid {work}/nginx.pid; daemon off;",
-                                 "-e", str(work / "error.log")], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                shutil.which("nginx") or "/usr/sbin/nginx",
+                "-p",
+                f"{work}/",
+                "-c",
+                str(work / "nginx.conf"),
+                "-g",
+                f"pid {work}/nginx.pid; daemon off;",
+                "-e",
+                str(work / "error.log"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     proxy = Proxy(proc, http_port, https_port, log, {})
     try:
-        wait_for(lambda: call(f"http://127.0.0.1:{http_port}/health", timeout=1)[0] == 200, 20, "nginx",
-                 alive=lambda: proc.poll() is None)
+        wait_for(
+            lambda: call(f"http://127.0.0.1:{http_port}/health", timeout=1)[0] == 200,
+            20,
+            "nginx",
+            alive=lambda: proc.poll() is None,
+        )
     except Exception:
         proxy.stop()
         raise RuntimeError("nginx did not start:\n" + log.read_text() + (work / "error.log").read_text()) from None
@@ -204,21 +269,31 @@ def start_haproxy(work: Path, apps: list[Gunicorn], backup: Gunicorn) -> Proxy:
     _, _, pem = make_certificate(work)
     ports = {"http": free_port(), "https": free_port(), "health": free_port(), "stats": free_port()}
     text = _apps((ROOT / "haproxy" / "haproxy.cfg").read_text(), apps, backup)
-    text = (text.replace("bind :80\n", f"bind 127.0.0.1:{ports['http']}\n")
-            .replace("bind :443 ", f"bind 127.0.0.1:{ports['https']} ")
-            .replace("bind :8080\n", f"bind 127.0.0.1:{ports['health']}\n")
-            .replace("bind 127.0.0.1:8404\n", f"bind 127.0.0.1:{ports['stats']}\n"))
+    text = (
+        text.replace("bind :80\n", f"bind 127.0.0.1:{ports['http']}\n")
+        .replace("bind :443 ", f"bind 127.0.0.1:{ports['https']} ")
+        .replace("bind :8080\n", f"bind 127.0.0.1:{ports['health']}\n")
+        .replace("bind 127.0.0.1:8404\n", f"bind 127.0.0.1:{ports['stats']}\n")
+    )
     config = work / "haproxy.cfg"
     config.write_text(text)
     log = work / "haproxy.log"
     with open(log, "ab") as out:
-        proc = subprocess.Popen([shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", str(config)],
-                                env={**os.environ, "HAPROXY_CERT": str(pem)}, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", str(config)],
+            env={**os.environ, "HAPROXY_CERT": str(pem)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     proxy = Proxy(proc, ports["http"], ports["https"], log, ports)
     try:
         # ready when the health frontend says the backend has servers (checks need rise 2 x inter 1 s)
-        wait_for(lambda: call(f"http://127.0.0.1:{ports['health']}/healthz", timeout=1)[0] == 200, 20, "haproxy",
-                 alive=lambda: proc.poll() is None)
+        wait_for(
+            lambda: call(f"http://127.0.0.1:{ports['health']}/healthz", timeout=1)[0] == 200,
+            20,
+            "haproxy",
+            alive=lambda: proc.poll() is None,
+        )
         wait_for(lambda: call(f"https://127.0.0.1:{ports['https']}/health", timeout=1)[0] == 200, 20, "haproxy tls")
     except Exception:
         proxy.stop()

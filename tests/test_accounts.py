@@ -9,8 +9,10 @@ from altus4.security import tokens
 
 
 def test_register_returns_user_and_token(client):
-    r = client.post("/api/v1/auth/register", json={"email": "New.Person@Example.com", "password": "longenough1",
-                                                    "name": "New Person"})
+    r = client.post(
+        "/api/v1/auth/register",
+        json={"email": "New.Person@Example.com", "password": "longenough1", "name": "New Person"},
+    )
     assert r.status_code == 201
     data = r.get_json()["data"]
     assert data["user"]["email"] == "new.person@example.com"
@@ -21,26 +23,32 @@ def test_register_returns_user_and_token(client):
 
 
 def test_register_cannot_make_an_admin(client):
-    r = client.post("/api/v1/auth/register", json={"email": "sneaky@example.com", "password": "longenough1",
-                                                    "name": "Sneaky", "role": "admin"})
+    r = client.post(
+        "/api/v1/auth/register",
+        json={"email": "sneaky@example.com", "password": "longenough1", "name": "Sneaky", "role": "admin"},
+    )
     assert r.status_code == 400
     assert r.get_json()["error"]["details"][0]["field"] == "role"
 
 
 def test_duplicate_email_is_a_conflict(client, user):
-    r = client.post("/api/v1/auth/register", json={"email": user.email.upper(), "password": "longenough1",
-                                                    "name": "Again"})
+    r = client.post(
+        "/api/v1/auth/register", json={"email": user.email.upper(), "password": "longenough1", "name": "Again"}
+    )
     assert r.status_code == 409
     assert r.get_json()["error"]["code"] == "USER_EXISTS"
 
 
-@pytest.mark.parametrize("payload,field", [
-    ({"password": "longenough1", "name": "No Email"}, "email"),
-    ({"email": "not-an-email", "password": "longenough1", "name": "Bad"}, "email"),
-    ({"email": "a@example.com", "password": "short", "name": "Short"}, "password"),
-    ({"email": "a@example.com", "password": "longenough1", "name": "x"}, "name"),
-    ({"email": "a@example.com", "password": 12345678, "name": "Typed"}, "password"),
-])
+@pytest.mark.parametrize(
+    "payload,field",
+    [
+        ({"password": "longenough1", "name": "No Email"}, "email"),
+        ({"email": "not-an-email", "password": "longenough1", "name": "Bad"}, "email"),
+        ({"email": "a@example.com", "password": "short", "name": "Short"}, "password"),
+        ({"email": "a@example.com", "password": "longenough1", "name": "x"}, "name"),
+        ({"email": "a@example.com", "password": 12345678, "name": "Typed"}, "password"),
+    ],
+)
 def test_register_validation_names_the_field(client, payload, field):
     r = client.post("/api/v1/auth/register", json=payload)
     assert r.status_code == 400
@@ -60,11 +68,14 @@ def test_login_success_and_failures(client, user):
         assert r.get_json()["error"]["code"] == "INVALID_CREDENTIALS"
 
 
-@pytest.mark.parametrize("header,code", [
-    (None, "NO_TOKEN"),
-    ("Bearer not-a-jwt", "INVALID_TOKEN"),
-    ("Basic dXNlcjpwYXNz", "NO_TOKEN"),
-])
+@pytest.mark.parametrize(
+    "header,code",
+    [
+        (None, "NO_TOKEN"),
+        ("Bearer not-a-jwt", "INVALID_TOKEN"),
+        ("Basic dXNlcjpwYXNz", "NO_TOKEN"),
+    ],
+)
 def test_profile_rejects_missing_or_bad_tokens(client, header, code):
     headers = {"Authorization": header} if header else {}
     r = client.get("/api/v1/auth/profile", headers=headers)
@@ -106,12 +117,18 @@ def test_update_profile(user, make_user):
 
 
 def test_change_password_invalidates_old_tokens(client, user):
-    wrong = user.call("POST", "/api/v1/auth/change-password",
-                      json={"currentPassword": "not it at all", "newPassword": "brand new password"})
+    wrong = user.call(
+        "POST",
+        "/api/v1/auth/change-password",
+        json={"currentPassword": "not it at all", "newPassword": "brand new password"},
+    )
     assert wrong.status_code == 401
     time.sleep(0.01)
-    r = user.call("POST", "/api/v1/auth/change-password",
-                  json={"currentPassword": user.password, "newPassword": "brand new password"})
+    r = user.call(
+        "POST",
+        "/api/v1/auth/change-password",
+        json={"currentPassword": user.password, "newPassword": "brand new password"},
+    )
     assert r.status_code == 200
     assert user.call("GET", "/api/v1/auth/profile").status_code == 401
     old = client.post("/api/v1/auth/login", json={"email": user.email, "password": user.password})
@@ -146,8 +163,11 @@ def test_delete_account_cascades(client, user, settings, targets, db):
     assert user.call("DELETE", "/api/v1/auth/account").status_code == 200
     assert user.call("GET", "/api/v1/auth/profile").status_code == 401
     with db.cursor() as cur:
-        for table, column, value in (("users", "id", user.id), ("api_keys", "id", key["id"]),
-                                     ("database_connections", "id", conn["id"])):
+        for table, column, value in (
+            ("users", "id", user.id),
+            ("api_keys", "id", key["id"]),
+            ("database_connections", "id", conn["id"]),
+        ):
             cur.execute(f"SELECT COUNT(*) AS n FROM {table} WHERE {column} = %s", (value,))
             assert cur.fetchone()["n"] == 0, table
     login = client.post("/api/v1/auth/login", json={"email": user.email, "password": user.password})

@@ -22,8 +22,10 @@ from fake_openai import FakeOpenAI
 from altus4 import create_app
 
 AI_DB = "altus4_test_ai"
-LONG_NOISY = ("redis " * 6 + "cluster sentinel replication failover persistence snapshot memory eviction "
-              "latency throughput benchmark keyspace pipeline transactions scripting modules").strip()
+LONG_NOISY = (
+    "redis " * 6 + "cluster sentinel replication failover persistence snapshot memory eviction "
+    "latency throughput benchmark keyspace pipeline transactions scripting modules"
+).strip()
 FOCUSED = "redis cache"
 
 
@@ -31,10 +33,14 @@ FOCUSED = "redis cache"
 def ai_database(settings):
     """Two rows that FULLTEXT and embeddings rank differently, among fillers that give IDF weight."""
     fillers = [(10 + i, f"unrelated filler text number {i} about gardening") for i in range(30)]
-    fresh_fulltext_table(settings, AI_DB, "notes",
-                         "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT NOT NULL, FULLTEXT (body)) ENGINE=InnoDB",
-                         "INSERT INTO notes VALUES (%s, %s)",
-                         [(1, LONG_NOISY), (2, FOCUSED), (3, "car repair shop"), *fillers])
+    fresh_fulltext_table(
+        settings,
+        AI_DB,
+        "notes",
+        "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT NOT NULL, FULLTEXT (body)) ENGINE=InnoDB",
+        "INSERT INTO notes VALUES (%s, %s)",
+        [(1, LONG_NOISY), (2, FOCUSED), (3, "car repair shop"), *fillers],
+    )
     return AI_DB
 
 
@@ -54,16 +60,27 @@ def _app(fake, **extra):
     with conn.cursor() as cur:
         cur.execute("DELETE FROM embeddings WHERE model = 'fake-embed'")
     conn.close()
-    env = dict(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=fake.base_url, OPENAI_EMBEDDING_MODEL="fake-embed",
-               AI_TIMEOUT_MS="800", SEARCH_TIMEOUT_MS="3000", SEMANTIC_VECTOR_WEIGHT="2", SEARCH_CACHE_TTL="0")
+    env = dict(
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL=fake.base_url,
+        OPENAI_EMBEDDING_MODEL="fake-embed",
+        AI_TIMEOUT_MS="800",
+        SEARCH_TIMEOUT_MS="3000",
+        SEMANTIC_VECTOR_WEIGHT="2",
+        SEARCH_CACHE_TTL="0",
+    )
     env.update(extra)
     return create_app(make_settings(**env))
 
 
 def _cli_environment(monkeypatch, fake) -> None:
     """What `altus4 index` reads: the test databases and the fake provider."""
-    for name, value in {**env_for_tests(), "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fake.base_url,
-                        "OPENAI_EMBEDDING_MODEL": "fake-embed"}.items():
+    for name, value in {
+        **env_for_tests(),
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_EMBEDDING_MODEL": "fake-embed",
+    }.items():
         monkeypatch.setenv(name, value)
 
 
@@ -100,10 +117,16 @@ def test_semantic_mode_reranks_lexical_candidates(migrated, ai_database, fake):
     app.extensions["altus4"].close()
 
 
-@pytest.mark.parametrize("mode,reason", [
-    ("slow", "timeout"), ("429", "rate_limited"), ("500", "upstream_error"), ("malformed", "invalid_response"),
-    ("bad_shape", "invalid_response"),
-])
+@pytest.mark.parametrize(
+    "mode,reason",
+    [
+        ("slow", "timeout"),
+        ("429", "rate_limited"),
+        ("500", "upstream_error"),
+        ("malformed", "invalid_response"),
+        ("bad_shape", "invalid_response"),
+    ],
+)
 def test_every_provider_failure_falls_back_within_budget(migrated, ai_database, fake, mode, reason):
     fake.mode, fake.delay = mode, 3.0
     app = _app(fake)
@@ -177,8 +200,10 @@ def test_the_limiter_is_shared_by_two_worker_processes(migrated):
     cache = redis.Redis(host=migrated.redis_host, port=migrated.redis_port, db=TEST_REDIS_DB)
     cache.delete("ai:{bucket}:global", "ai:{user:probe-user}:hourly")
     env = json.dumps(env_for_tests())
-    procs = [subprocess.Popen([sys.executable, "-c", LIMITER_PROBE, env], cwd=ROOT_DIR, stdout=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", LIMITER_PROBE, env], cwd=ROOT_DIR, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     granted = [int(p.communicate(timeout=60)[0].strip()) for p in procs]
     assert 6 <= sum(granted) <= 7, granted  # a budget of 6 per minute (+1 refilled at most) across both
     cache.delete("ai:{bucket}:global", "ai:{user:probe-user}:hourly")
@@ -231,8 +256,12 @@ def test_ai_suggestions_and_their_fallback(migrated, ai_database, fake):
     app = _app(fake)
     user = _searcher(app, migrated, ai_database)
     _search(user, query="redis cache", searchMode="natural")
-    fake.chat_reply = {"suggestions": [{"text": "redis cache", "type": "spelling"},
-                                       {"text": "redis eviction policy", "type": "semantic"}]}
+    fake.chat_reply = {
+        "suggestions": [
+            {"text": "redis cache", "type": "spelling"},
+            {"text": "redis eviction policy", "type": "semantic"},
+        ]
+    }
     r = user.client.get("/api/v1/search/suggestions?query=rediss", headers=user.key_headers).get_json()["data"]
     assert r["aiUsed"] is True
     kinds = {(s["text"], s["type"]) for s in r["suggestions"]}
@@ -249,8 +278,16 @@ def test_ai_insights_join_the_rule_based_ones(migrated, ai_database, fake):
     app = _app(fake)
     user = _searcher(app, migrated, ai_database)
     _search(user, query="zzznothing", searchMode="natural")
-    fake.chat_reply = {"insights": [{"type": "semantic_enhancement", "description": "Index the notes table body",
-                                     "confidence": 0.8, "actionable": True}]}
+    fake.chat_reply = {
+        "insights": [
+            {
+                "type": "semantic_enhancement",
+                "description": "Index the notes table body",
+                "confidence": 0.8,
+                "actionable": True,
+            }
+        ]
+    }
     insights = user.call("GET", "/api/v1/analytics/insights").get_json()["data"]
     sources = {(i["type"], i["source"]) for i in insights}
     assert ("semantic_enhancement", "ai") in sources and ("semantic_enhancement", "rules") in sources
@@ -264,10 +301,19 @@ def test_ai_optimisation_advice_and_categories(migrated, ai_database, fake):
     app = _app(fake)
     user = _searcher(app, migrated, ai_database)
     db_id = user.call("GET", "/api/v1/databases").get_json()["data"][0]["id"]
-    fake.chat_reply = {"optimization": [{"type": "index", "impact": "high", "description": "Add a FULLTEXT index",
-                                         "sqlSuggestion": "ALTER TABLE notes ADD FULLTEXT (body)"}]}
-    analysis = user.client.post("/api/v1/search/analyze", json={"query": "redis", "databases": [db_id]},
-                                headers=user.key_headers).get_json()["data"]
+    fake.chat_reply = {
+        "optimization": [
+            {
+                "type": "index",
+                "impact": "high",
+                "description": "Add a FULLTEXT index",
+                "sqlSuggestion": "ALTER TABLE notes ADD FULLTEXT (body)",
+            }
+        ]
+    }
+    analysis = user.client.post(
+        "/api/v1/search/analyze", json={"query": "redis", "databases": [db_id]}, headers=user.key_headers
+    ).get_json()["data"]
     assert analysis["aiUsed"] is True
     assert {"ai", "rules"} >= {o["source"] for o in analysis["optimization"]}
     assert any(o["source"] == "ai" and o["impact"] == "high" for o in analysis["optimization"])

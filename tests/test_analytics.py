@@ -15,8 +15,13 @@ def active(user, settings, targets):
     user.connect_database(settings, targets["a"])
     secret, _ = user.create_key()
     headers = {"Authorization": f"Bearer {secret}"}
-    for body in ({"query": "gevent workers"}, {"query": "gevent workers"}, {"query": "redis caching"},
-                 {"query": "+mysql +slow", "searchMode": "boolean"}, {"query": "zzzunmatched"}):
+    for body in (
+        {"query": "gevent workers"},
+        {"query": "gevent workers"},
+        {"query": "redis caching"},
+        {"query": "+mysql +slow", "searchMode": "boolean"},
+        {"query": "zzzunmatched"},
+    ):
         assert user.client.post("/api/v1/search", json=body, headers=headers).status_code == 200
     return user
 

@@ -15,8 +15,19 @@ PACKAGE = Path(__file__).resolve().parent.parent / "altus4"
 # lowest first; an import may only point at an earlier layer (or within its own)
 LAYERS = ["db", "ai", "services", "search"]
 # code that runs for any caller, request or not: must not reach the web framework or the API
-FRAMEWORK_FREE = {"db", "ai", "services", "search", "jobs", "context", "config", "errors", "redis_store",
-                  "security", "write_behind"}
+FRAMEWORK_FREE = {
+    "db",
+    "ai",
+    "services",
+    "search",
+    "jobs",
+    "context",
+    "config",
+    "errors",
+    "redis_store",
+    "security",
+    "write_behind",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -46,8 +57,10 @@ def import_graph() -> dict[str, dict[str, set[str]]]:
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [f"{node.module}.{a.name}" if _is_module(f"{node.module}.{a.name}") else node.module
-                           for a in node.names]
+                targets = [
+                    f"{node.module}.{a.name}" if _is_module(f"{node.module}.{a.name}") else node.module
+                    for a in node.names
+                ]
             for target in targets:
                 top = target.split(".")[0]
                 if top == "flask":

@@ -25,20 +25,40 @@ def test_node_env_is_honoured():
     assert Settings.from_env({"NODE_ENV": "development"}).development
 
 
-@pytest.mark.parametrize("name,value", [
-    ("DB_PORT", "-1"), ("DB_PORT", "70000"), ("REDIS_PORT", "x"), ("JWT_SECRET", "short"),
-    ("ENCRYPTION_KEY", "too-short"), ("JWT_EXPIRES_IN", "forever"), ("DB_READ_HOSTS", "replica-without-port"),
-    ("ALLOWED_DATABASE_HOSTS", "10.0.0.0/33"), ("APP_ENV", "staging"), ("DB_POOL_TIMEOUT", "soon"),
-    ("AUTH_RATE_LIMIT", "ten per minute"), ("USER_RATE_LIMIT", "5 per fortnight"), ("SEMANTIC_QUERY_EXPANSION", "maybe"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("DB_PORT", "-1"),
+        ("DB_PORT", "70000"),
+        ("REDIS_PORT", "x"),
+        ("JWT_SECRET", "short"),
+        ("ENCRYPTION_KEY", "too-short"),
+        ("JWT_EXPIRES_IN", "forever"),
+        ("DB_READ_HOSTS", "replica-without-port"),
+        ("ALLOWED_DATABASE_HOSTS", "10.0.0.0/33"),
+        ("APP_ENV", "staging"),
+        ("DB_POOL_TIMEOUT", "soon"),
+        ("AUTH_RATE_LIMIT", "ten per minute"),
+        ("USER_RATE_LIMIT", "5 per fortnight"),
+        ("SEMANTIC_QUERY_EXPANSION", "maybe"),
+    ],
+)
 def test_bad_values_name_the_setting(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({**PROD, name: value})
 
 
 def test_values_are_parsed():
-    s = Settings.from_env({**PROD, "USER_RATE_LIMIT": "5/second", "JWT_EXPIRES_IN": "7d", "DB_READ_HOSTS": "r1:3307, r2:3308",
-                           "ALLOWED_DATABASE_HOSTS": "10.0.0.0/8,*.db.internal", "REDIS_PASSWORD": "pw"})
+    s = Settings.from_env(
+        {
+            **PROD,
+            "USER_RATE_LIMIT": "5/second",
+            "JWT_EXPIRES_IN": "7d",
+            "DB_READ_HOSTS": "r1:3307, r2:3308",
+            "ALLOWED_DATABASE_HOSTS": "10.0.0.0/8,*.db.internal",
+            "REDIS_PASSWORD": "pw",
+        }
+    )
     assert s.user_rate_limit == (Limit(5, 1),) and s.jwt_expires_in == 7 * 86400
     assert s.db_read_hosts == (("r1", 3307), ("r2", 3308))
     assert s.allowed_database_hosts == ("10.0.0.0/8", "*.db.internal")
@@ -55,8 +75,9 @@ def test_encryption_key_forms():
 
 
 def test_settings_repr_hides_secrets():
-    s = Settings.from_env({**PROD, "OPENAI_API_KEY": "sk-very-secret", "DB_PASSWORD": "db-pw-1",
-                           "REDIS_PASSWORD": "r-pw-1"})
+    s = Settings.from_env(
+        {**PROD, "OPENAI_API_KEY": "sk-very-secret", "DB_PASSWORD": "db-pw-1", "REDIS_PASSWORD": "r-pw-1"}
+    )
     text = repr(s)
     for secret in ("sk-very-secret", "abab", "j" * 40, "db-pw-1", "r-pw-1"):
         assert secret not in text

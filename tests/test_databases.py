@@ -16,8 +16,11 @@ def test_create_reachable_connection(user, settings, targets):
 
 
 def test_unreachable_connection_is_saved_with_its_error(user):
-    r = user.call("POST", "/api/v1/databases", json={"name": "Down", "host": "127.0.0.1", "port": 1,
-                                                      "database": "nothing", "username": "nobody"})
+    r = user.call(
+        "POST",
+        "/api/v1/databases",
+        json={"name": "Down", "host": "127.0.0.1", "port": 1, "database": "nothing", "username": "nobody"},
+    )
     assert r.status_code == 201
     data = r.get_json()["data"]
     assert data["connectionStatus"] == "failed"
@@ -27,9 +30,18 @@ def test_unreachable_connection_is_saved_with_its_error(user):
 
 
 def test_wrong_password_and_unknown_database_are_explained(user, settings, targets):
-    bad_pw = user.call("POST", "/api/v1/databases", json={
-        "name": "Bad pw", "host": settings.db_host, "port": settings.db_port, "database": targets["a"],
-        "username": "altus4_no_such_user", "password": "wrong"}).get_json()["data"]
+    bad_pw = user.call(
+        "POST",
+        "/api/v1/databases",
+        json={
+            "name": "Bad pw",
+            "host": settings.db_host,
+            "port": settings.db_port,
+            "database": targets["a"],
+            "username": "altus4_no_such_user",
+            "password": "wrong",
+        },
+    ).get_json()["data"]
     assert bad_pw["connectionStatus"] == "failed" and "Access denied" in bad_pw["lastError"]
     assert "wrong" not in bad_pw["lastError"]
     no_db = user.connect_database(settings, "altus4_no_such_database")
@@ -43,14 +55,17 @@ def test_ssl_to_a_server_without_tls_is_a_clear_error(user, settings, targets):
     assert "TLS" in conn["lastError"]
 
 
-@pytest.mark.parametrize("payload,field", [
-    ({"host": "127.0.0.1", "database": "x", "username": "u"}, "name"),
-    ({"name": "n", "database": "x", "username": "u"}, "host"),
-    ({"name": "n", "host": "127.0.0.1", "username": "u"}, "database"),
-    ({"name": "n", "host": "127.0.0.1", "database": "x", "username": "u", "port": 70000}, "port"),
-    ({"name": "n", "host": "bad host; rm -rf", "database": "x", "username": "u"}, "host"),
-    ({"name": "n", "host": "127.0.0.1", "database": "x", "username": "u", "ssl": "maybe"}, "ssl"),
-])
+@pytest.mark.parametrize(
+    "payload,field",
+    [
+        ({"host": "127.0.0.1", "database": "x", "username": "u"}, "name"),
+        ({"name": "n", "database": "x", "username": "u"}, "host"),
+        ({"name": "n", "host": "127.0.0.1", "username": "u"}, "database"),
+        ({"name": "n", "host": "127.0.0.1", "database": "x", "username": "u", "port": 70000}, "port"),
+        ({"name": "n", "host": "bad host; rm -rf", "database": "x", "username": "u"}, "host"),
+        ({"name": "n", "host": "127.0.0.1", "database": "x", "username": "u", "ssl": "maybe"}, "ssl"),
+    ],
+)
 def test_create_validation(user, payload, field):
     r = user.call("POST", "/api/v1/databases", json=payload)
     assert r.status_code == 400
@@ -90,8 +105,11 @@ def test_schema_discovers_fulltext_indexes(user, settings, targets):
 
 
 def test_schema_of_unreachable_database_is_a_502(user):
-    r = user.call("POST", "/api/v1/databases", json={"name": "Down", "host": "127.0.0.1", "port": 1,
-                                                      "database": "nothing", "username": "nobody"})
+    r = user.call(
+        "POST",
+        "/api/v1/databases",
+        json={"name": "Down", "host": "127.0.0.1", "port": 1, "database": "nothing", "username": "nobody"},
+    )
     conn_id = r.get_json()["data"]["id"]
     schema = user.call("GET", f"/api/v1/databases/{conn_id}/schema")
     assert schema.status_code == 502
@@ -102,12 +120,14 @@ def test_host_allowlist_blocks_other_hosts(migrated):
     app = create_app(make_settings(ALLOWED_DATABASE_HOSTS="10.20.0.0/16,*.db.example.com"))
     user = register(app.test_client())
     for host in ("127.0.0.1", "localhost", "169.254.169.254"):
-        r = user.call("POST", "/api/v1/databases", json={"name": "x", "host": host, "database": "d",
-                                                          "username": "u"})
+        r = user.call("POST", "/api/v1/databases", json={"name": "x", "host": host, "database": "d", "username": "u"})
         assert r.status_code == 400, host
         assert r.get_json()["error"]["code"] == "HOST_NOT_ALLOWED"
-    allowed = user.call("POST", "/api/v1/databases", json={"name": "x", "host": "10.20.0.9", "port": 1,
-                                                            "database": "d", "username": "u"})
+    allowed = user.call(
+        "POST",
+        "/api/v1/databases",
+        json={"name": "x", "host": "10.20.0.9", "port": 1, "database": "d", "username": "u"},
+    )
     assert allowed.status_code == 201
     app.extensions["altus4"].close()
 
@@ -115,11 +135,13 @@ def test_host_allowlist_blocks_other_hosts(migrated):
 def test_other_users_connections_are_not_found(make_user, settings, targets):
     alice, bob = make_user(), make_user()
     conn = alice.connect_database(settings, targets["a"])
-    for method, path, body in (("GET", f"/api/v1/databases/{conn['id']}", None),
-                               ("PUT", f"/api/v1/databases/{conn['id']}", {"name": "mine now"}),
-                               ("DELETE", f"/api/v1/databases/{conn['id']}", None),
-                               ("POST", f"/api/v1/databases/{conn['id']}/test", None),
-                               ("GET", f"/api/v1/databases/{conn['id']}/schema", None)):
+    for method, path, body in (
+        ("GET", f"/api/v1/databases/{conn['id']}", None),
+        ("PUT", f"/api/v1/databases/{conn['id']}", {"name": "mine now"}),
+        ("DELETE", f"/api/v1/databases/{conn['id']}", None),
+        ("POST", f"/api/v1/databases/{conn['id']}/test", None),
+        ("GET", f"/api/v1/databases/{conn['id']}/schema", None),
+    ):
         assert bob.call(method, path, json=body).status_code == 404, (method, path)
     assert bob.call("GET", "/api/v1/databases").get_json()["data"] == []
     assert bob.call("GET", "/api/v1/databases/status").get_json()["data"] == {}

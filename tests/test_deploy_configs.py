@@ -19,8 +19,9 @@ BIN = Path(sys.executable).parent
 
 
 def run(*args, env=None, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, cwd=cwd,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=120, cwd=cwd, env={**os.environ, **(env or {})}
+    )
 
 
 def tool(name: str) -> str:
@@ -37,8 +38,18 @@ def test_nginx_configuration_is_valid(tmp_path):
             text = text.replace(f"{host}:3000", "127.0.0.1:3000")
         text = text.replace("/etc/nginx/certs/altus4.crt", str(crt)).replace("/etc/nginx/certs/altus4.key", str(key))
         (tmp_path / name).write_text(text)
-    result = run(tool("nginx"), "-t", "-p", f"{tmp_path}/", "-c", tmp_path / "nginx.conf", "-g",
-                 f"pid {tmp_path}/nginx.pid;", "-e", tmp_path / "error.log")
+    result = run(
+        tool("nginx"),
+        "-t",
+        "-p",
+        f"{tmp_path}/",
+        "-c",
+        tmp_path / "nginx.conf",
+        "-g",
+        f"pid {tmp_path}/nginx.pid;",
+        "-e",
+        tmp_path / "error.log",
+    )
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
 
@@ -65,10 +76,21 @@ def test_swarm_upstream_is_valid_too(tmp_path):
         text = text.replace("/etc/nginx/certs/altus4.crt", str(crt)).replace("/etc/nginx/certs/altus4.key", str(key))
         (tmp_path / name).write_text(text)
     upstream = (ROOT / "nginx" / "upstream.swarm.conf").read_text()
-    (tmp_path / "upstream.conf").write_text(upstream.replace("tasks.api:3000", "127.0.0.1:3000")
-                                            .replace("api-backup:3000", "127.0.0.1:3001"))
-    result = run(tool("nginx"), "-t", "-p", f"{tmp_path}/", "-c", tmp_path / "nginx.conf", "-g",
-                 f"pid {tmp_path}/nginx.pid;", "-e", tmp_path / "error.log")
+    (tmp_path / "upstream.conf").write_text(
+        upstream.replace("tasks.api:3000", "127.0.0.1:3000").replace("api-backup:3000", "127.0.0.1:3001")
+    )
+    result = run(
+        tool("nginx"),
+        "-t",
+        "-p",
+        f"{tmp_path}/",
+        "-c",
+        tmp_path / "nginx.conf",
+        "-g",
+        f"pid {tmp_path}/nginx.pid;",
+        "-e",
+        tmp_path / "error.log",
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -78,8 +100,16 @@ def test_haproxy_configuration_is_valid(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Configuration file is valid" in result.stdout + result.stderr
     text = (ROOT / "haproxy" / "haproxy.cfg").read_text()
-    for directive in ("balance leastconn", "option httpchk GET /health", "option redispatch", "retries 3",
-                      " backup", "redirect scheme https", "monitor-uri /healthz", "bind 127.0.0.1:8404"):
+    for directive in (
+        "balance leastconn",
+        "option httpchk GET /health",
+        "option redispatch",
+        "retries 3",
+        " backup",
+        "redirect scheme https",
+        "monitor-uri /healthz",
+        "bind 127.0.0.1:8404",
+    ):
         assert directive in text, directive
 
 
@@ -96,24 +126,40 @@ def test_prometheus_config_rules_and_rule_tests():
     assert rules.returncode == 0 and "SUCCESS: 8 rules found" in rules.stdout, rules.stdout + rules.stderr
     tests = run(promtool, "test", "rules", "alerts_test.yml", cwd=ROOT / "config" / "prometheus")
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    alerts = {r.get("alert") for g in yaml.safe_load((ROOT / "config/prometheus/alerts.yml").read_text())["groups"]
-              for r in g["rules"]}
-    assert {"Altus4HighLatencyP95", "Altus4HighCPU", "Altus4HighMemory", "Altus4PoolExhausted",
-            "Altus4LowCacheHitRate", "Altus4HighErrorRate"} <= alerts
+    alerts = {
+        r.get("alert")
+        for g in yaml.safe_load((ROOT / "config/prometheus/alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+    }
+    assert {
+        "Altus4HighLatencyP95",
+        "Altus4HighCPU",
+        "Altus4HighMemory",
+        "Altus4PoolExhausted",
+        "Altus4LowCacheHitRate",
+        "Altus4HighErrorRate",
+    } <= alerts
 
 
 def test_grafana_dashboard_queries_are_valid_promql(tmp_path):
     dashboard = json.loads((ROOT / "config/grafana/altus4-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     assert len(exprs) >= 10
-    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:q{i}", "expr": e}
-                                                       for i, e in enumerate(exprs)]}]}
+    rules = {
+        "groups": [
+            {"name": "dashboard", "rules": [{"record": f"dashboard:q{i}", "expr": e} for i, e in enumerate(exprs)]}
+        ]
+    }
     (tmp_path / "dashboard.yml").write_text(yaml.safe_dump(rules))
     result = run(tool("promtool"), "check", "rules", tmp_path / "dashboard.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     names = set(re.findall(r"altus4_[a-z_]+", " ".join(exprs)))
-    assert {"altus4_request_duration_seconds_bucket", "altus4_cache_requests_total",
-            "altus4_db_pool_exhausted_total", "altus4_database_connections_active"} <= names
+    assert {
+        "altus4_request_duration_seconds_bucket",
+        "altus4_cache_requests_total",
+        "altus4_db_pool_exhausted_total",
+        "altus4_database_connections_active",
+    } <= names
 
 
 def test_swarm_stack_is_valid():
@@ -143,8 +189,9 @@ def test_kubernetes_manifests_are_valid():
     result = run(BIN / "kubernetes-validate", "--strict", "-k", "1.30.0", *files)
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "WARN" not in output and "ERROR" not in output, output
-    vpa = run(BIN / "check-jsonschema", "--schemafile", "config/k8s/schemas/vpa-v1.strict.schema.json",
-              "config/k8s/vpa.yaml")
+    vpa = run(
+        BIN / "check-jsonschema", "--schemafile", "config/k8s/schemas/vpa-v1.strict.schema.json", "config/k8s/vpa.yaml"
+    )
     assert vpa.returncode == 0, vpa.stdout + vpa.stderr
     hpa = yaml.safe_load((ROOT / "config/k8s/hpa.yaml").read_text())["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 20)
@@ -157,15 +204,24 @@ def test_a_strict_schema_catches_a_typo(tmp_path):
     """The VPA schema is strict: a misspelt key fails (so a passing file means something)."""
     broken = (ROOT / "config/k8s/vpa.yaml").read_text().replace("containerName", "containerNme")
     (tmp_path / "vpa.yaml").write_text(broken)
-    result = run(BIN / "check-jsonschema", "--schemafile", ROOT / "config/k8s/schemas/vpa-v1.strict.schema.json",
-                 tmp_path / "vpa.yaml")
+    result = run(
+        BIN / "check-jsonschema",
+        "--schemafile",
+        ROOT / "config/k8s/schemas/vpa-v1.strict.schema.json",
+        tmp_path / "vpa.yaml",
+    )
     assert result.returncode != 0
 
 
 @pytest.mark.parametrize("name", ["primary.cnf", "replica.cnf"])
 def test_mysql_server_settings_are_accepted_by_mariadbd(name):
-    result = run("mariadbd", f"--defaults-file={ROOT / 'config/mysql' / name}", "--help", "--verbose",
-                 *(["--user=root"] if os.getuid() == 0 else []))
+    result = run(
+        "mariadbd",
+        f"--defaults-file={ROOT / 'config/mysql' / name}",
+        "--help",
+        "--verbose",
+        *(["--user=root"] if os.getuid() == 0 else []),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "unknown variable" not in result.stderr
 
@@ -178,11 +234,16 @@ def test_sentinel_configuration_runs(tmp_path):
     conf = conf.replace("redis-primary 6379", "127.0.0.1 6379").replace("sentinel resolve-hostnames yes\n", "")
     (tmp_path / "sentinel.conf").write_text(conf)
     with open(tmp_path / "sentinel.log", "wb") as log:
-        proc = subprocess.Popen(["redis-server", str(tmp_path / "sentinel.conf"), "--sentinel"], stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            ["redis-server", str(tmp_path / "sentinel.conf"), "--sentinel"], stdout=log, stderr=subprocess.STDOUT
+        )
     try:
-        master = wait_for(lambda: redis.Redis(port=port, decode_responses=True).sentinel_master("altus4-master"),
-                          10, "sentinel", alive=lambda: proc.poll() is None)
+        master = wait_for(
+            lambda: redis.Redis(port=port, decode_responses=True).sentinel_master("altus4-master"),
+            10,
+            "sentinel",
+            alive=lambda: proc.poll() is None,
+        )
         assert master["quorum"] == 2 and master["down-after-milliseconds"] == 5000
     finally:
         proc.terminate()

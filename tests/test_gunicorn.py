@@ -22,9 +22,13 @@ def test_end_to_end_over_gunicorn_gevent(server, settings, targets):
     token, _ = account(server.url, settings, targets["a"])
     status, key, _ = call(server.url + "/api/v1/keys", "POST", {"name": "e2e", "environment": "live"}, token)
     secret = key["data"]["secretKey"]
-    status, found, headers = call(server.url + "/api/v1/search", "POST", {"query": "gevent workers",
-                                                                           "tables": ["kb"]},
-                                  secret, headers={"X-Request-ID": "e2e-trace-1"})
+    status, found, headers = call(
+        server.url + "/api/v1/search",
+        "POST",
+        {"query": "gevent workers", "tables": ["kb"]},
+        secret,
+        headers={"X-Request-ID": "e2e-trace-1"},
+    )
     assert status == 200
     assert [r["data"]["id"] for r in found["data"]["results"]] == [3]
     assert headers["X-Request-ID"] == "e2e-trace-1" and headers["X-RateLimit-Limit"] == "1000"
@@ -41,10 +45,23 @@ def test_workers_are_gevent(server):
 
 
 def test_bad_configuration_stops_the_server_with_the_setting_named(migrated):
-    env = {**os.environ, **env_for_tests(), "BIND": f"127.0.0.1:{free_port()}", "WEB_CONCURRENCY": "1",
-           "APP_ENV": "production", "JWT_SECRET": "", "ENCRYPTION_KEY": "x" * 40}
+    env = {
+        **os.environ,
+        **env_for_tests(),
+        "BIND": f"127.0.0.1:{free_port()}",
+        "WEB_CONCURRENCY": "1",
+        "APP_ENV": "production",
+        "JWT_SECRET": "",
+        "ENCRYPTION_KEY": "x" * 40,
+    }
     gunicorn = Path(sys.executable).parent / "gunicorn"
-    result = subprocess.run([str(gunicorn), "-c", "config/gunicorn.conf.py", "app:app"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(gunicorn), "-c", "config/gunicorn.conf.py", "app:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "configuration error: JWT_SECRET is required" in result.stdout + result.stderr

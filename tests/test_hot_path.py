@@ -65,8 +65,9 @@ def test_parallel_slow_queries_in_one_gevent_worker_take_the_time_of_one():
     import json
 
     env = env_for_tests(DB_POOL_SIZE="8")
-    out = subprocess.run([sys.executable, "-c", GEVENT_PROBE, json.dumps(env)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", GEVENT_PROBE, json.dumps(env)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     elapsed = float(out.stdout.strip().splitlines()[-1])
     assert elapsed < 2.0, f"8 x SLEEP(0.5) took {elapsed}s: not cooperative (sequential would be 4 s)"

@@ -25,15 +25,18 @@ def test_create_key_shows_secret_once(user):
     assert "secretKey" not in single and secret not in str(single)
 
 
-@pytest.mark.parametrize("payload,field", [
-    ({"environment": "test"}, "name"),
-    ({"name": "ok name", "environment": "prod"}, "environment"),
-    ({"name": "ok name", "environment": "test", "permissions": ["root"]}, "permissions.0"),
-    ({"name": "ok name", "environment": "test", "permissions": []}, "permissions"),
-    ({"name": "ok name", "environment": "test", "rateLimitTier": "gold"}, "rateLimitTier"),
-    ({"name": "ok name", "environment": "test", "expiresAt": "2001-01-01T00:00:00Z"}, "expiresAt"),
-    ({"name": "ok name", "environment": "test", "expiresAt": "tomorrow"}, "expiresAt"),
-])
+@pytest.mark.parametrize(
+    "payload,field",
+    [
+        ({"environment": "test"}, "name"),
+        ({"name": "ok name", "environment": "prod"}, "environment"),
+        ({"name": "ok name", "environment": "test", "permissions": ["root"]}, "permissions.0"),
+        ({"name": "ok name", "environment": "test", "permissions": []}, "permissions"),
+        ({"name": "ok name", "environment": "test", "rateLimitTier": "gold"}, "rateLimitTier"),
+        ({"name": "ok name", "environment": "test", "expiresAt": "2001-01-01T00:00:00Z"}, "expiresAt"),
+        ({"name": "ok name", "environment": "test", "expiresAt": "tomorrow"}, "expiresAt"),
+    ],
+)
 def test_create_key_validation(user, payload, field):
     r = user.call("POST", "/api/v1/keys", json=payload)
     assert r.status_code == 400
@@ -63,9 +66,15 @@ def test_expired_key_is_rejected(user, client, db):
     assert "expired" in r.get_json()["error"]["message"]
 
 
-@pytest.mark.parametrize("secret", [
-    "", "altus4_sk_test_short", "altus4_sk_prod_" + "a" * 40, "altus4_sk_test_" + "a" * 40,
-])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "",
+        "altus4_sk_test_short",
+        "altus4_sk_prod_" + "a" * 40,
+        "altus4_sk_test_" + "a" * 40,
+    ],
+)
 def test_unknown_or_malformed_keys_are_rejected(client, secret):
     r = _probe(client, secret)
     assert r.status_code == 401
@@ -90,8 +99,11 @@ def test_jwt_is_not_an_api_key(user, client):
 def test_update_key_fields(user):
     _, key = user.create_key()
     future = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
-    r = user.call("PUT", f"/api/v1/keys/{key['id']}",
-                  json={"name": "Renamed key", "rateLimitTier": "enterprise", "expiresAt": future.isoformat()})
+    r = user.call(
+        "PUT",
+        f"/api/v1/keys/{key['id']}",
+        json={"name": "Renamed key", "rateLimitTier": "enterprise", "expiresAt": future.isoformat()},
+    )
     updated = r.get_json()["data"]["apiKey"]
     assert updated["name"] == "Renamed key" and updated["rateLimitTier"] == "enterprise"
     assert updated["expiresAt"].startswith(future.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -139,11 +151,13 @@ def test_setup_creates_only_the_first_key(make_user):
 def test_other_users_keys_are_not_found(make_user):
     alice, bob = make_user(), make_user()
     _, key = alice.create_key()
-    for method, path, body in (("GET", f"/api/v1/keys/{key['id']}", None),
-                               ("PUT", f"/api/v1/keys/{key['id']}", {"name": "stolen"}),
-                               ("DELETE", f"/api/v1/keys/{key['id']}", None),
-                               ("GET", f"/api/v1/keys/{key['id']}/usage", None),
-                               ("POST", f"/api/v1/keys/{key['id']}/regenerate", None)):
+    for method, path, body in (
+        ("GET", f"/api/v1/keys/{key['id']}", None),
+        ("PUT", f"/api/v1/keys/{key['id']}", {"name": "stolen"}),
+        ("DELETE", f"/api/v1/keys/{key['id']}", None),
+        ("GET", f"/api/v1/keys/{key['id']}/usage", None),
+        ("POST", f"/api/v1/keys/{key['id']}/regenerate", None),
+    ):
         r = bob.call(method, path, json=body)
         assert r.status_code == 404, (method, path)
     assert bob.call("GET", "/api/v1/keys").get_json()["data"]["total"] == 0

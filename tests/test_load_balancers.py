@@ -83,8 +83,9 @@ def test_graceful_reload_under_load(migrated, targets, tmp_path):
     try:
         _, key = account(server.url, migrated, targets["a"], tier="pro")
         old_workers = set(server.workers())
-        statuses = _stream(server.url, key, clients=4, per_client=40, pause=0.05,
-                           during=lambda: server.proc.send_signal(signal.SIGHUP))
+        statuses = _stream(
+            server.url, key, clients=4, per_client=40, pause=0.05, during=lambda: server.proc.send_signal(signal.SIGHUP)
+        )
         _assert_no_failures(statuses, 160)
         time.sleep(1)
         assert set(server.workers()).isdisjoint(old_workers)  # the reload really replaced the workers

@@ -74,16 +74,24 @@ def test_login_is_rate_limited_per_ip(migrated):
     app = create_app(make_settings(AUTH_RATE_LIMIT="3 per minute"))
     client = app.test_client()
     ip = {"REMOTE_ADDR": f"10.9.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"}
-    codes = [client.post("/api/v1/auth/login", json={"email": "x@example.com", "password": "whatever1"},
-                         environ_base=ip).status_code for _ in range(4)]
+    codes = [
+        client.post(
+            "/api/v1/auth/login", json={"email": "x@example.com", "password": "whatever1"}, environ_base=ip
+        ).status_code
+        for _ in range(4)
+    ]
     assert codes == [401, 401, 401, 429]
     r = client.post("/api/v1/auth/login", json={"email": "x@example.com", "password": "whatever1"}, environ_base=ip)
     body = r.get_json()
     assert body["error"]["code"] == "RATE_LIMIT_EXCEEDED"
     assert int(r.headers["Retry-After"]) >= 1 and r.headers["X-RateLimit-Remaining"] == "0"
     other_ip = {"REMOTE_ADDR": "10.8.0.1"}
-    assert client.post("/api/v1/auth/login", json={"email": "x@example.com", "password": "whatever1"},
-                       environ_base=other_ip).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/auth/login", json={"email": "x@example.com", "password": "whatever1"}, environ_base=other_ip
+        ).status_code
+        == 401
+    )
     app.extensions["altus4"].close()
 
 

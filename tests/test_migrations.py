@@ -67,8 +67,10 @@ def test_every_migration_has_a_down_file_and_parses():
 def test_admin_comes_from_the_cli(scratch):
     runner = CliRunner()
     runner.invoke(main, ["migrate"])
-    result = runner.invoke(main, ["user:create", "--email", "root@example.com", "--name", "Root",
-                                  "--password", "operator-password", "--admin"])
+    result = runner.invoke(
+        main,
+        ["user:create", "--email", "root@example.com", "--name", "Root", "--password", "operator-password", "--admin"],
+    )
     assert result.exit_code == 0, result.output
     assert "created admin root@example.com" in result.output
     missing = runner.invoke(main, ["user:promote", "nobody@example.com"])

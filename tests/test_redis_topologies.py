@@ -31,8 +31,11 @@ def sentinel_set():
 
 
 def test_sentinel_failover_fails_no_search(migrated, targets, sentinel_set):
-    app = create_app(make_settings(REDIS_SENTINELS=",".join(f"127.0.0.1:{p}" for p in SENTINELS),
-                                   REDIS_SENTINEL_MASTER="altus4-master"))
+    app = create_app(
+        make_settings(
+            REDIS_SENTINELS=",".join(f"127.0.0.1:{p}" for p in SENTINELS), REDIS_SENTINEL_MASTER="altus4-master"
+        )
+    )
     assert app.extensions["altus4"].redis.topology == "sentinel"
     user, headers = _searcher(app, migrated, targets)
     client = app.test_client()

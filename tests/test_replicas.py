@@ -24,9 +24,16 @@ def replset():
 
 
 def _settings(**extra):
-    env = dict(DB_PORT=str(PORTS[0]), DB_USERNAME=APP_USER, DB_PASSWORD=APP_PASSWORD, DB_DATABASE=DATABASE,
-               DB_READ_HOSTS=",".join(f"127.0.0.1:{p}" for p in PORTS[1:]), DB_REPLICA_CHECK_INTERVAL="0.2",
-               DB_REPLICA_MAX_LAG="2", DB_CONNECT_TIMEOUT="1")
+    env = dict(
+        DB_PORT=str(PORTS[0]),
+        DB_USERNAME=APP_USER,
+        DB_PASSWORD=APP_PASSWORD,
+        DB_DATABASE=DATABASE,
+        DB_READ_HOSTS=",".join(f"127.0.0.1:{p}" for p in PORTS[1:]),
+        DB_REPLICA_CHECK_INTERVAL="0.2",
+        DB_REPLICA_MAX_LAG="2",
+        DB_CONNECT_TIMEOUT="1",
+    )
     return make_settings(**{**env, **extra})
 
 
@@ -120,6 +127,7 @@ def test_a_lagging_replica_is_taken_out(app, user, replset):
         cur.execute("CHANGE MASTER TO MASTER_DELAY = 30")
         cur.execute("START SLAVE")
     try:
+
         def lag_detected():
             user.call("PUT", "/api/v1/auth/profile", json={"name": f"lag {time.time()}"})
             lagging.check_if_due()
@@ -195,16 +203,30 @@ def test_searches_use_a_connected_databases_own_replica(app, user, replset):
         cur.execute(f"CREATE DATABASE IF NOT EXISTS `{TARGET_A}`")
         cur.execute(f"GRANT SELECT ON `{TARGET_A}`.* TO %s@'127.0.0.1' IDENTIFIED BY %s", READER)
         _known_tables(conn, only=TARGET_A)
-    wait_for(lambda: replset.root(PORTS[1], TARGET_A).cursor().execute("SELECT 1 FROM kb LIMIT 1"), 20,
-             "target replicated")
-    r = user.call("POST", "/api/v1/databases", json={
-        "name": "Replicated target", "host": "127.0.0.1", "port": PORTS[0], "database": TARGET_A,
-        "username": READER[0], "password": READER[1], "readReplicas": [f"127.0.0.1:{PORTS[1]}"]})
+    wait_for(
+        lambda: replset.root(PORTS[1], TARGET_A).cursor().execute("SELECT 1 FROM kb LIMIT 1"), 20, "target replicated"
+    )
+    r = user.call(
+        "POST",
+        "/api/v1/databases",
+        json={
+            "name": "Replicated target",
+            "host": "127.0.0.1",
+            "port": PORTS[0],
+            "database": TARGET_A,
+            "username": READER[0],
+            "password": READER[1],
+            "readReplicas": [f"127.0.0.1:{PORTS[1]}"],
+        },
+    )
     conn_id = r.get_json()["data"]["id"]
     assert r.get_json()["data"]["readReplicas"] == [f"127.0.0.1:{PORTS[1]}"]
     secret, _ = user.create_key()
-    found = user.client.post("/api/v1/search", json={"query": "gevent workers", "tables": ["kb"]},
-                             headers={"Authorization": f"Bearer {secret}"}).get_json()["data"]
+    found = user.client.post(
+        "/api/v1/search",
+        json={"query": "gevent workers", "tables": ["kb"]},
+        headers={"Authorization": f"Bearer {secret}"},
+    ).get_json()["data"]
     assert [x["data"]["id"] for x in found["results"]] == [3]
     served = app.extensions["altus4"].pools.served(conn_id)
     assert served.get(f"127.0.0.1:{PORTS[1]}", 0) >= 1 and f"127.0.0.1:{PORTS[0]}" not in served

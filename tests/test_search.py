@@ -1,6 +1,5 @@
 """POST /api/v1/search against two real connected databases with known rows."""
 
-
 import pytest
 from conftest import fresh_fulltext_table, make_settings, register
 
@@ -25,8 +24,11 @@ def search(user, **body):
 
 def hits(data, table=None):
     """(database letter-free id, table, row id) of each result."""
-    return [(r["database"], r["table"], r["data"]["id"]) for r in data["data"]["results"]
-            if table is None or r["table"] == table]
+    return [
+        (r["database"], r["table"], r["data"]["id"])
+        for r in data["data"]["results"]
+        if table is None or r["table"] == table
+    ]
 
 
 def kb_ids(user, data, db):
@@ -46,16 +48,19 @@ def test_natural_mode_finds_known_rows_in_both_databases(searcher):
     assert {d["status"] for d in data["data"]["databases"]} == {"ok"}
 
 
-@pytest.mark.parametrize("query,expected_a", [
-    ("+mysql +slow", [4]),
-    ("mysql -slow", [1, 2]),
-    ('"source of truth"', [2]),
-    ("optimi*", [5]),
-    ("mysql AND explain", [4]),
-    ("redis OR gunicorn", [2, 3]),
-    ("mysql NOT redis", [1, 4]),
-    ("(redis OR gunicorn) AND cache*", [2]),
-])
+@pytest.mark.parametrize(
+    "query,expected_a",
+    [
+        ("+mysql +slow", [4]),
+        ("mysql -slow", [1, 2]),
+        ('"source of truth"', [2]),
+        ("optimi*", [5]),
+        ("mysql AND explain", [4]),
+        ("redis OR gunicorn", [2, 3]),
+        ("mysql NOT redis", [1, 4]),
+        ("(redis OR gunicorn) AND cache*", [2]),
+    ],
+)
 def test_boolean_operators(searcher, query, expected_a):
     r, data = search(searcher, query=query, searchMode="boolean", tables=["kb"], databases=[searcher.dbs["a"]])
     assert r.status_code == 200, data
@@ -64,8 +69,9 @@ def test_boolean_operators(searcher, query, expected_a):
 
 
 def test_pages_concatenate_to_the_unpaged_list(searcher):
-    _, everything = search(searcher, query="mysql OR gevent OR redis OR filler", searchMode="boolean", limit=100,
-                           tables=["kb"])
+    _, everything = search(
+        searcher, query="mysql OR gevent OR redis OR filler", searchMode="boolean", limit=100, tables=["kb"]
+    )
     full = hits(everything)
     assert len(full) == everything["data"]["totalCount"] > 10
     assert len(set(full)) == len(full)
@@ -73,8 +79,14 @@ def test_pages_concatenate_to_the_unpaged_list(searcher):
     assert scores == sorted(scores, reverse=True)
     paged = []
     for offset in range(0, len(full), 7):
-        r, page = search(searcher, query="mysql OR gevent OR redis OR filler", searchMode="boolean",
-                         limit=7, offset=offset, tables=["kb"])
+        r, page = search(
+            searcher,
+            query="mysql OR gevent OR redis OR filler",
+            searchMode="boolean",
+            limit=7,
+            offset=offset,
+            tables=["kb"],
+        )
         assert page["data"]["page"] == offset // 7 + 1
         paged += hits(page)
     assert paged == full
@@ -91,13 +103,20 @@ KEY_KINDS = {  # the same rows under each kind of key: the planner joins rows ba
 @pytest.fixture(scope="module")
 def keyed_tables(settings):
     words = ["mysql", "gevent", "redis", "search", "replica"]
-    rows = [(i, i % 3, f"{words[i % 5]} {words[(i * 7) % 5]} note {i}", " ".join([words[i % 5]] * (1 + i % 4)))
-            for i in range(1, 61)]
+    rows = [
+        (i, i % 3, f"{words[i % 5]} {words[(i * 7) % 5]} note {i}", " ".join([words[i % 5]] * (1 + i % 4)))
+        for i in range(1, 61)
+    ]
     for kind, columns in KEY_KINDS.items():
-        fresh_fulltext_table(settings, KEYS_DB, f"t_{kind}",
-                             f"CREATE TABLE t_{kind} ({columns}, title VARCHAR(100) NOT NULL, body TEXT NOT NULL,"
-                             f" FULLTEXT KEY ft (title, body)) ENGINE=InnoDB",
-                             f"INSERT INTO t_{kind} VALUES (%s, %s, %s, %s)", rows)
+        fresh_fulltext_table(
+            settings,
+            KEYS_DB,
+            f"t_{kind}",
+            f"CREATE TABLE t_{kind} ({columns}, title VARCHAR(100) NOT NULL, body TEXT NOT NULL,"
+            f" FULLTEXT KEY ft (title, body)) ENGINE=InnoDB",
+            f"INSERT INTO t_{kind} VALUES (%s, %s, %s, %s)",
+            rows,
+        )
     return rows
 
 
@@ -108,8 +127,11 @@ def test_single_composite_and_no_primary_key_rank_count_and_page_alike(user, set
     headers = {"Authorization": f"Bearer {secret}"}
 
     def run(**page):
-        r = user.client.post("/api/v1/search", headers=headers, json={
-            "query": "mysql redis", "databases": [db["id"]], "tables": [f"t_{kind}"], **page})
+        r = user.client.post(
+            "/api/v1/search",
+            headers=headers,
+            json={"query": "mysql redis", "databases": [db["id"]], "tables": [f"t_{kind}"], **page},
+        )
         assert r.status_code == 200, r.get_json()
         return r.get_json()["data"]
 
@@ -118,15 +140,21 @@ def test_single_composite_and_no_primary_key_rank_count_and_page_alike(user, set
     assert everything["totalCount"] == len(everything["results"]) == expected
     full = [(r["data"]["id"], r["relevanceScore"]) for r in everything["results"]]
     assert [score for _, score in full] == sorted((score for _, score in full), reverse=True)
-    paged = [(r["data"]["id"], r["relevanceScore"]) for offset in range(0, expected, 9)
-             for r in run(limit=9, offset=offset)["results"]]
+    paged = [
+        (r["data"]["id"], r["relevanceScore"])
+        for offset in range(0, expected, 9)
+        for r in run(limit=9, offset=offset)["results"]
+    ]
     assert paged == full
     assert run(limit=9, offset=9)["totalCount"] == expected
 
 
 def test_one_database_down_is_reported_not_fatal(searcher, user):
-    down = user.call("POST", "/api/v1/databases", json={"name": "Down", "host": "127.0.0.1", "port": 1,
-                                                         "database": "x", "username": "u"}).get_json()["data"]
+    down = user.call(
+        "POST",
+        "/api/v1/databases",
+        json={"name": "Down", "host": "127.0.0.1", "port": 1, "database": "x", "username": "u"},
+    ).get_json()["data"]
     r, data = search(searcher, query="gevent workers", tables=["kb"])
     assert r.status_code == 200
     statuses = {d["id"]: d for d in data["data"]["databases"]}
@@ -136,8 +164,11 @@ def test_one_database_down_is_reported_not_fatal(searcher, user):
 
 
 def test_all_databases_down_is_a_502(user):
-    user.call("POST", "/api/v1/databases", json={"name": "Down", "host": "127.0.0.1", "port": 1,
-                                                  "database": "x", "username": "u"})
+    user.call(
+        "POST",
+        "/api/v1/databases",
+        json={"name": "Down", "host": "127.0.0.1", "port": 1, "database": "x", "username": "u"},
+    )
     secret, _ = user.create_key()
     r = user.client.post("/api/v1/search", json={"query": "anything"}, headers={"Authorization": f"Bearer {secret}"})
     assert r.status_code == 502
@@ -170,8 +201,9 @@ def test_search_works_without_redis(migrated, targets):
     user.connect_database(migrated, targets["a"])
     secret, _ = user.create_key()
     for _ in range(2):
-        r = client.post("/api/v1/search", json={"query": "gevent workers"},
-                        headers={"Authorization": f"Bearer {secret}"})
+        r = client.post(
+            "/api/v1/search", json={"query": "gevent workers"}, headers={"Authorization": f"Bearer {secret}"}
+        )
         assert r.status_code == 200 and r.get_json()["data"]["cached"] is False
         assert [x["data"]["id"] for x in r.get_json()["data"]["results"] if x["table"] == "kb"] == [3]
     history = client.get("/api/v1/search/history", headers={"Authorization": f"Bearer {secret}"}).get_json()
@@ -179,21 +211,24 @@ def test_search_works_without_redis(migrated, targets):
     app.extensions["altus4"].close()
 
 
-@pytest.mark.parametrize("body,code,needle", [
-    ({"query": "x", "tables": ["no_such_table"]}, "UNKNOWN_IDENTIFIER", "no_such_table"),
-    ({"query": "x", "columns": ["no_such_column"]}, "UNKNOWN_IDENTIFIER", "no_such_column"),
-    ({"query": "x", "tables": ["kb"], "columns": ["note"]}, "UNKNOWN_IDENTIFIER", "note"),
-    ({"query": '"unclosed', "searchMode": "boolean"}, "INVALID_QUERY", "unbalanced quote"),
-    ({"query": "(a OR b", "searchMode": "boolean"}, "INVALID_QUERY", "unbalanced parenthesis"),
-    ({"query": "AND", "searchMode": "boolean"}, "INVALID_QUERY", "AND needs a term"),
-    ({"query": "   "}, "VALIDATION_ERROR", "query"),
-    ({"query": "x", "searchMode": "fuzzy"}, "VALIDATION_ERROR", "searchMode"),
-    ({"query": "x", "limit": 0}, "VALIDATION_ERROR", "limit"),
-    ({"query": "x", "limit": 101}, "VALIDATION_ERROR", "limit"),
-    ({"query": "x", "offset": 950, "limit": 100}, "VALIDATION_ERROR", "offset"),
-    ({"query": "x", "databases": ["1 OR 1=1"]}, "VALIDATION_ERROR", "databases"),
-    ({"query": "x" * 501}, "VALIDATION_ERROR", "query"),
-])
+@pytest.mark.parametrize(
+    "body,code,needle",
+    [
+        ({"query": "x", "tables": ["no_such_table"]}, "UNKNOWN_IDENTIFIER", "no_such_table"),
+        ({"query": "x", "columns": ["no_such_column"]}, "UNKNOWN_IDENTIFIER", "no_such_column"),
+        ({"query": "x", "tables": ["kb"], "columns": ["note"]}, "UNKNOWN_IDENTIFIER", "note"),
+        ({"query": '"unclosed', "searchMode": "boolean"}, "INVALID_QUERY", "unbalanced quote"),
+        ({"query": "(a OR b", "searchMode": "boolean"}, "INVALID_QUERY", "unbalanced parenthesis"),
+        ({"query": "AND", "searchMode": "boolean"}, "INVALID_QUERY", "AND needs a term"),
+        ({"query": "   "}, "VALIDATION_ERROR", "query"),
+        ({"query": "x", "searchMode": "fuzzy"}, "VALIDATION_ERROR", "searchMode"),
+        ({"query": "x", "limit": 0}, "VALIDATION_ERROR", "limit"),
+        ({"query": "x", "limit": 101}, "VALIDATION_ERROR", "limit"),
+        ({"query": "x", "offset": 950, "limit": 100}, "VALIDATION_ERROR", "offset"),
+        ({"query": "x", "databases": ["1 OR 1=1"]}, "VALIDATION_ERROR", "databases"),
+        ({"query": "x" * 501}, "VALIDATION_ERROR", "query"),
+    ],
+)
 def test_bad_requests_are_400(searcher, body, code, needle):
     r, data = search(searcher, **body)
     assert r.status_code == 400, data
@@ -222,13 +257,16 @@ def test_names_are_matched_case_insensitively(searcher):
     assert r.status_code == 200 and kb_ids(searcher, data, "a") == [3]
 
 
-@pytest.mark.parametrize("body", [
-    {"query": "' OR 1=1 -- "},
-    {"query": "x') OR 1=1 -- ", "searchMode": "boolean"},
-    {"query": "mysql", "tables": ["kb`; DROP TABLE kb; --"]},
-    {"query": "mysql", "tables": ["kb"], "columns": ["title`) AGAINST ('x') OR 1=1 -- "]},
-    {"query": "\\'; DROP TABLE kb; --", "searchMode": "boolean"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": "' OR 1=1 -- "},
+        {"query": "x') OR 1=1 -- ", "searchMode": "boolean"},
+        {"query": "mysql", "tables": ["kb`; DROP TABLE kb; --"]},
+        {"query": "mysql", "tables": ["kb"], "columns": ["title`) AGAINST ('x') OR 1=1 -- "]},
+        {"query": "\\'; DROP TABLE kb; --", "searchMode": "boolean"},
+    ],
+)
 def test_sql_injection_changes_nothing_and_leaks_nothing(searcher, body, db, targets):
     r, data = search(searcher, **body)
     assert r.status_code in (200, 400)
@@ -258,8 +296,11 @@ def test_search_is_recorded_in_history(searcher):
 def test_user_b_cannot_search_user_a_databases(searcher, make_user):
     bob = make_user()
     secret, _ = bob.create_key()
-    r = bob.client.post("/api/v1/search", json={"query": "mysql", "databases": [searcher.dbs["a"]]},
-                        headers={"Authorization": f"Bearer {secret}"})
+    r = bob.client.post(
+        "/api/v1/search",
+        json={"query": "mysql", "databases": [searcher.dbs["a"]]},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
     assert r.status_code == 404
     assert "mysql" not in str(r.get_json().get("data"))
 
@@ -316,12 +357,18 @@ def test_a_hanging_database_is_cut_off_by_the_time_budget(migrated, targets, bla
     client = app.test_client()
     user = register(client)
     good = user.connect_database(migrated, targets["a"])
-    hung = user.call("POST", "/api/v1/databases", json={"name": "Hung", "host": "127.0.0.1", "port": black_hole,
-                                                         "database": "x", "username": "u"}).get_json()["data"]
+    hung = user.call(
+        "POST",
+        "/api/v1/databases",
+        json={"name": "Hung", "host": "127.0.0.1", "port": black_hole, "database": "x", "username": "u"},
+    ).get_json()["data"]
     secret, _ = user.create_key()
     started = time.monotonic()
-    r = client.post("/api/v1/search", json={"query": "gevent workers", "tables": ["kb"]},
-                    headers={"Authorization": f"Bearer {secret}"})
+    r = client.post(
+        "/api/v1/search",
+        json={"query": "gevent workers", "tables": ["kb"]},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
     elapsed = time.monotonic() - started
     assert r.status_code == 200
     statuses = {d["id"]: d["status"] for d in r.get_json()["data"]["databases"]}

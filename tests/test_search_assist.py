@@ -32,8 +32,11 @@ def test_suggestions_from_popular_queries_and_indexed_words(searcher):
 
 
 def test_suggestions_complete_the_last_word(searcher):
-    r = searcher.client.get("/api/v1/search/suggestions", query_string={"query": "scaling gunic", "tables": "kb"},
-                            headers=searcher.key_headers)
+    r = searcher.client.get(
+        "/api/v1/search/suggestions",
+        query_string={"query": "scaling gunic", "tables": "kb"},
+        headers=searcher.key_headers,
+    )
     texts = [s["text"] for s in r.get_json()["data"]["suggestions"]]
     assert "scaling gunicorn" in texts
 
@@ -54,8 +57,11 @@ def test_suggestions_never_show_other_users_queries(searcher, make_user, setting
 
 
 def test_analyze_explains_our_own_sql_with_recommendations(searcher):
-    r = searcher.client.post("/api/v1/search/analyze", headers=searcher.key_headers,
-                             json={"query": "the gunicorn of x", "databases": [searcher.db_a]})
+    r = searcher.client.post(
+        "/api/v1/search/analyze",
+        headers=searcher.key_headers,
+        json={"query": "the gunicorn of x", "databases": [searcher.db_a]},
+    )
     assert r.status_code == 200
     data = r.get_json()["data"]
     (db,) = data["performance"]["databases"]
@@ -85,8 +91,11 @@ def test_analyze_never_runs_user_sql(searcher, db, targets):
 
 
 def test_analyze_suggests_boolean_mode_for_operators(searcher):
-    r = searcher.client.post("/api/v1/search/analyze", json={"query": "+mysql -redis", "databases": [searcher.db_a]},
-                             headers=searcher.key_headers)
+    r = searcher.client.post(
+        "/api/v1/search/analyze",
+        json={"query": "+mysql -redis", "databases": [searcher.db_a]},
+        headers=searcher.key_headers,
+    )
     assert any("searchMode 'boolean'" in rec for rec in r.get_json()["data"]["recommendations"])
 
 

@@ -13,8 +13,13 @@ from altus4.write_behind import Sink, WriteBehind
 
 
 def _list_sink(key: str, flushed: list, direct: list) -> Sink:
-    return Sink(stage=lambda pipe, items: pipe.rpush(key, *items), write_direct=direct.extend,
-                flush=lambda: flushed.append(time.monotonic()), lock_key=f"{key}:lock", lock_seconds=30)
+    return Sink(
+        stage=lambda pipe, items: pipe.rpush(key, *items),
+        write_direct=direct.extend,
+        flush=lambda: flushed.append(time.monotonic()),
+        lock_key=f"{key}:lock",
+        lock_seconds=30,
+    )
 
 
 def test_first_item_goes_at_once_the_rest_as_one_pipeline_then_one_flush(settings):

@@ -64,8 +64,7 @@ class OpenAIProvider:
 
     def embed(self, texts: list[str], timeout: float) -> tuple[list[list[float]], int]:
         """Unit vectors in input order, and the tokens spent."""
-        response = self._call(self.client.embeddings.create, model=self.embedding_model, input=texts,
-                              timeout=timeout)
+        response = self._call(self.client.embeddings.create, model=self.embedding_model, input=texts, timeout=timeout)
         try:
             items = sorted(response.data, key=lambda d: d.index)
             vectors = [[float(x) for x in item.embedding] for item in items]
@@ -78,9 +77,14 @@ class OpenAIProvider:
 
     def chat_json(self, system: str, user: str, timeout: float) -> tuple[dict[str, Any], int]:
         """A JSON object from the chat model; anything else is `invalid_response`."""
-        response = self._call(self.client.chat.completions.create, model=self.chat_model, timeout=timeout,
-                              temperature=0, response_format={"type": "json_object"},
-                              messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
+        response = self._call(
+            self.client.chat.completions.create,
+            model=self.chat_model,
+            timeout=timeout,
+            temperature=0,
+            response_format={"type": "json_object"},
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+        )
         try:
             content = response.choices[0].message.content or ""
             parsed = json.loads(content)

@@ -20,8 +20,14 @@ class CircuitBreaker:
     (with at least `min_calls`); after `reset_after` seconds one probe is let through (half-open): success
     closes it, failure opens it again."""
 
-    def __init__(self, failures: int = 5, error_rate: float = 0.5, window: int = 20, min_calls: int = 10,
-                 reset_after: float = 15.0):
+    def __init__(
+        self,
+        failures: int = 5,
+        error_rate: float = 0.5,
+        window: int = 20,
+        min_calls: int = 10,
+        reset_after: float = 15.0,
+    ):
         self.failures, self.error_rate, self.window, self.min_calls = failures, error_rate, window, min_calls
         self.reset_after = reset_after
         self.state = CLOSED
@@ -45,7 +51,7 @@ class CircuitBreaker:
 
     def record(self, success: bool) -> None:
         with self._lock:
-            self._recent = (self._recent + [success])[-self.window:]
+            self._recent = (self._recent + [success])[-self.window :]
             if success:
                 self._consecutive = 0
                 if self.state == HALF_OPEN:
@@ -54,7 +60,8 @@ class CircuitBreaker:
             self._consecutive += 1
             failed = self._recent.count(False)
             too_many = self._consecutive >= self.failures or (
-                len(self._recent) >= self.min_calls and failed / len(self._recent) >= self.error_rate)
+                len(self._recent) >= self.min_calls and failed / len(self._recent) >= self.error_rate
+            )
             if self.state == HALF_OPEN or too_many:
                 self.state, self._opened_at, self._probing = OPEN, time.monotonic(), False
 

@@ -36,8 +36,14 @@ def _unpack(text: str) -> list[float]:
 
 
 class AIService:
-    def __init__(self, settings: Settings, store: RedisStore, metrics=None, provider=None,
-                 embeddings: EmbeddingStore | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        metrics=None,
+        provider=None,
+        embeddings: EmbeddingStore | None = None,
+    ):
         self.settings = settings
         self.store = store
         self.metrics = metrics
@@ -45,14 +51,25 @@ class AIService:
         if provider is not None:
             self.provider = provider
         elif settings.openai_api_key:
-            self.provider = OpenAIProvider(settings.openai_api_key, settings.openai_base_url, settings.openai_model,
-                                           settings.openai_embedding_model)
+            self.provider = OpenAIProvider(
+                settings.openai_api_key,
+                settings.openai_base_url,
+                settings.openai_model,
+                settings.openai_embedding_model,
+            )
         else:
             self.provider = NullProvider()
         self.breaker = CircuitBreaker(failures=settings.ai_breaker_failures, reset_after=settings.ai_breaker_reset)
-        self.limiter = SharedLimiter(store, settings.ai_rate_limit_per_minute, {
-            "free": settings.ai_hourly_free, "pro": settings.ai_hourly_pro, "enterprise": settings.ai_hourly_enterprise,
-        }, settings.ai_queue_wait_ms / 1000)
+        self.limiter = SharedLimiter(
+            store,
+            settings.ai_rate_limit_per_minute,
+            {
+                "free": settings.ai_hourly_free,
+                "pro": settings.ai_hourly_pro,
+                "enterprise": settings.ai_hourly_enterprise,
+            },
+            settings.ai_queue_wait_ms / 1000,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -62,8 +79,12 @@ class AIService:
         if not self.enabled:
             return {"status": "disabled", "reason": "OPENAI_API_KEY is not set; search runs without AI features"}
         state = {0: "closed", 1: "half_open", 2: "open"}[self.breaker.state]
-        return {"status": "configured" if state == "closed" else "degraded", "circuit": state,
-                "model": self.settings.openai_model, "embeddingModel": self.settings.openai_embedding_model}
+        return {
+            "status": "configured" if state == "closed" else "degraded",
+            "circuit": state,
+            "model": self.settings.openai_model,
+            "embeddingModel": self.settings.openai_embedding_model,
+        }
 
     def _observe(self, operation: str, outcome: str, tokens: int = 0) -> None:
         if self.metrics is None:
@@ -73,8 +94,15 @@ class AIService:
             self.metrics.ai_tokens.labels(operation).inc(tokens)
         self.metrics.ai_breaker_state.set(self.breaker.state)
 
-    def _run(self, operation: str, call: Callable[[float], tuple[Any, int]], user_id: str | None, tier: str,
-             budget: float, queue_wait: float | None = None) -> Any:
+    def _run(
+        self,
+        operation: str,
+        call: Callable[[float], tuple[Any, int]],
+        user_id: str | None,
+        tier: str,
+        budget: float,
+        queue_wait: float | None = None,
+    ) -> Any:
         started = time.monotonic()
         try:
             if not self.enabled:
@@ -128,13 +156,15 @@ class AIService:
                 vectors[i] = stored.get(hashes[i])
         unembedded = [i for i in missing if vectors[i] is None]
         if unembedded:
-            fresh = self._run("embed", lambda t: self.provider.embed([texts[i] for i in unembedded], t), user_id,
-                              tier, budget)
+            fresh = self._run(
+                "embed", lambda t: self.provider.embed([texts[i] for i in unembedded], t), user_id, tier, budget
+            )
             for i, vector in zip(unembedded, fresh):
                 vectors[i] = vector
             if self.embeddings is not None:
                 self._durable(lambda: self.embeddings.put(model, {hashes[i]: vectors[i] for i in unembedded}), None)
         if missing:
+
             def remember(r):
                 pipe = r.pipeline(transaction=False)
                 for i in missing:
@@ -150,12 +180,12 @@ class AIService:
 
         :raise AIUnavailable: not configured, breaker open, budget not granted in time, or the call failed.
         """
-        return self._run("index", lambda left: self.provider.embed(texts, left), None, "enterprise", timeout,
-                         queue_wait=timeout)
+        return self._run(
+            "index", lambda left: self.provider.embed(texts, left), None, "enterprise", timeout, queue_wait=timeout
+        )
 
     # ---- chat features: each validated here, each with a non-AI answer at the caller ----------------
-    def _chat(self, operation: str, system: str, payload: dict, validate, user_id: str, tier: str,
-              budget: float):
+    def _chat(self, operation: str, system: str, payload: dict, validate, user_id: str, tier: str, budget: float):
         def call(timeout: float):
             parsed, tokens = self.provider.chat_json(system, json.dumps(payload), timeout)
             try:
@@ -167,6 +197,7 @@ class AIService:
 
     def expand(self, query: str, user_id: str, tier: str, budget: float) -> list[str]:
         """Up to 5 extra search terms (synonyms, related words) to widen the lexical candidate set."""
+
         def valid(parsed: dict) -> list[str]:
             terms = [str(t).strip().lower() for t in parsed["terms"][:5]]
             if any(not re.fullmatch(r"[\w' -]{1,40}", t, re.UNICODE) for t in terms):
@@ -177,6 +208,7 @@ class AIService:
 
     def suggest(self, query: str, vocabulary: list[str], user_id: str, tier: str, budget: float) -> list[dict]:
         """Spelling corrections and related queries for `query`."""
+
         def valid(parsed: dict) -> list[dict]:
             out = []
             for item in parsed["suggestions"][:5]:
@@ -186,11 +218,13 @@ class AIService:
                 out.append({"text": text, "type": kind})
             return out
 
-        return self._chat("suggest", SUGGEST_PROMPT, {"query": query, "vocabulary": vocabulary[:50]}, valid,
-                          user_id, tier, budget)
+        return self._chat(
+            "suggest", SUGGEST_PROMPT, {"query": query, "vocabulary": vocabulary[:50]}, valid, user_id, tier, budget
+        )
 
     def insights(self, stats: dict, user_id: str, tier: str, budget: float) -> list[dict]:
         """Findings about a user's search analytics, beyond the rule-based ones."""
+
         def valid(parsed: dict) -> list[dict]:
             out = []
             for item in parsed["insights"][:3]:
@@ -201,30 +235,50 @@ class AIService:
                 confidence = float(item.get("confidence", 0.5))
                 if not description or not 0 <= confidence <= 1:
                     raise ValueError("insight outside the allowed shape")
-                out.append({"type": kind, "description": description, "confidence": round(confidence, 3),
-                            "actionable": bool(item.get("actionable", False)), "data": {}, "source": "ai"})
+                out.append(
+                    {
+                        "type": kind,
+                        "description": description,
+                        "confidence": round(confidence, 3),
+                        "actionable": bool(item.get("actionable", False)),
+                        "data": {},
+                        "source": "ai",
+                    }
+                )
             return out
 
         return self._chat("insights", INSIGHTS_PROMPT, stats, valid, user_id, tier, budget)
 
     def optimisation(self, report: dict, user_id: str, tier: str, budget: float) -> list[dict]:
         """Advice on a query analysis (the EXPLAIN plans and the rule-based findings)."""
+
         def valid(parsed: dict) -> list[dict]:
             out = []
             for item in parsed["optimization"][:5]:
                 kind, impact = item["type"], item.get("impact", "medium")
                 description = str(item["description"]).strip()[:500]
-                if kind not in ("index", "query", "schema") or impact not in ("low", "medium", "high") \
-                        or not description:
+                if (
+                    kind not in ("index", "query", "schema")
+                    or impact not in ("low", "medium", "high")
+                    or not description
+                ):
                     raise ValueError("optimisation item outside the allowed shape")
-                out.append({"type": kind, "impact": impact, "description": description,
-                            "sqlSuggestion": str(item.get("sqlSuggestion", ""))[:1000], "source": "ai"})
+                out.append(
+                    {
+                        "type": kind,
+                        "impact": impact,
+                        "description": description,
+                        "sqlSuggestion": str(item.get("sqlSuggestion", ""))[:1000],
+                        "source": "ai",
+                    }
+                )
             return out
 
         return self._chat("optimise", OPTIMISE_PROMPT, report, valid, user_id, tier, budget)
 
     def categorise(self, results: list[dict], user_id: str, tier: str, budget: float) -> list[dict]:
         """Topic categories for a page of results: [{name, count, confidence}] over the given snippets."""
+
         def valid(parsed: dict) -> list[dict]:
             out = []
             for item in parsed["categories"][:5]:
@@ -232,32 +286,43 @@ class AIService:
                 members = [int(i) for i in item.get("results", [])]
                 if not name or any(not 0 <= i < len(results) for i in members):
                     raise ValueError("category outside the allowed shape")
-                out.append({"name": name, "count": len(set(members)),
-                            "confidence": round(min(1.0, max(0.0, float(item.get("confidence", 0.5)))), 3),
-                            "source": "ai"})
+                out.append(
+                    {
+                        "name": name,
+                        "count": len(set(members)),
+                        "confidence": round(min(1.0, max(0.0, float(item.get("confidence", 0.5)))), 3),
+                        "source": "ai",
+                    }
+                )
             return out
 
-        payload = {"results": [{"i": i, "table": r["table"], "text": r["snippet"][:300]}
-                               for i, r in enumerate(results)]}
+        payload = {
+            "results": [{"i": i, "table": r["table"], "text": r["snippet"][:300]} for i, r in enumerate(results)]
+        }
         return self._chat("categorise", CATEGORISE_PROMPT, payload, valid, user_id, tier, budget)
 
 
 EXPAND_PROMPT = (
     "Give search terms that would find documents relevant to the user's query but not containing its words: "
-    'synonyms and closely related terms. Answer only JSON: {"terms": ["...", ...]} with at most 5 terms.')
+    'synonyms and closely related terms. Answer only JSON: {"terms": ["...", ...]} with at most 5 terms.'
+)
 SUGGEST_PROMPT = (
     "You help users of a database search box. Given their query and words found in their data, answer only "
     'JSON: {"suggestions": [{"text": "...", "type": "spelling" | "semantic"}]} with at most 5 items: '
-    "corrected spellings of the query and closely related queries. Prefer words from the vocabulary.")
+    "corrected spellings of the query and closely related queries. Prefer words from the vocabulary."
+)
 INSIGHTS_PROMPT = (
     "You analyse search analytics for a MySQL full-text search service. Given the statistics, answer only "
     'JSON: {"insights": [{"type": "query_optimization" | "trend_analysis" | "semantic_enhancement", '
     '"description": "...", "confidence": 0.0-1.0, "actionable": true | false}]} with at most 3 items, '
-    "each a concrete recommendation.")
+    "each a concrete recommendation."
+)
 OPTIMISE_PROMPT = (
     "You are a MySQL full-text search expert. Given EXPLAIN plans and findings for a search, answer only JSON: "
     '{"optimization": [{"type": "index" | "query" | "schema", "impact": "low" | "medium" | "high", '
-    '"description": "...", "sqlSuggestion": "..."}]} with at most 5 items, each concrete.')
+    '"description": "...", "sqlSuggestion": "..."}]} with at most 5 items, each concrete.'
+)
 CATEGORISE_PROMPT = (
     "Group these search results into at most 5 topical categories. Answer only JSON: "
-    '{"categories": [{"name": "...", "results": [indexes], "confidence": 0.0-1.0}]}.')
+    '{"categories": [{"name": "...", "results": [indexes], "confidence": 0.0-1.0}]}.'
+)

@@ -30,10 +30,12 @@ class EmbeddingStore:
         found: dict[str, list[float]] = {}
         unique = list(dict.fromkeys(hashes))
         for start in range(0, len(unique), CHUNK):
-            chunk = unique[start:start + CHUNK]
+            chunk = unique[start : start + CHUNK]
             marks = ", ".join(["%s"] * len(chunk))
-            rows = self.db.fetch_all(f"SELECT content_hash, vector FROM embeddings WHERE model = %s"
-                                     f" AND content_hash IN ({marks})", (model, *chunk))
+            rows = self.db.fetch_all(
+                f"SELECT content_hash, vector FROM embeddings WHERE model = %s AND content_hash IN ({marks})",
+                (model, *chunk),
+            )
             found.update({r["content_hash"]: from_bytes(r["vector"]) for r in rows})
         return found
 
@@ -42,14 +44,18 @@ class EmbeddingStore:
         if rows:
             with self.db.write() as cur:
                 # VALUES() in ON DUPLICATE KEY works on MariaDB and MySQL 8 (deprecated there, not removed)
-                cur.executemany("INSERT INTO row_embeddings (connection_id, table_name, model, row_key,"
-                                " content_hash) VALUES (%s, %s, %s, %s, %s)"
-                                " ON DUPLICATE KEY UPDATE content_hash = VALUES(content_hash)",
-                                [(connection_id, table, model, k, h) for k, h in rows])
+                cur.executemany(
+                    "INSERT INTO row_embeddings (connection_id, table_name, model, row_key,"
+                    " content_hash) VALUES (%s, %s, %s, %s, %s)"
+                    " ON DUPLICATE KEY UPDATE content_hash = VALUES(content_hash)",
+                    [(connection_id, table, model, k, h) for k, h in rows],
+                )
 
     def put(self, model: str, vectors: dict[str, list[float]]) -> None:
         if not vectors:
             return
         with self.db.write() as cur:
-            cur.executemany("INSERT IGNORE INTO embeddings (model, content_hash, dims, vector) VALUES (%s, %s, %s, %s)",
-                            [(model, h, len(v), to_bytes(v)) for h, v in vectors.items()])
+            cur.executemany(
+                "INSERT IGNORE INTO embeddings (model, content_hash, dims, vector) VALUES (%s, %s, %s, %s)",
+                [(model, h, len(v), to_bytes(v)) for h, v in vectors.items()],
+            )

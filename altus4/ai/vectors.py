@@ -47,7 +47,9 @@ class VectorIndex:
         rows = self.db.fetch_all(
             "SELECT r.row_key, e.vector FROM row_embeddings r JOIN embeddings e"
             " ON e.model = r.model AND e.content_hash = r.content_hash"
-            " WHERE r.connection_id = %s AND r.table_name = %s AND r.model = %s", (connection_id, table, model))
+            " WHERE r.connection_id = %s AND r.table_name = %s AND r.model = %s",
+            (connection_id, table, model),
+        )
         keys = [r["row_key"] for r in rows]
         matrix = np.array([from_bytes(r["vector"]) for r in rows], dtype=np.float32) if rows else np.zeros((0, 0))
         with self._lock:

@@ -37,9 +37,11 @@ def _enforce(verdict: Verdict, message: str, scope: str) -> None:
     g.rate_limit_headers = verdict.headers()
     if not verdict.allowed:
         services().metrics.rate_limited.labels(scope).inc()
-        raise RateLimited(f"{message} Try again in {verdict.retry_after} seconds.",
-                          details={"limit": verdict.limit, "resetTime": verdict.reset_at},
-                          headers=verdict.headers())
+        raise RateLimited(
+            f"{message} Try again in {verdict.retry_after} seconds.",
+            details={"limit": verdict.limit, "resetTime": verdict.reset_at},
+            headers=verdict.headers(),
+        )
 
 
 def public(view: Callable) -> Callable:
@@ -73,8 +75,7 @@ def _authenticate_user() -> None:
     claims = svc.users.decode_token(token)
     context.bind(claims.user_id)  # before the look-up: it must see this user's own recent writes
     g.user, g.claims = svc.users.live_user(claims), claims
-    _enforce(svc.limiter.hit(f"user:{g.user['id']}", svc.settings.user_rate_limit),
-             "Rate limit exceeded.", "user")
+    _enforce(svc.limiter.hit(f"user:{g.user['id']}", svc.settings.user_rate_limit), "Rate limit exceeded.", "user")
 
 
 def user_required(view: Callable) -> Callable:
@@ -150,7 +151,10 @@ def init_app(app: Flask) -> None:
 
 
 def check_all_routes_declare_auth(app: Flask) -> None:
-    undeclared = [endpoint for endpoint, view in app.view_functions.items()
-                  if endpoint != "static" and not getattr(view, "_altus4_auth", None)]
+    undeclared = [
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if endpoint != "static" and not getattr(view, "_altus4_auth", None)
+    ]
     if undeclared:
         raise RuntimeError(f"routes without an auth declaration: {', '.join(sorted(undeclared))}")

@@ -67,19 +67,28 @@ def database_schema(conn_id):
         found = services().connections.schema(g.user["id"], str(conn_id), refresh=params.refresh)
     except TargetError as exc:
         raise UpstreamFailed(str(exc), code="DATABASE_UNREACHABLE") from None
-    return ok([
-        {
-            "database": found.database, "table": table.name, "engine": table.engine,
-            "estimatedRows": table.row_estimate, "primaryKey": list(table.primary_key),
-            "columns": [
-                {"name": name, "type": kind, "isFullTextIndexed": table.is_fulltext_indexed(name),
-                 "isSearchable": name in table.text_columns}
-                for name, kind in table.columns.items()
-            ],
-            "fullTextIndexes": [
-                {"name": ix.name, "columns": list(ix.columns), "type": "FULLTEXT", "cardinality": ix.cardinality}
-                for ix in table.fulltext_indexes
-            ],
-        }
-        for table in found.tables.values()
-    ])
+    return ok(
+        [
+            {
+                "database": found.database,
+                "table": table.name,
+                "engine": table.engine,
+                "estimatedRows": table.row_estimate,
+                "primaryKey": list(table.primary_key),
+                "columns": [
+                    {
+                        "name": name,
+                        "type": kind,
+                        "isFullTextIndexed": table.is_fulltext_indexed(name),
+                        "isSearchable": name in table.text_columns,
+                    }
+                    for name, kind in table.columns.items()
+                ],
+                "fullTextIndexes": [
+                    {"name": ix.name, "columns": list(ix.columns), "type": "FULLTEXT", "cardinality": ix.cardinality}
+                    for ix in table.fulltext_indexes
+                ],
+            }
+            for table in found.tables.values()
+        ]
+    )

@@ -49,8 +49,9 @@ def ok(data: Any = None, status: int = 200, **meta: Any) -> tuple[Response, int]
     return jsonify({"success": True, "data": data, "meta": _meta(**meta)}), status
 
 
-def error_response(status: int, code: str, message: str, details: Any = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response:
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         error["details"] = details

@@ -18,8 +18,9 @@ SHOWN_ONCE = "This is the only time the full API key will be shown. Please store
 @user_required
 def create_key():
     data = body(schemas.CreateKeyBody)
-    row, secret = services().keys.create(g.user["id"], data.name, data.environment, list(data.permissions),
-                                         data.rateLimitTier, data.expiresAt)
+    row, secret = services().keys.create(
+        g.user["id"], data.name, data.environment, list(data.permissions), data.rateLimitTier, data.expiresAt
+    )
     return ok({"apiKey": public_key(row), "secretKey": secret, "warning": SHOWN_ONCE}, 201)
 
 
@@ -61,5 +62,11 @@ def key_usage(key_id):
 @user_required
 def regenerate_key(key_id):
     row, secret = services().keys.regenerate(g.user["id"], str(key_id))
-    return ok({"apiKey": public_key(row), "secretKey": secret, "oldKeyId": str(key_id),
-               "warning": "This is the only time the new API key will be shown. Please store it securely."})
+    return ok(
+        {
+            "apiKey": public_key(row),
+            "secretKey": secret,
+            "oldKeyId": str(key_id),
+            "warning": "This is the only time the new API key will be shown. Please store it securely.",
+        }
+    )

@@ -49,12 +49,20 @@ def _check_ai() -> dict:
 def dependency_health():
     checks = {"mysql": _check_mysql(), "redis": _check_redis(), "ai": _check_ai()}
     data = {
-        "status": "healthy", "version": current_app.config["ALTUS4_VERSION"], "uptime": _uptime(),
-        "authenticationMethods": ["jwt", "api_key"], "checks": checks,
+        "status": "healthy",
+        "version": current_app.config["ALTUS4_VERSION"],
+        "uptime": _uptime(),
+        "authenticationMethods": ["jwt", "api_key"],
+        "checks": checks,
     }
     if checks["mysql"]["status"] != "up":
-        return error_response(503, "SERVICE_UNAVAILABLE", "The metadata database is unreachable",
-                              details={**data, "status": "unhealthy"}, headers={"Retry-After": "5"})
+        return error_response(
+            503,
+            "SERVICE_UNAVAILABLE",
+            "The metadata database is unreachable",
+            details={**data, "status": "unhealthy"},
+            headers={"Retry-After": "5"},
+        )
     if checks["redis"]["status"] != "up":
         data["status"] = "degraded"
     return ok(data)
@@ -72,8 +80,11 @@ def setup_first_key():
 def migration_status():
     """Whether this user has moved to API-key authentication for search (what the contract means here)."""
     has_key = bool(services().keys.list(g.user["id"]))
-    return ok({
-        "userId": g.user["id"], "hasMigrated": has_key,
-        "recommendedAction": "none" if has_key else "Create your first API key with POST /api/v1/management/setup",
-        "documentation": "/api/v1/openapi.json",
-    })
+    return ok(
+        {
+            "userId": g.user["id"],
+            "hasMigrated": has_key,
+            "recommendedAction": "none" if has_key else "Create your first API key with POST /api/v1/management/setup",
+            "documentation": "/api/v1/openapi.json",
+        }
+    )

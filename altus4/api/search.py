@@ -22,17 +22,32 @@ def _tuple(values):
 def search():
     data = body(schemas.SearchBody)
     svc = services()
-    params = SearchParams(query=data.query, mode=data.searchMode, databases=_tuple(data.databases),
-                          tables=_tuple(data.tables), columns=_tuple(data.columns), limit=data.limit,
-                          offset=data.offset)
+    params = SearchParams(
+        query=data.query,
+        mode=data.searchMode,
+        databases=_tuple(data.databases),
+        tables=_tuple(data.tables),
+        columns=_tuple(data.columns),
+        limit=data.limit,
+        offset=data.offset,
+    )
     result = svc.search.search(g.api_key.user_id, params, tier=g.api_key.tier)
     if data.includeAnalytics:
         result["trends"] = svc.reports.period_summaries(g.api_key.user_id)
         result["categories"] = svc.search.ai_categories(result, g.api_key.user_id, g.api_key.tier)
     searched = [d["id"] for d in result["databases"]]
     categories = [c["name"] for c in result["categories"]]
-    svc.analytics.record(g.api_key.user_id, g.api_key.id, data.query, result["modeUsed"], searched, categories,
-                         result["totalCount"], result["executionTime"], result["cached"])
+    svc.analytics.record(
+        g.api_key.user_id,
+        g.api_key.id,
+        data.query,
+        result["modeUsed"],
+        searched,
+        categories,
+        result["totalCount"],
+        result["executionTime"],
+        result["cached"],
+    )
     return ok(result)
 
 
@@ -40,16 +55,27 @@ def search():
 @api_key_required("search")
 def suggestions():
     params = query(schemas.SuggestionsQuery)
-    return ok(services().assistant.suggestions(g.api_key.user_id, params.query, list(params.databases or []) or None,
-                                               list(params.tables or []) or None, params.limit, g.api_key.tier))
+    return ok(
+        services().assistant.suggestions(
+            g.api_key.user_id,
+            params.query,
+            list(params.databases or []) or None,
+            list(params.tables or []) or None,
+            params.limit,
+            g.api_key.tier,
+        )
+    )
 
 
 @bp.post("/analyze")
 @api_key_required("search")
 def analyze():
     data = body(schemas.AnalyzeBody)
-    return ok(services().assistant.analyze(g.api_key.user_id, data.query, list(data.databases), data.searchMode,
-                                           g.api_key.tier))
+    return ok(
+        services().assistant.analyze(
+            g.api_key.user_id, data.query, list(data.databases), data.searchMode, g.api_key.tier
+        )
+    )
 
 
 @bp.get("/trends")

@@ -24,13 +24,15 @@ def body(model: type[M]) -> M:
     if request.content_length or request.data:
         payload = request.get_json(silent=True)
         if payload is None:
-            raise ValidationFailed("Request body must be valid JSON",
-                                   details=[{"field": "body", "message": "invalid JSON"}])
+            raise ValidationFailed(
+                "Request body must be valid JSON", details=[{"field": "body", "message": "invalid JSON"}]
+            )
     else:
         payload = {}
     if not isinstance(payload, dict):
-        raise ValidationFailed("Request body must be a JSON object",
-                               details=[{"field": "body", "message": "expected an object"}])
+        raise ValidationFailed(
+            "Request body must be a JSON object", details=[{"field": "body", "message": "expected an object"}]
+        )
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

@@ -64,8 +64,10 @@ class Migrator:
         except pymysql.MySQLError as exc:
             raise MigrationError(f"cannot connect to MySQL at {s.db_host}:{s.db_port}: {exc}") from exc
         with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{s.db_database.replace('`', '``')}` "
-                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            cur.execute(
+                f"CREATE DATABASE IF NOT EXISTS `{s.db_database.replace('`', '``')}` "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
             cur.execute(f"USE `{s.db_database.replace('`', '``')}`")
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -84,9 +86,13 @@ class Migrator:
         finally:
             conn.close()
         return [
-            {"version": m.version, "name": m.name, "applied": m.version in applied,
-             "batch": applied.get(m.version, {}).get("batch"),
-             "appliedAt": applied.get(m.version, {}).get("applied_at")}
+            {
+                "version": m.version,
+                "name": m.name,
+                "applied": m.version in applied,
+                "batch": applied.get(m.version, {}).get("batch"),
+                "appliedAt": applied.get(m.version, {}).get("applied_at"),
+            }
             for m in available(self.directory)
         ]
 
@@ -110,8 +116,10 @@ class Migrator:
                     if m.version in applied:
                         continue
                     self._run_file(cur, m.up)
-                    cur.execute("INSERT INTO schema_migrations (version, name, batch) VALUES (%s, %s, %s)",
-                                (m.version, m.name, batch))
+                    cur.execute(
+                        "INSERT INTO schema_migrations (version, name, batch) VALUES (%s, %s, %s)",
+                        (m.version, m.name, batch),
+                    )
                     done.append(f"{m.version}_{m.name}")
         finally:
             conn.close()
@@ -125,8 +133,10 @@ class Migrator:
         try:
             with conn.cursor() as cur:
                 if steps is None:
-                    cur.execute("SELECT version FROM schema_migrations WHERE batch = "
-                                "(SELECT MAX(batch) FROM schema_migrations) ORDER BY version DESC")
+                    cur.execute(
+                        "SELECT version FROM schema_migrations WHERE batch = "
+                        "(SELECT MAX(batch) FROM schema_migrations) ORDER BY version DESC"
+                    )
                 else:
                     cur.execute("SELECT version FROM schema_migrations ORDER BY version DESC LIMIT %s", (steps,))
                 for row in cur.fetchall():

@@ -43,13 +43,20 @@ RYW_TTL = 10  # seconds a writer's reads wait for replicas to catch up
 GTID_WAIT_SECONDS = 0.5
 
 
-def connect_kwargs(settings: Settings, host: str, port: int, database: str | None,
-                   user: str | None = None, password: str | None = None) -> dict[str, Any]:
+def connect_kwargs(
+    settings: Settings, host: str, port: int, database: str | None, user: str | None = None, password: str | None = None
+) -> dict[str, Any]:
     kwargs: dict[str, Any] = dict(
-        host=host, port=port, user=user or settings.db_username,
+        host=host,
+        port=port,
+        user=user or settings.db_username,
         password=settings.db_password if password is None else password,
-        charset="utf8mb4", cursorclass=DictCursor, autocommit=True,
-        connect_timeout=settings.db_connect_timeout, read_timeout=30, write_timeout=30,
+        charset="utf8mb4",
+        cursorclass=DictCursor,
+        autocommit=True,
+        connect_timeout=settings.db_connect_timeout,
+        read_timeout=30,
+        write_timeout=30,
         init_command="SET time_zone = '+00:00'",
     )
     if database:
@@ -60,8 +67,17 @@ def connect_kwargs(settings: Settings, host: str, port: int, database: str | Non
 class Pool:
     """One PooledDB plus the semaphore that bounds how long a caller waits for it."""
 
-    def __init__(self, name: str, size: int, timeout: float, setsession: list[str] | None = None,
-                 ping: int = 0, metrics=None, label: str | None = None, **connect: Any):
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        timeout: float,
+        setsession: list[str] | None = None,
+        ping: int = 0,
+        metrics=None,
+        label: str | None = None,
+        **connect: Any,
+    ):
         self.name = name
         self.metrics = metrics
         self.label = label or name
@@ -72,7 +88,11 @@ class Pool:
         self.served = 0  # connections handed out since start
         self.exhausted = 0  # callers turned away after waiting `timeout`
         self._pool = PooledDB(
-            creator=pymysql, maxconnections=size, maxcached=size, blocking=True, setsession=setsession,
+            creator=pymysql,
+            maxconnections=size,
+            maxcached=size,
+            blocking=True,
+            setsession=setsession,
             reset=False,  # connections run in autocommit and write() ends its own transactions: no ROLLBACK per use
             ping=ping,  # 0: reads reconnect and retry by themselves (SteadyDB); 1: check at checkout
             **connect,
@@ -88,8 +108,9 @@ class Pool:
             self.exhausted += 1
             if self.metrics is not None:
                 self.metrics.pool_exhausted.labels(self.label).inc()
-            raise DatabaseUnavailable(f"No {self.name} database connection free within {self.timeout}s",
-                                      code="POOL_EXHAUSTED", retry_after=1)
+            raise DatabaseUnavailable(
+                f"No {self.name} database connection free within {self.timeout}s", code="POOL_EXHAUSTED", retry_after=1
+            )
         self.in_use += 1
         self.served += 1
         active = self.metrics.connections_active.labels(self.label) if self.metrics is not None else None
@@ -189,13 +210,34 @@ class Database:
         self.settings = settings
         self.store = store  # RedisStore, for read-your-writes across requests
         size, timeout = settings.db_pool_size, settings.db_pool_timeout
-        self.primary = Pool("primary", size, timeout, ping=1, metrics=metrics,
-                            **connect_kwargs(settings, settings.db_host, settings.db_port, settings.db_database))
+        self.primary = Pool(
+            "primary",
+            size,
+            timeout,
+            ping=1,
+            metrics=metrics,
+            **connect_kwargs(settings, settings.db_host, settings.db_port, settings.db_database),
+        )
         self.replicas = [
-            Replica(Pool(f"replica {h}:{p}", size, timeout, metrics=metrics, label=f"replica:{h}:{p}",
-                         **connect_kwargs(settings, h, p, settings.db_database, settings.db_read_username or None,
-                                          settings.db_read_password)),
-                    settings.db_replica_check_interval, settings.db_replica_max_lag)
+            Replica(
+                Pool(
+                    f"replica {h}:{p}",
+                    size,
+                    timeout,
+                    metrics=metrics,
+                    label=f"replica:{h}:{p}",
+                    **connect_kwargs(
+                        settings,
+                        h,
+                        p,
+                        settings.db_database,
+                        settings.db_read_username or None,
+                        settings.db_read_password,
+                    ),
+                ),
+                settings.db_replica_check_interval,
+                settings.db_replica_max_lag,
+            )
             for h, p in settings.db_read_hosts
         ]
         self._turn = itertools.count()
@@ -230,8 +272,9 @@ class Database:
             if self.flavor is None:
                 cur.execute("SELECT VERSION() AS v")
                 self.flavor = "mariadb" if "mariadb" in cur.fetchone()["v"].lower() else "mysql"
-            cur.execute("SELECT @@last_gtid AS pos" if self.flavor == "mariadb"
-                        else "SELECT @@global.gtid_executed AS pos")
+            cur.execute(
+                "SELECT @@last_gtid AS pos" if self.flavor == "mariadb" else "SELECT @@global.gtid_executed AS pos"
+            )
             return (cur.fetchone() or {}).get("pos")
 
     def publish(self, scope: context.Scope) -> None:
@@ -275,8 +318,11 @@ class Database:
         position = self._wait_position()
         if not position:
             return True
-        wait = ("SELECT MASTER_GTID_WAIT(%s, %s) AS r" if self.flavor != "mysql"
-                else "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s) AS r")
+        wait = (
+            "SELECT MASTER_GTID_WAIT(%s, %s) AS r"
+            if self.flavor != "mysql"
+            else "SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s) AS r"
+        )
         with conn.cursor() as cur:
             cur.execute(wait, (position, GTID_WAIT_SECONDS))
             return (cur.fetchone() or {}).get("r") == 0

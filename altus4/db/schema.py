@@ -60,10 +60,12 @@ class DatabaseSchema:
         raw = json.loads(text)
         tables = {}
         for name, t in raw["tables"].items():
-            indexes = [FullTextIndex(i["name"], tuple(i["columns"]), i.get("cardinality"))
-                       for i in t["fulltext_indexes"]]
-            tables[name] = TableSchema(t["name"], t["engine"], t["row_estimate"], t["columns"],
-                                       tuple(t["primary_key"]), indexes)
+            indexes = [
+                FullTextIndex(i["name"], tuple(i["columns"]), i.get("cardinality")) for i in t["fulltext_indexes"]
+            ]
+            tables[name] = TableSchema(
+                t["name"], t["engine"], t["row_estimate"], t["columns"], tuple(t["primary_key"]), indexes
+            )
         return cls(raw["database"], tables)
 
 
@@ -72,13 +74,18 @@ def discover(conn: pymysql.Connection, database: str) -> DatabaseSchema:
         cur.execute(
             "SELECT TABLE_NAME AS table_name, ENGINE AS engine, TABLE_ROWS AS table_rows"
             " FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'"
-            " ORDER BY TABLE_NAME", (database,))
-        tables = {r["table_name"]: TableSchema(r["table_name"], r["engine"], int(r["table_rows"] or 0), {})
-                  for r in cur.fetchall()}
+            " ORDER BY TABLE_NAME",
+            (database,),
+        )
+        tables = {
+            r["table_name"]: TableSchema(r["table_name"], r["engine"], int(r["table_rows"] or 0), {})
+            for r in cur.fetchall()
+        }
         cur.execute(
             "SELECT TABLE_NAME AS table_name, COLUMN_NAME AS column_name, DATA_TYPE AS data_type"
             " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION",
-            (database,))
+            (database,),
+        )
         for r in cur.fetchall():
             if r["table_name"] in tables:
                 tables[r["table_name"]].columns[r["column_name"]] = r["data_type"].lower()
@@ -86,7 +93,9 @@ def discover(conn: pymysql.Connection, database: str) -> DatabaseSchema:
             "SELECT TABLE_NAME AS table_name, INDEX_NAME AS index_name, COLUMN_NAME AS column_name,"
             " INDEX_TYPE AS index_type, CARDINALITY AS cardinality FROM information_schema.STATISTICS"
             " WHERE TABLE_SCHEMA = %s AND (INDEX_TYPE = 'FULLTEXT' OR INDEX_NAME = 'PRIMARY')"
-            " ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX", (database,))
+            " ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+            (database,),
+        )
         grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for r in cur.fetchall():
             grouped.setdefault((r["table_name"], r["index_name"]), []).append(r)

@@ -51,9 +51,15 @@ class TargetPools:
         finally:
             probe.close()
         kwargs = targets.connect_kwargs(spec, self.settings, read_timeout=self.settings.search_timeout_ms / 1000 + 1)
-        return Pool(f"database {spec.id} at {spec.host}:{spec.port}", self.settings.target_pool_size,
-                    self.settings.db_pool_timeout, metrics=self.metrics, label=spec.id,
-                    setsession=[time_limit_statement(version, self.settings.search_timeout_ms)], **kwargs)
+        return Pool(
+            f"database {spec.id} at {spec.host}:{spec.port}",
+            self.settings.target_pool_size,
+            self.settings.db_pool_timeout,
+            metrics=self.metrics,
+            label=spec.id,
+            setsession=[time_limit_statement(version, self.settings.search_timeout_ms)],
+            **kwargs,
+        )
 
     def _pool(self, spec: targets.TargetSpec, version: int) -> Pool:
         key = (spec.id, version, spec.host, spec.port)

@@ -66,9 +66,17 @@ def check_host_allowed(host: str, allowlist: tuple[str, ...]) -> None:
 
 def connect_kwargs(spec: TargetSpec, settings: Settings, read_timeout: float | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = dict(
-        host=spec.host, port=spec.port, user=spec.username, password=spec.password, database=spec.database,
-        charset="utf8mb4", cursorclass=DictCursor, autocommit=True,
-        connect_timeout=settings.connection_timeout, read_timeout=read_timeout or 30, write_timeout=30,
+        host=spec.host,
+        port=spec.port,
+        user=spec.username,
+        password=spec.password,
+        database=spec.database,
+        charset="utf8mb4",
+        cursorclass=DictCursor,
+        autocommit=True,
+        connect_timeout=settings.connection_timeout,
+        read_timeout=read_timeout or 30,
+        write_timeout=30,
     )
     if spec.ssl:
         kwargs.update(ssl_verify_cert=True, ssl_verify_identity=True)

@@ -37,11 +37,15 @@ def _batches(conn, q: planner.TableQuery, columns: tuple[str, ...], size: int) -
     while True:
         with conn.cursor() as cur:
             if len(q.key) == 1 and last is not None:
-                cur.execute(f"SELECT {selected} FROM {planner.quote(q.table)} WHERE {order} > %s ORDER BY {order}"
-                            " LIMIT %s", (last, size))
+                cur.execute(
+                    f"SELECT {selected} FROM {planner.quote(q.table)} WHERE {order} > %s ORDER BY {order} LIMIT %s",
+                    (last, size),
+                )
             else:
-                cur.execute(f"SELECT {selected} FROM {planner.quote(q.table)} ORDER BY {order} LIMIT %s OFFSET %s",
-                            (size, offset))
+                cur.execute(
+                    f"SELECT {selected} FROM {planner.quote(q.table)} ORDER BY {order} LIMIT %s OFFSET %s",
+                    (size, offset),
+                )
             rows = list(cur.fetchall())
         if not rows:
             return
@@ -49,8 +53,15 @@ def _batches(conn, q: planner.TableQuery, columns: tuple[str, ...], size: int) -
         last, offset = rows[-1][q.key[0]], offset + len(rows)
 
 
-def index_table(connections: ConnectionService, ai: AIService, connection: dict[str, Any], table: str,
-                batch: int = 64, progress: Callable[[int], None] | None = None, vector_index=None) -> IndexReport:
+def index_table(
+    connections: ConnectionService,
+    ai: AIService,
+    connection: dict[str, Any],
+    table: str,
+    batch: int = 64,
+    progress: Callable[[int], None] | None = None,
+    vector_index=None,
+) -> IndexReport:
     """:raise IndexFailed: unknown table, no text to embed, AI not configured or failing."""
     if not ai.enabled:
         raise IndexFailed("OPENAI_API_KEY is not set: there is no model to embed with")
@@ -77,8 +88,9 @@ def index_table(connections: ConnectionService, ai: AIService, connection: dict[
                 except AIUnavailable as exc:
                     raise IndexFailed(f"embedding failed ({exc}); run again to resume") from None
                 ai.embeddings.put(model, dict(zip(todo, vectors)))
-            ai.embeddings.map_rows(connection["id"], found, model,
-                                   [(row_key(r, q.key), h) for r, h in zip(rows, hashes)])
+            ai.embeddings.map_rows(
+                connection["id"], found, model, [(row_key(r, q.key), h) for r, h in zip(rows, hashes)]
+            )
             report.rows += len(rows)
             report.embedded += len(todo)
             report.skipped += len(rows) - len(todo)

@@ -30,16 +30,28 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 class Assistant:
-    def __init__(self, search: SearchService, connections: ConnectionService, analytics: AnalyticsService,
-                 ai: AIService | None = None):
+    def __init__(
+        self,
+        search: SearchService,
+        connections: ConnectionService,
+        analytics: AnalyticsService,
+        ai: AIService | None = None,
+    ):
         self.search = search
         self.connections = connections
         self.analytics = analytics
         self.ai = ai
 
     # ---- suggestions -------------------------------------------------------------------
-    def suggestions(self, user_id: str, text: str, databases: list[str] | None, tables: list[str] | None,
-                    limit: int = 10, tier: str = "free") -> dict[str, Any]:
+    def suggestions(
+        self,
+        user_id: str,
+        text: str,
+        databases: list[str] | None,
+        tables: list[str] | None,
+        limit: int = 10,
+        tier: str = "free",
+    ) -> dict[str, Any]:
         """Popular past queries, completions from indexed words, then (when the AI answers within a second)
         spelling corrections and related queries; the response says whether the AI took part."""
         self.analytics.flush()
@@ -88,8 +100,10 @@ class Assistant:
         def sample(row, q):
             spec = self.connections.spec(row)
             columns = ", ".join(planner.quote(c) for c in q.match_groups[0])
-            sql = (f"SELECT {columns} FROM {planner.quote(q.table)}"
-                   f" WHERE MATCH ({columns}) AGAINST (%s IN BOOLEAN MODE) LIMIT %s")
+            sql = (
+                f"SELECT {columns} FROM {planner.quote(q.table)}"
+                f" WHERE MATCH ({columns}) AGAINST (%s IN BOOLEAN MODE) LIMIT %s"
+            )
             with self.search.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
                 cur.execute(sql, (boolean, SAMPLE_ROWS))
                 return list(cur.fetchall())
@@ -112,8 +126,10 @@ class Assistant:
         compiled = compile_query(text, mode)
         rows = self.connections.active_for(user_id, databases)
         schemas, failed = self.search.schemas(rows)
-        outcomes = run_parallel([lambda r=r: self._analyze_database(r, schemas[r["id"]], compiled)
-                                 for r in rows if r["id"] in schemas], 10.0)
+        outcomes = run_parallel(
+            [lambda r=r: self._analyze_database(r, schemas[r["id"]], compiled) for r in rows if r["id"] in schemas],
+            10.0,
+        )
         per_db, recommendations, optimization = [], [], []
         analysed = [r for r in rows if r["id"] in schemas]
         for row, (status, value) in zip(analysed, outcomes):
@@ -125,19 +141,33 @@ class Assistant:
             per_db.append(report)
             recommendations += recs
             optimization += opts
-        per_db += [{"id": f["id"], "name": f["name"], "status": f["status"], "error": f["error"]}
-                   for f in failed.values()]
+        per_db += [
+            {"id": f["id"], "name": f["name"], "status": f["status"], "error": f["error"]} for f in failed.values()
+        ]
         if mode == "natural" and re.search(r'(^|\s)[+\-~<>]\w|"|\w\*', text):
             recommendations.append("The query contains boolean operators; use searchMode 'boolean' to apply them.")
-            optimization.append({"type": "query", "impact": "medium", "sqlSuggestion": "",
-                                 "description": "Natural-language mode ignores +, -, quotes and *."})
+            optimization.append(
+                {
+                    "type": "query",
+                    "impact": "medium",
+                    "sqlSuggestion": "",
+                    "description": "Natural-language mode ignores +, -, quotes and *.",
+                }
+            )
         for item in optimization:
             item.setdefault("source", "rules")
         ai_meta: dict[str, Any] = {"aiUsed": False}
         if self.ai is not None and self.ai.enabled and per_db:
-            summary = {"query": text, "mode": mode, "findings": recommendations,
-                       "plans": [{"table": t["table"], "strategy": t["strategy"], "explain": t["explain"]}
-                                 for d in per_db for t in d.get("tables", [])][:10]}
+            summary = {
+                "query": text,
+                "mode": mode,
+                "findings": recommendations,
+                "plans": [
+                    {"table": t["table"], "strategy": t["strategy"], "explain": t["explain"]}
+                    for d in per_db
+                    for t in d.get("tables", [])
+                ][:10],
+            }
             try:
                 optimization += self.ai.optimisation(summary, user_id, tier, AI_ANALYZE_BUDGET)
                 ai_meta["aiUsed"] = True
@@ -145,10 +175,15 @@ class Assistant:
                 ai_meta["aiReason"] = exc.reason
         else:
             ai_meta["aiReason"] = "not_configured"
-        return {**ai_meta,"query": text, "searchMode": mode, "mysqlQuery": compiled.text,
-                "recommendations": list(dict.fromkeys(recommendations)),
-                "performance": {"databases": per_db},
-                "optimization": list({o["description"]: o for o in optimization}.values())}
+        return {
+            **ai_meta,
+            "query": text,
+            "searchMode": mode,
+            "mysqlQuery": compiled.text,
+            "recommendations": list(dict.fromkeys(recommendations)),
+            "performance": {"databases": per_db},
+            "optimization": list({o["description"]: o for o in optimization}.values()),
+        }
 
     def _analyze_database(self, row: dict[str, Any], schema, compiled) -> tuple[dict, list[str], list[dict]]:
         spec = self.connections.spec(row)
@@ -163,39 +198,72 @@ class Assistant:
                 cur.execute("SELECT value FROM information_schema.INNODB_FT_DEFAULT_STOPWORD")
                 stopwords = {r["value"] for r in cur.fetchall()}
                 for q in queries:
-                    statement = planner.build_select(q, compiled.mode, compiled.text, compiled.terms,
-                                                     compiled.excluded, 20)
+                    statement = planner.build_select(
+                        q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, 20
+                    )
                     cur.execute("EXPLAIN " + statement.sql, statement.params)
                     plan_rows = [{k: json_value(v) for k, v in r.items()} for r in cur.fetchall()]
                     uses_fulltext = any((r.get("type") or "") == "fulltext" for r in plan_rows)
-                    tables.append({"table": q.table, "strategy": q.strategy, "usesFulltextIndex": uses_fulltext,
-                                   "sql": statement.sql, "explain": plan_rows})
+                    tables.append(
+                        {
+                            "table": q.table,
+                            "strategy": q.strategy,
+                            "usesFulltextIndex": uses_fulltext,
+                            "sql": statement.sql,
+                            "explain": plan_rows,
+                        }
+                    )
         except pymysql.MySQLError as exc:
             raise targets.TargetError(targets.describe_error(exc, spec)) from None
         indexed = {q.table for q in queries}
         for table in schema.tables.values():
             if table.name not in indexed and table.text_columns:
                 columns = ", ".join(planner.quote(c) for c in table.text_columns[:3])
-                recs.append(f"{row['name']}: table {table.name!r} has text columns but no FULLTEXT index,"
-                            " so search skips it unless named (then it falls back to LIKE).")
-                opts.append({"type": "index", "impact": "high",
-                             "description": f"Add a FULLTEXT index to {table.name} to make it searchable",
-                             "sqlSuggestion": f"ALTER TABLE {planner.quote(table.name)} ADD FULLTEXT INDEX"
-                                              f" {planner.quote(('ft_' + table.name)[:64])} ({columns})"})
+                recs.append(
+                    f"{row['name']}: table {table.name!r} has text columns but no FULLTEXT index,"
+                    " so search skips it unless named (then it falls back to LIKE)."
+                )
+                opts.append(
+                    {
+                        "type": "index",
+                        "impact": "high",
+                        "description": f"Add a FULLTEXT index to {table.name} to make it searchable",
+                        "sqlSuggestion": f"ALTER TABLE {planner.quote(table.name)} ADD FULLTEXT INDEX"
+                        f" {planner.quote(('ft_' + table.name)[:64])} ({columns})",
+                    }
+                )
         min_token = int(limits["min_token"] or 3)
         for term in compiled.terms:
             bare = term.rstrip("*")
             for word in bare.split():
                 if len(word) < min_token:
                     recs.append(f"'{word}' is shorter than innodb_ft_min_token_size ({min_token}) and is ignored.")
-                    opts.append({"type": "query", "impact": "high", "sqlSuggestion": "",
-                                 "description": f"Drop or lengthen '{word}': the FULLTEXT index does not hold it."})
+                    opts.append(
+                        {
+                            "type": "query",
+                            "impact": "high",
+                            "sqlSuggestion": "",
+                            "description": f"Drop or lengthen '{word}': the FULLTEXT index does not hold it.",
+                        }
+                    )
                 elif word.lower() in stopwords:
                     recs.append(f"'{word}' is an InnoDB stopword and is ignored.")
-                    opts.append({"type": "query", "impact": "medium", "sqlSuggestion": "",
-                                 "description": f"'{word}' is a stopword; it does not narrow or rank results."})
+                    opts.append(
+                        {
+                            "type": "query",
+                            "impact": "medium",
+                            "sqlSuggestion": "",
+                            "description": f"'{word}' is a stopword; it does not narrow or rank results.",
+                        }
+                    )
         if not queries:
             recs.append(f"{row['name']}: no table has a FULLTEXT index; nothing is searchable by default.")
-        report = {"id": row["id"], "name": row["name"], "status": "ok", "tables": tables,
-                  "ftMinTokenSize": min_token, "ftMaxTokenSize": int(limits["max_token"] or 84)}
+        report = {
+            "id": row["id"],
+            "name": row["name"],
+            "status": "ok",
+            "tables": tables,
+            "ftMinTokenSize": min_token,
+            "ftMaxTokenSize": int(limits["max_token"] or 84),
+        }
         return report, recs, opts

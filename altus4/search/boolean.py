@@ -47,7 +47,7 @@ def tokenize(text: str) -> list[Token]:
             end = text.find('"', i + 1)
             if end == -1:
                 raise QuerySyntaxError("unbalanced quote: this phrase is never closed", i)
-            words = _WORD.findall(text[i + 1:end])
+            words = _WORD.findall(text[i + 1 : end])
             if not words:
                 raise QuerySyntaxError("empty phrase", i)
             tokens.append(Token("PHRASE", " ".join(w.replace("-", " ") for w in words), i))
@@ -138,8 +138,10 @@ class _Parser:
         if first is not None and first.kind == "OR":
             raise QuerySyntaxError("OR needs a term on both sides", first.position)
         if len(alternatives) > 1 and not all(_has_positive(a) for a in alternatives):
-            raise QuerySyntaxError("every OR alternative needs a term to search for (MySQL cannot express OR NOT)",
-                                   first.position if first is not None else 0)
+            raise QuerySyntaxError(
+                "every OR alternative needs a term to search for (MySQL cannot express OR NOT)",
+                first.position if first is not None else 0,
+            )
         return alternatives[0] if len(alternatives) == 1 else Or(alternatives)
 
     def parse_and(self) -> Node:

@@ -78,22 +78,27 @@ def _order_key(table: TableSchema) -> tuple[str, ...]:
 def plan_table(table: TableSchema, columns: list[str] | None, explicit: bool) -> TableQuery | None:
     wanted = set(_resolve(columns, list(table.columns)).values()) if columns else None
     groups = [ix.columns for ix in table.fulltext_indexes if wanted is None or wanted & set(ix.columns)]
-    base = dict(table=table.name, columns=tuple(table.columns), key=_order_key(table),
-                key_is_unique=bool(table.primary_key))
+    base = dict(
+        table=table.name, columns=tuple(table.columns), key=_order_key(table), key_is_unique=bool(table.primary_key)
+    )
     if groups:
         covered = {c for g in groups for c in g}
         uncovered = sorted((wanted or set()) - covered)
-        notes = tuple(f"column {c!r} of {table.name!r} has no FULLTEXT index and was not searched"
-                      for c in uncovered)
+        notes = tuple(f"column {c!r} of {table.name!r} has no FULLTEXT index and was not searched" for c in uncovered)
         return TableQuery(match_groups=tuple(dict.fromkeys(groups)), notes=notes, **base)
     if not explicit:
         return None
     like = [c for c in table.text_columns if wanted is None or c in wanted]
     if not like:
         return None
-    return TableQuery(like_columns=tuple(like), notes=(
-        f"{table.name!r} has no FULLTEXT index on {', '.join(like)}: searched with LIKE (slow, no relevance ranking)",
-    ), **base)
+    return TableQuery(
+        like_columns=tuple(like),
+        notes=(
+            f"{table.name!r} has no FULLTEXT index on {', '.join(like)}: "
+            "searched with LIKE (slow, no relevance ranking)",
+        ),
+        **base,
+    )
 
 
 def plan(schema: DatabaseSchema, tables: list[str] | None, columns: list[str] | None) -> list[TableQuery]:
@@ -114,13 +119,16 @@ def check_names(schemas: dict[str, DatabaseSchema], tables: list[str] | None, co
         if missing:
             raise UnknownIdentifier("tables", missing, {s.database: sorted(s.tables) for s in schemas.values()})
     if columns:
-        candidates = [t for s in schemas.values() for t in s.tables.values()
-                      if not tables or t.name in _resolve(tables, list(s.tables)).values()]
+        candidates = [
+            t
+            for s in schemas.values()
+            for t in s.tables.values()
+            if not tables or t.name in _resolve(tables, list(s.tables)).values()
+        ]
         known = [c for t in candidates for c in t.columns]
         missing = [c for c in columns if c not in _resolve(columns, known)]
         if missing:
-            raise UnknownIdentifier("columns", missing,
-                                    {t.name: list(t.columns) for t in candidates})
+            raise UnknownIdentifier("columns", missing, {t.name: list(t.columns) for t in candidates})
 
 
 def _against(mode: str) -> str:
@@ -138,8 +146,9 @@ class Statement:
     params: tuple
 
 
-def build_select(q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...],
-                 like_excluded: tuple[str, ...], window: int) -> Statement:
+def build_select(
+    q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...], like_excluded: tuple[str, ...], window: int
+) -> Statement:
     """The table's top `window` rows by score, each with the score and the count of every match."""
     if q.match_groups:
         matches = [f"MATCH ({', '.join(quote(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
@@ -153,9 +162,11 @@ def build_select(q: TableQuery, mode: str, text: str, like_terms: tuple[str, ...
         sql = f"SELECT {_columns(q.columns)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s"
         return Statement(sql, (*params, window))
     join = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in q.key)
-    sql = (f"SELECT {_columns(q.columns, 't.')}, s.{quote(SCORE)}, s.{quote(TOTAL)}"
-           f" FROM (SELECT {_columns(q.key)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s) AS s"
-           f" JOIN {quote(q.table)} AS t ON {join} ORDER BY {_order(q.key, 's.')}")
+    sql = (
+        f"SELECT {_columns(q.columns, 't.')}, s.{quote(SCORE)}, s.{quote(TOTAL)}"
+        f" FROM (SELECT {_columns(q.key)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s) AS s"
+        f" JOIN {quote(q.table)} AS t ON {join} ORDER BY {_order(q.key, 's.')}"
+    )
     return Statement(sql, (*params, window))
 
 
@@ -173,12 +184,16 @@ def build_fetch(q: TableQuery, keys: list[str]) -> Statement | None:
     if len(q.key) != 1 or not keys:
         return None
     marks = ", ".join(["%s"] * len(keys))
-    return Statement(f"SELECT {_columns(q.columns)}, 0 AS {quote(SCORE)}, 0 AS {quote(TOTAL)} FROM {quote(q.table)}"
-                     f" WHERE {quote(q.key[0])} IN ({marks})", tuple(keys))
+    return Statement(
+        f"SELECT {_columns(q.columns)}, 0 AS {quote(SCORE)}, 0 AS {quote(TOTAL)} FROM {quote(q.table)}"
+        f" WHERE {quote(q.key[0])} IN ({marks})",
+        tuple(keys),
+    )
 
 
-def _like_clauses(columns: tuple[str, ...], terms: tuple[str, ...],
-                  excluded: tuple[str, ...]) -> tuple[str, str, tuple]:
+def _like_clauses(
+    columns: tuple[str, ...], terms: tuple[str, ...], excluded: tuple[str, ...]
+) -> tuple[str, str, tuple]:
     """(score expression, WHERE, params for score then WHERE): any term in any column matches."""
     terms = terms[:MAX_LIKE_TERMS]
     pairs = [(c, t) for t in terms for c in columns]

@@ -64,7 +64,7 @@ def snippet(text: str, pattern: re.Pattern[str] | None) -> str:
     window = text[start:end]
     out, last = [], 0
     for m in pattern.finditer(window):
-        out.append(html.escape(window[last:m.start()]))
+        out.append(html.escape(window[last : m.start()]))
         out.append(f"<mark>{html.escape(m.group(0))}</mark>")
         last = m.end()
     out.append(html.escape(window[last:]))
@@ -120,9 +120,13 @@ def render(hit: Hit, pattern: re.Pattern[str] | None, database_name: str) -> dic
     source = texts[best] if best else next(iter(texts.values()), "")
     result = {
         "id": row_key(row, hit.query.key) if hit.query.key else str(hit.position),
-        "database": hit.database, "databaseName": database_name, "table": hit.table,
-        "relevanceScore": round(hit.score, 6), "matchedColumns": matched,
-        "data": data, "snippet": snippet(source, pattern),
+        "database": hit.database,
+        "databaseName": database_name,
+        "table": hit.table,
+        "relevanceScore": round(hit.score, 6),
+        "matchedColumns": matched,
+        "data": data,
+        "snippet": snippet(source, pattern),
         "matchStrategy": hit.query.strategy,
     }
     if truncated:

@@ -25,8 +25,15 @@ def cosine(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b))  # both are unit vectors
 
 
-def fuse(hits: list[Hit], lexical_count: int, query: list[float], vectors: list[list[float]], k: int,
-         lexical_weight: float, vector_weight: float) -> list[Hit]:
+def fuse(
+    hits: list[Hit],
+    lexical_count: int,
+    query: list[float],
+    vectors: list[list[float]],
+    k: int,
+    lexical_weight: float,
+    vector_weight: float,
+) -> list[Hit]:
     """`hits`: the first `lexical_count` in lexical order, then vector-only candidates; their unit vectors and
     the query's. Returns hits in fused order with scores in [0, 1]; a list a hit is absent from adds nothing."""
     similarity = [cosine(query, v) for v in vectors]

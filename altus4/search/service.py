@@ -71,14 +71,19 @@ def compile_query(query: str, mode: str) -> CompiledQuery:
         try:
             parsed = parse_boolean(query)
         except QuerySyntaxError as exc:
-            raise ValidationFailed(f"Malformed boolean query: {exc}", code="INVALID_QUERY",
-                                   details=[{"field": "query", "message": exc.message,
-                                             "position": exc.position + 1}]) from None
+            raise ValidationFailed(
+                f"Malformed boolean query: {exc}",
+                code="INVALID_QUERY",
+                details=[{"field": "query", "message": exc.message, "position": exc.position + 1}],
+            ) from None
         return CompiledQuery("boolean", parsed.mysql, parsed.positive_terms, parsed.negative_terms)
     terms = natural_terms(query)
     if not terms:
-        raise ValidationFailed("The query has no searchable words", code="INVALID_QUERY",
-                               details=[{"field": "query", "message": "no searchable words"}])
+        raise ValidationFailed(
+            "The query has no searchable words",
+            code="INVALID_QUERY",
+            details=[{"field": "query", "message": "no searchable words"}],
+        )
     return CompiledQuery("natural", query, terms, ())
 
 
@@ -105,8 +110,16 @@ def run_parallel(tasks: list, timeout: float) -> list[tuple[str, Any]]:
 
 
 class SearchService:
-    def __init__(self, connections: ConnectionService, pools: TargetPools, store: RedisStore, settings: Settings,
-                 metrics=None, ai: AIService | None = None, vectors: VectorIndex | None = None):
+    def __init__(
+        self,
+        connections: ConnectionService,
+        pools: TargetPools,
+        store: RedisStore,
+        settings: Settings,
+        metrics=None,
+        ai: AIService | None = None,
+        vectors: VectorIndex | None = None,
+    ):
         self.connections = connections
         self.pools = pools
         self.store = store
@@ -119,16 +132,20 @@ class SearchService:
     def search(self, user_id: str, params: SearchParams, tier: str = "free") -> dict[str, Any]:
         started = time.perf_counter()
         if params.offset + params.limit > MAX_WINDOW:
-            raise ValidationFailed(f"offset + limit may be at most {MAX_WINDOW}",
-                                   details=[{"field": "offset", "message": f"offset + limit > {MAX_WINDOW}"}])
+            raise ValidationFailed(
+                f"offset + limit may be at most {MAX_WINDOW}",
+                details=[{"field": "offset", "message": f"offset + limit > {MAX_WINDOW}"}],
+            )
         compiled = compile_query(params.query, "natural" if params.mode == "semantic" else params.mode)
         ttl = self.settings.search_cache_ttl
         key = self._cache_key(user_id, compiled, params) if ttl else None
-        rows, cached = self.connections.active_and_get(user_id, list(params.databases) if params.databases else None,
-                                                       key)
+        rows, cached = self.connections.active_and_get(
+            user_id, list(params.databases) if params.databases else None, key
+        )
         if not rows:
-            raise ValidationFailed("No active database connections to search; add one with POST /api/v1/databases",
-                                   code="NO_DATABASES")
+            raise ValidationFailed(
+                "No active database connections to search; add one with POST /api/v1/databases", code="NO_DATABASES"
+            )
         # an entry answers only for the connection versions it was computed from: any change is a miss
         versions = sorted([r["id"], r["schema_version"]] for r in rows)
         entry = orjson.loads(cached) if cached else None
@@ -174,8 +191,9 @@ class SearchService:
                 missing.append(row)
             else:
                 found[row["id"]] = schema
-        outcomes = run_parallel([lambda r=r: self.connections.schema_for(r) for r in missing],
-                                self.settings.search_timeout_ms / 1000)
+        outcomes = run_parallel(
+            [lambda r=r: self.connections.schema_for(r) for r in missing], self.settings.search_timeout_ms / 1000
+        )
         for row, (status, value) in zip(missing, outcomes, strict=False):
             if status == "ok":
                 found[row["id"]] = value
@@ -188,10 +206,17 @@ class SearchService:
     def _cache_key(user_id: str, compiled: CompiledQuery, params: SearchParams) -> str:
         """One key per user and request; the connection versions are checked against the entry itself, so the
         key is known before the connection list is read and both come back in one Redis round trip."""
-        material = json.dumps([
-            sorted(params.databases) if params.databases else None, params.mode, compiled.text,
-            sorted(params.tables or []), sorted(params.columns or []), params.offset, params.limit,
-        ])
+        material = json.dumps(
+            [
+                sorted(params.databases) if params.databases else None,
+                params.mode,
+                compiled.text,
+                sorted(params.tables or []),
+                sorted(params.columns or []),
+                params.offset,
+                params.limit,
+            ]
+        )
         return f"search:{user_id}:{hashlib.sha256(material.encode()).hexdigest()}"
 
     @staticmethod
@@ -204,17 +229,32 @@ class SearchService:
             message = error.message
         else:
             message = "query failed"
-        return {"id": row["id"], "name": row["name"], "status": "timeout" if status == "timeout" else "failed",
-                "error": message, "resultCount": 0}
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "status": "timeout" if status == "timeout" else "failed",
+            "error": message,
+            "resultCount": 0,
+        }
 
-    def _execute(self, rows: list[dict[str, Any]], compiled: CompiledQuery, params: SearchParams, user_id: str,
-                 tier: str, started: float) -> dict[str, Any]:
+    def _execute(
+        self,
+        rows: list[dict[str, Any]],
+        compiled: CompiledQuery,
+        params: SearchParams,
+        user_id: str,
+        tier: str,
+        started: float,
+    ) -> dict[str, Any]:
         schemas, failed = self.schemas(rows)
         try:
             planner.check_names(schemas, list(params.tables or []), list(params.columns or []))
         except planner.UnknownIdentifier as exc:
-            raise ValidationFailed(f"Unknown {exc.kind}: {', '.join(exc.names)}", code="UNKNOWN_IDENTIFIER",
-                                   details={"unknown": exc.names, "available": exc.available}) from None
+            raise ValidationFailed(
+                f"Unknown {exc.kind}: {', '.join(exc.names)}",
+                code="UNKNOWN_IDENTIFIER",
+                details={"unknown": exc.names, "available": exc.available},
+            ) from None
         window = params.offset + params.limit
         semantic = params.mode == "semantic"
         expansion = self._expand(params.query, user_id, tier, started) if semantic else []
@@ -227,12 +267,14 @@ class SearchService:
             if row["id"] in schemas:
                 for q in planner.plan(schemas[row["id"]], list(params.tables or []), list(params.columns or [])):
                     jobs.append((row, q))
-        outcomes = run_parallel([lambda j=j: self._run_table(j[0], j[1], compiled, fetch) for j in jobs],
-                                self.settings.search_timeout_ms / 1000)
+        outcomes = run_parallel(
+            [lambda j=j: self._run_table(j[0], j[1], compiled, fetch) for j in jobs],
+            self.settings.search_timeout_ms / 1000,
+        )
         hits: list[Hit] = []
         per_table: dict[tuple[str, str], int] = {}
         order = {row["id"]: i for i, row in enumerate(rows)}
-        like_predicates = len(compiled.terms[:planner.MAX_LIKE_TERMS])
+        like_predicates = len(compiled.terms[: planner.MAX_LIKE_TERMS])
         for (row, q), (status, value) in zip(jobs, outcomes, strict=False):
             if status != "ok":
                 failed.setdefault(row["id"], self._failure(row, status, value))
@@ -241,21 +283,26 @@ class SearchService:
             per_table[(row["id"], q.table)] = total
             scores = normalise(table_rows, q, like_predicates * len(q.like_columns))
             for position, (r, score) in enumerate(zip(table_rows, scores, strict=False)):
-                hits.append(Hit(row["id"], order[row["id"]], q.table, position, float(r[planner.SCORE] or 0),
-                                score, r, q))
+                hits.append(
+                    Hit(row["id"], order[row["id"]], q.table, position, float(r[planner.SCORE] or 0), score, r, q)
+                )
         statuses = []
         for row in rows:
             if row["id"] in failed:
                 statuses.append(failed[row["id"]])
             else:
                 count = sum(n for (db, _), n in per_table.items() if db == row["id"])
-                statuses.append({"id": row["id"], "name": row["name"], "status": "ok", "error": None,
-                                 "resultCount": count})
+                statuses.append(
+                    {"id": row["id"], "name": row["name"], "status": "ok", "error": None, "resultCount": count}
+                )
         if failed and len(failed) == len(rows):
             all_timeouts = all(f["status"] == "timeout" for f in failed.values())
             error = ServiceUnavailable if all_timeouts else UpstreamFailed
-            raise error("None of the requested databases could be searched", code="ALL_DATABASES_FAILED",
-                        details={"databases": statuses})
+            raise error(
+                "None of the requested databases could be searched",
+                code="ALL_DATABASES_FAILED",
+                details={"databases": statuses},
+            )
         hits.sort(key=Hit.sort_key)
         ai_used, reason = False, None
         if semantic:
@@ -264,7 +311,7 @@ class SearchService:
                 ai_used = True
             except AIUnavailable as exc:
                 reason = exc.reason
-        page = hits[params.offset:window]
+        page = hits[params.offset : window]
         pattern = term_pattern(compiled.terms)
         names = {row["id"]: row["name"] for row in rows}
         total = sum(per_table.values())
@@ -274,16 +321,23 @@ class SearchService:
         notes = sorted({note for _, q in jobs for note in q.notes})
         return {
             "results": [render(h, pattern, names[h.database]) for h in page],
-            "totalCount": total, "totalCountExact": True,
-            "page": params.offset // params.limit + 1, "limit": params.limit, "offset": params.offset,
+            "totalCount": total,
+            "totalCountExact": True,
+            "page": params.offset // params.limit + 1,
+            "limit": params.limit,
+            "offset": params.offset,
             "databases": statuses,
-            "categories": [{"name": t, "count": n, "confidence": round(n / total, 4) if total else 0.0}
-                           for t, n in sorted(categories.items(), key=lambda kv: (-kv[1], kv[0])) if n],
+            "categories": [
+                {"name": t, "count": n, "confidence": round(n / total, 4) if total else 0.0}
+                for t, n in sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))
+                if n
+            ],
             "suggestions": [],
             "queryOptimization": [
-                {"type": "index", "description": note, "impact": "high",
-                 "sqlSuggestion": self._index_hint(q)}
-                for _, q in jobs if q.strategy == "like" for note in q.notes
+                {"type": "index", "description": note, "impact": "high", "sqlSuggestion": self._index_hint(q)}
+                for _, q in jobs
+                if q.strategy == "like"
+                for note in q.notes
             ],
             "warnings": notes,
             "modeUsed": "semantic" if ai_used else compiled.mode,
@@ -302,8 +356,9 @@ class SearchService:
         except AIUnavailable:
             return []
 
-    def _rerank(self, hits: list[Hit], jobs: list, order: dict[str, int], query: str, user_id: str, tier: str,
-                started: float) -> list[Hit]:
+    def _rerank(
+        self, hits: list[Hit], jobs: list, order: dict[str, int], query: str, user_id: str, tier: str, started: float
+    ) -> list[Hit]:
         """Lexical candidates plus the nearest indexed rows, fused by rank; :raise AIUnavailable: no AI, or
         not within what is left of the search budget."""
         if self.ai is None:
@@ -317,16 +372,23 @@ class SearchService:
         query_vector, *vectors = self.ai.embed([query] + texts, user_id, tier, left())
         extra = self._vector_candidates(jobs, order, hits, query_vector)
         if extra:  # indexed rows: their vectors are stored, so this asks the model for nothing new
-            vectors += self.ai.embed([row_text(h.row, h.query.searched_columns) for h in extra], user_id, tier,
-                                     left())
+            vectors += self.ai.embed([row_text(h.row, h.query.searched_columns) for h in extra], user_id, tier, left())
         if not hits and not extra:
             return hits
         s = self.settings
-        return fuse(hits + extra, len(hits), query_vector, vectors, s.semantic_rrf_k, s.semantic_lexical_weight,
-                    s.semantic_vector_weight)
+        return fuse(
+            hits + extra,
+            len(hits),
+            query_vector,
+            vectors,
+            s.semantic_rrf_k,
+            s.semantic_lexical_weight,
+            s.semantic_vector_weight,
+        )
 
-    def _vector_candidates(self, jobs: list, order: dict[str, int], hits: list[Hit],
-                           query_vector: list[float]) -> list[Hit]:
+    def _vector_candidates(
+        self, jobs: list, order: dict[str, int], hits: list[Hit], query_vector: list[float]
+    ) -> list[Hit]:
         """Rows of tables indexed by `altus4 index` that are closest to the query and FULLTEXT did not find."""
         if self.vectors is None:
             return []
@@ -339,14 +401,18 @@ class SearchService:
             if fetch is None:
                 continue
             try:
-                with self.pools.connection(self.connections.spec(row), row["schema_version"]) as conn, \
-                        conn.cursor() as cur:
+                with (
+                    self.pools.connection(self.connections.spec(row), row["schema_version"]) as conn,
+                    conn.cursor() as cur,
+                ):
                     cur.execute(fetch.sql, fetch.params)
                     fetched = list(cur.fetchall())
             except (targets.TargetError, pymysql.MySQLError):
                 continue  # the lexical candidates still stand
-            extra += [Hit(row["id"], order[row["id"]], q.table, len(hits) + len(extra) + i, 0.0, 0.0, r, q)
-                      for i, r in enumerate(fetched)]
+            extra += [
+                Hit(row["id"], order[row["id"]], q.table, len(hits) + len(extra) + i, 0.0, 0.0, r, q)
+                for i, r in enumerate(fetched)
+            ]
         return extra
 
     @staticmethod
@@ -355,8 +421,9 @@ class SearchService:
         name = planner.quote(f"ft_{q.table}_{'_'.join(q.like_columns)}"[:64])
         return f"ALTER TABLE {planner.quote(q.table)} ADD FULLTEXT INDEX {name} ({columns})"
 
-    def _run_table(self, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery,
-                   window: int) -> tuple[list[dict[str, Any]], int]:
+    def _run_table(
+        self, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery, window: int
+    ) -> tuple[list[dict[str, Any]], int]:
         spec = self.connections.spec(row)
         select = planner.build_select(q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, window)
         try:

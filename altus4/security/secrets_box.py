@@ -31,7 +31,7 @@ class SecretBox:
     def decrypt(self, stored: str, context: str) -> str:
         if not stored.startswith(_PREFIX):
             raise DecryptionError("unknown ciphertext format")
-        raw = base64.b64decode(stored[len(_PREFIX):])
+        raw = base64.b64decode(stored[len(_PREFIX) :])
         try:
             return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
         except InvalidTag as exc:

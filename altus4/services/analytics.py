@@ -30,16 +30,27 @@ _FLUSH_LOCK = "analytics:flush-lock"
 FLUSH_INTERVAL = 5
 BATCH = 500
 # IGNORE: an entry for a user deleted meanwhile is dropped, not an error for its whole batch
-_INSERT = ("INSERT IGNORE INTO search_analytics (id, user_id, api_key_id, query_text, search_mode, database_ids,"
-           " categories, result_count, execution_time_ms, cache_hit, created_at)"
-           " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+_INSERT = (
+    "INSERT IGNORE INTO search_analytics (id, user_id, api_key_id, query_text, search_mode, database_ids,"
+    " categories, result_count, execution_time_ms, cache_hit, created_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 def _row(entry: dict[str, Any]) -> tuple:
-    return (entry["id"], entry["userId"], entry["apiKeyId"], entry["query"][:500], entry["mode"],
-            json.dumps(entry["databases"]), json.dumps(entry.get("categories", []))[:1000], entry["results"],
-            entry["ms"], entry["cacheHit"],
-            datetime.fromtimestamp(entry["at"], UTC).replace(tzinfo=None))
+    return (
+        entry["id"],
+        entry["userId"],
+        entry["apiKeyId"],
+        entry["query"][:500],
+        entry["mode"],
+        json.dumps(entry["databases"]),
+        json.dumps(entry.get("categories", []))[:1000],
+        entry["results"],
+        entry["ms"],
+        entry["cacheHit"],
+        datetime.fromtimestamp(entry["at"], UTC).replace(tzinfo=None),
+    )
 
 
 class AnalyticsService:
@@ -47,18 +58,46 @@ class AnalyticsService:
         self.db = db
         self.store = store
         self.write_behind = write_behind
-        write_behind.register("analytics", Sink(
-            stage=lambda pipe, entries: pipe.rpush(_PENDING, *(json.dumps(e) for e in entries)),
-            write_direct=lambda entries: self._insert([_row(e) for e in entries]),
-            flush=self.flush, lock_key=_FLUSH_LOCK, lock_seconds=FLUSH_INTERVAL))
+        write_behind.register(
+            "analytics",
+            Sink(
+                stage=lambda pipe, entries: pipe.rpush(_PENDING, *(json.dumps(e) for e in entries)),
+                write_direct=lambda entries: self._insert([_row(e) for e in entries]),
+                flush=self.flush,
+                lock_key=_FLUSH_LOCK,
+                lock_seconds=FLUSH_INTERVAL,
+            ),
+        )
 
-    def record(self, user_id: str, api_key_id: str | None, query: str, mode: str, database_ids: list[str],
-               categories: list[str], result_count: int, execution_ms: float, cache_hit: bool) -> None:
+    def record(
+        self,
+        user_id: str,
+        api_key_id: str | None,
+        query: str,
+        mode: str,
+        database_ids: list[str],
+        categories: list[str],
+        result_count: int,
+        execution_ms: float,
+        cache_hit: bool,
+    ) -> None:
         """Queue one search (buffered: see `altus4.write_behind`)."""
-        self.write_behind.add("analytics", {
-            "id": str(uuid.uuid4()), "userId": user_id, "apiKeyId": api_key_id, "query": query, "mode": mode,
-            "databases": database_ids, "categories": categories[:20], "results": result_count,
-            "ms": round(execution_ms, 3), "cacheHit": cache_hit, "at": datetime.now(UTC).timestamp()})
+        self.write_behind.add(
+            "analytics",
+            {
+                "id": str(uuid.uuid4()),
+                "userId": user_id,
+                "apiKeyId": api_key_id,
+                "query": query,
+                "mode": mode,
+                "databases": database_ids,
+                "categories": categories[:20],
+                "results": result_count,
+                "ms": round(execution_ms, 3),
+                "cacheHit": cache_hit,
+                "at": datetime.now(UTC).timestamp(),
+            },
+        )
 
     def flush(self) -> int:
         """Move queued entries to MySQL in batches; returns how many were written."""
@@ -95,17 +134,25 @@ class AnalyticsService:
         rows = self.db.fetch_all(
             "SELECT id, query_text, search_mode, database_ids, result_count, execution_time_ms, cache_hit, created_at"
             " FROM search_analytics WHERE user_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
-            (user_id, limit, offset))
+            (user_id, limit, offset),
+        )
         total = self.db.fetch_one("SELECT COUNT(*) AS n FROM search_analytics WHERE user_id = %s", (user_id,))["n"]
         items = []
         for r in rows:
             databases = json.loads(r["database_ids"] or "[]")
-            items.append({
-                "id": r["id"], "query": r["query_text"], "searchMode": r["search_mode"],
-                "database": databases[0] if len(databases) == 1 else None, "databases": databases,
-                "resultCount": r["result_count"], "executionTime": round(float(r["execution_time_ms"]), 2),
-                "cacheHit": bool(r["cache_hit"]), "timestamp": iso(r["created_at"]),
-            })
+            items.append(
+                {
+                    "id": r["id"],
+                    "query": r["query_text"],
+                    "searchMode": r["search_mode"],
+                    "database": databases[0] if len(databases) == 1 else None,
+                    "databases": databases,
+                    "resultCount": r["result_count"],
+                    "executionTime": round(float(r["execution_time_ms"]), 2),
+                    "cacheHit": bool(r["cache_hit"]),
+                    "timestamp": iso(r["created_at"]),
+                }
+            )
         return items, int(total)
 
     def popular_prefix(self, user_id: str, prefix: str, limit: int) -> list[dict[str, Any]]:
@@ -113,4 +160,6 @@ class AnalyticsService:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return self.db.fetch_all(
             "SELECT query_text, COUNT(*) AS n FROM search_analytics WHERE user_id = %s AND query_text LIKE %s"
-            " GROUP BY query_text ORDER BY n DESC, query_text LIMIT %s", (user_id, escaped + "%", limit))
+            " GROUP BY query_text ORDER BY n DESC, query_text LIMIT %s",
+            (user_id, escaped + "%", limit),
+        )

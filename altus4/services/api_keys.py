@@ -33,13 +33,15 @@ PERMISSIONS = ("search", "analytics", "admin")
 TIERS = ("free", "pro", "enterprise")
 KEY_CACHE_TTL = 60  # bounds staleness if an invalidation is lost while Redis is unreachable
 LOCAL_TTL = 5.0  # in-process cache, used only while Redis is unavailable
-_PENDING = "usage:{pending}"        # hash tag keeps both on one Cluster slot for MULTI
+_PENDING = "usage:{pending}"  # hash tag keeps both on one Cluster slot for MULTI
 _LAST_USED = "usage:{pending}:last"
 _FLUSH_LOCK = "usage:flush-lock"
 FLUSH_INTERVAL = 10
 
-_COLUMNS = ("id, user_id, name, key_prefix, key_hash, environment, permissions, rate_limit_tier, expires_at, "
-            "last_used, last_used_ip, usage_count, is_active, created_at, updated_at")
+_COLUMNS = (
+    "id, user_id, name, key_prefix, key_hash, environment, permissions, rate_limit_tier, expires_at, "
+    "last_used, last_used_ip, usage_count, is_active, created_at, updated_at"
+)
 
 
 @dataclass(frozen=True)
@@ -56,17 +58,27 @@ class ApiKeyPrincipal:
 
     def require(self, permission: str) -> None:
         if permission not in self.permissions and "admin" not in self.permissions:
-            raise Forbidden(f"API key lacks the '{permission}' permission",
-                            details={"required": permission, "granted": list(self.permissions)})
+            raise Forbidden(
+                f"API key lacks the '{permission}' permission",
+                details={"required": permission, "granted": list(self.permissions)},
+            )
 
 
 def public_key(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"], "name": row["name"], "keyPrefix": row["key_prefix"], "environment": row["environment"],
-        "permissions": row["permissions"].split(","), "rateLimitTier": row["rate_limit_tier"],
-        "expiresAt": iso(row["expires_at"]), "lastUsed": iso(row["last_used"]), "lastUsedIp": row["last_used_ip"],
-        "usageCount": int(row["usage_count"]), "isActive": bool(row["is_active"]),
-        "createdAt": iso(row["created_at"]), "updatedAt": iso(row["updated_at"]),
+        "id": row["id"],
+        "name": row["name"],
+        "keyPrefix": row["key_prefix"],
+        "environment": row["environment"],
+        "permissions": row["permissions"].split(","),
+        "rateLimitTier": row["rate_limit_tier"],
+        "expiresAt": iso(row["expires_at"]),
+        "lastUsed": iso(row["last_used"]),
+        "lastUsedIp": row["last_used_ip"],
+        "usageCount": int(row["usage_count"]),
+        "isActive": bool(row["is_active"]),
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
     }
 
 
@@ -77,14 +89,23 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 
 
 class ApiKeyService:
-    def __init__(self, db: Database, store: RedisStore, limiter: RateLimiter, settings: Settings,
-                 write_behind: WriteBehind):
+    def __init__(
+        self, db: Database, store: RedisStore, limiter: RateLimiter, settings: Settings, write_behind: WriteBehind
+    ):
         self.db = db
         self.store = store
         self.limiter = limiter
         self.write_behind = write_behind
-        write_behind.register("usage", Sink(stage=_stage_usage, write_direct=self._write_direct, flush=self.flush_usage,
-                                            lock_key=_FLUSH_LOCK, lock_seconds=FLUSH_INTERVAL))
+        write_behind.register(
+            "usage",
+            Sink(
+                stage=_stage_usage,
+                write_direct=self._write_direct,
+                flush=self.flush_usage,
+                lock_key=_FLUSH_LOCK,
+                lock_seconds=FLUSH_INTERVAL,
+            ),
+        )
         self._local: dict[str, tuple[float, ApiKeyPrincipal]] = {}
         self._seen: dict[str, tuple[str, str]] = {}  # digest -> (key id, tier): names its rate-limit counters
         self.tier_limits = {
@@ -94,14 +115,24 @@ class ApiKeyService:
         }
 
     # ---- owner-facing lifecycle -------------------------------------------------
-    def create(self, user_id: str, name: str, environment: str, permissions: list[str], tier: str,
-               expires_at: datetime | None) -> tuple[dict[str, Any], str]:
+    def create(
+        self, user_id: str, name: str, environment: str, permissions: list[str], tier: str, expires_at: datetime | None
+    ) -> tuple[dict[str, Any], str]:
         key_id, secret = str(uuid.uuid4()), keygen.generate(environment)
         self.db.execute(
             "INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash, environment, permissions, rate_limit_tier,"
             " expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (key_id, user_id, name, keygen.display_prefix(secret), keygen.digest(secret), environment,
-             ",".join(dict.fromkeys(permissions)), tier, _naive_utc(expires_at)),
+            (
+                key_id,
+                user_id,
+                name,
+                keygen.display_prefix(secret),
+                keygen.digest(secret),
+                environment,
+                ",".join(dict.fromkeys(permissions)),
+                tier,
+                _naive_utc(expires_at),
+            ),
         )
         return self.get(user_id, key_id), secret
 
@@ -111,8 +142,9 @@ class ApiKeyService:
         return self.create(user_id, "Default API Key", "test", ["search", "analytics"], "free", None)
 
     def list(self, user_id: str) -> list[dict[str, Any]]:
-        return self.db.fetch_all(f"SELECT {_COLUMNS} FROM api_keys WHERE user_id = %s ORDER BY created_at DESC",
-                                 (user_id,))
+        return self.db.fetch_all(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE user_id = %s ORDER BY created_at DESC", (user_id,)
+        )
 
     def get(self, user_id: str, key_id: str) -> dict[str, Any]:
         """:raise NotFound: the key does not exist or belongs to someone else (indistinguishable)."""
@@ -123,8 +155,12 @@ class ApiKeyService:
 
     def update(self, user_id: str, key_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         row = self.get(user_id, key_id)
-        columns = {"name": "name", "permissions": "permissions", "rateLimitTier": "rate_limit_tier",
-                   "expiresAt": "expires_at"}
+        columns = {
+            "name": "name",
+            "permissions": "permissions",
+            "rateLimitTier": "rate_limit_tier",
+            "expiresAt": "expires_at",
+        }
         values = {}
         for field, column in columns.items():
             if field in changes:
@@ -136,8 +172,9 @@ class ApiKeyService:
                 values[column] = value
         if values:
             assignments = ", ".join(f"{column} = %s" for column in values)
-            self.db.execute(f"UPDATE api_keys SET {assignments} WHERE id = %s AND user_id = %s",
-                            (*values.values(), key_id, user_id))
+            self.db.execute(
+                f"UPDATE api_keys SET {assignments} WHERE id = %s AND user_id = %s", (*values.values(), key_id, user_id)
+            )
             self._forget(row["key_hash"])
         return self.get(user_id, key_id)
 
@@ -155,8 +192,17 @@ class ApiKeyService:
             cur.execute(
                 "INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash, environment, permissions,"
                 " rate_limit_tier, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (new_id, user_id, old["name"], keygen.display_prefix(secret), keygen.digest(secret),
-                 old["environment"], old["permissions"], old["rate_limit_tier"], old["expires_at"]),
+                (
+                    new_id,
+                    user_id,
+                    old["name"],
+                    keygen.display_prefix(secret),
+                    keygen.digest(secret),
+                    old["environment"],
+                    old["permissions"],
+                    old["rate_limit_tier"],
+                    old["expires_at"],
+                ),
             )
         self._forget(old["key_hash"])
         return self.get(user_id, new_id), secret
@@ -172,16 +218,21 @@ class ApiKeyService:
         since = (utcnow() - timedelta(days=days - 1)).date()
         daily = self.db.fetch_all(
             "SELECT day, request_count FROM api_key_usage WHERE api_key_id = %s AND day >= %s ORDER BY day",
-            (key_id, since))
+            (key_id, since),
+        )
         fresh = self.db.fetch_one("SELECT last_used, usage_count FROM api_keys WHERE id = %s", (key_id,))
         status = self.limiter.peek(f"key:{key_id}", self.tier_limits[row["rate_limit_tier"]])
         return {
-            "apiKeyId": key_id, "requestCount": sum(int(d["request_count"]) for d in daily),
+            "apiKeyId": key_id,
+            "requestCount": sum(int(d["request_count"]) for d in daily),
             "totalRequestCount": int(fresh["usage_count"]) if fresh else 0,
-            "lastUsed": iso(fresh["last_used"]) if fresh else None, "days": days,
+            "lastUsed": iso(fresh["last_used"]) if fresh else None,
+            "days": days,
             "daily": [{"date": d["day"].isoformat(), "requests": int(d["request_count"])} for d in daily],
             "rateLimitStatus": {
-                "tier": row["rate_limit_tier"], "limit": status.limit, "remaining": status.remaining,
+                "tier": row["rate_limit_tier"],
+                "limit": status.limit,
+                "remaining": status.remaining,
                 "resetTime": datetime.fromtimestamp(status.reset_at, UTC).isoformat().replace("+00:00", "Z"),
             },
         }
@@ -244,14 +295,21 @@ class ApiKeyService:
         row = self.db.fetch_one(
             "SELECT k.id, k.user_id, k.permissions, k.rate_limit_tier, k.environment, k.expires_at, k.is_active,"
             " u.is_active AS user_active FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = %s",
-            (digest,), primary=True)
+            (digest,),
+            primary=True,
+        )
         if row is None:
             raise InvalidApiKey("Invalid API key")
         expires = row["expires_at"].replace(tzinfo=UTC).timestamp() if row["expires_at"] else None
         principal = ApiKeyPrincipal(
-            id=row["id"], user_id=row["user_id"], permissions=tuple(row["permissions"].split(",")),
-            tier=row["rate_limit_tier"], environment=row["environment"], expires_at=expires,
-            is_active=bool(row["is_active"] and row["user_active"]))
+            id=row["id"],
+            user_id=row["user_id"],
+            permissions=tuple(row["permissions"].split(",")),
+            tier=row["rate_limit_tier"],
+            environment=row["environment"],
+            expires_at=expires,
+            is_active=bool(row["is_active"] and row["user_active"]),
+        )
         self.store.safe(lambda r: r.set(f"apikey:{digest}", json.dumps(asdict(principal)), ex=KEY_CACHE_TTL), None)
         return principal
 
@@ -312,7 +370,9 @@ class ApiKeyService:
                 # VALUES() in ON DUPLICATE KEY works on MariaDB and MySQL 8 (deprecated there, not removed)
                 cur.executemany(
                     "INSERT INTO api_key_usage (api_key_id, day, request_count) VALUES (%s, %s, %s)"
-                    " ON DUPLICATE KEY UPDATE request_count = request_count + VALUES(request_count)", rows)
+                    " ON DUPLICATE KEY UPDATE request_count = request_count + VALUES(request_count)",
+                    rows,
+                )
             for key_id in ids:
                 if key_id not in existing:
                     continue
@@ -322,7 +382,8 @@ class ApiKeyService:
                     "UPDATE api_keys SET usage_count = usage_count + %s,"
                     " last_used = COALESCE(GREATEST(last_used, %s), %s, last_used),"
                     " last_used_ip = COALESCE(%s, last_used_ip), updated_at = updated_at WHERE id = %s",
-                    (totals.get(key_id, 0), when, when, ip, key_id))
+                    (totals.get(key_id, 0), when, when, ip, key_id),
+                )
 
 
 def _tally(uses: list[tuple[str, str, float, str | None]]):

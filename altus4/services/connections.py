@@ -23,17 +23,30 @@ from altus4.redis_store import RedisStore
 from altus4.security.secrets_box import DecryptionError, SecretBox
 from altus4.services.users import iso, utcnow
 
-_COLUMNS = ("id, user_id, name, host, port, database_name, username, password_encrypted, ssl_enabled, read_replicas,"
-            " is_active,"
-            " connection_status, last_error, last_tested, schema_version, created_at, updated_at")
+_COLUMNS = (
+    "id, user_id, name, host, port, database_name, username, password_encrypted, ssl_enabled, read_replicas,"
+    " is_active,"
+    " connection_status, last_error, last_tested, schema_version, created_at, updated_at"
+)
 # fields that change where or as whom we connect: changing one re-tests and invalidates caches
 _ENDPOINT_FIELDS = {"host", "port", "database", "username", "password", "ssl", "readReplicas"}
 
 
 CONNECTIONS_CACHE_TTL = 300
 # the columns a search uses (spec(), cache keys, names in results): no timestamps, no plaintext anything
-_SEARCH_FIELDS = ("id", "user_id", "name", "host", "port", "database_name", "username", "password_encrypted",
-                  "ssl_enabled", "read_replicas", "schema_version")
+_SEARCH_FIELDS = (
+    "id",
+    "user_id",
+    "name",
+    "host",
+    "port",
+    "database_name",
+    "username",
+    "password_encrypted",
+    "ssl_enabled",
+    "read_replicas",
+    "schema_version",
+)
 
 
 def parse_replicas(stored: str) -> tuple[tuple[str, int], ...]:
@@ -46,12 +59,20 @@ def parse_replicas(stored: str) -> tuple[tuple[str, int], ...]:
 
 def public_connection(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"], "name": row["name"], "host": row["host"], "port": row["port"],
-        "database": row["database_name"], "username": row["username"], "ssl": bool(row["ssl_enabled"]),
+        "id": row["id"],
+        "name": row["name"],
+        "host": row["host"],
+        "port": row["port"],
+        "database": row["database_name"],
+        "username": row["username"],
+        "ssl": bool(row["ssl_enabled"]),
         "readReplicas": [f"{h}:{p}" for h, p in parse_replicas(row["read_replicas"])],
-        "isActive": bool(row["is_active"]), "connectionStatus": row["connection_status"],
-        "lastError": row["last_error"], "lastTested": iso(row["last_tested"]),
-        "createdAt": iso(row["created_at"]), "updatedAt": iso(row["updated_at"]),
+        "isActive": bool(row["is_active"]),
+        "connectionStatus": row["connection_status"],
+        "lastError": row["last_error"],
+        "lastTested": iso(row["last_tested"]),
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
     }
 
 
@@ -68,8 +89,9 @@ class ConnectionService:
         try:
             targets.check_host_allowed(host, self.settings.allowed_database_hosts)
         except targets.HostNotAllowed as exc:
-            raise ValidationFailed(str(exc), code="HOST_NOT_ALLOWED",
-                                   details=[{"field": "host", "message": str(exc)}]) from None
+            raise ValidationFailed(
+                str(exc), code="HOST_NOT_ALLOWED", details=[{"field": "host", "message": str(exc)}]
+            ) from None
 
     def _replicas(self, replicas: list[str] | None) -> str:
         """Validated `host:port,host:port` for storage; every host passes the allowlist."""
@@ -85,8 +107,18 @@ class ConnectionService:
         self.db.execute(
             "INSERT INTO database_connections (id, user_id, name, host, port, database_name, username,"
             " password_encrypted, ssl_enabled, read_replicas) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (conn_id, user_id, data["name"], data["host"], data["port"], data["database"], data["username"],
-             sealed, bool(data.get("ssl")), replicas),
+            (
+                conn_id,
+                user_id,
+                data["name"],
+                data["host"],
+                data["port"],
+                data["database"],
+                data["username"],
+                sealed,
+                bool(data.get("ssl")),
+                replicas,
+            ),
         )
         self._forget_user(user_id)
         self.test(user_id, conn_id)
@@ -94,12 +126,14 @@ class ConnectionService:
 
     def list(self, user_id: str) -> list[dict[str, Any]]:
         return self.db.fetch_all(
-            f"SELECT {_COLUMNS} FROM database_connections WHERE user_id = %s ORDER BY created_at", (user_id,))
+            f"SELECT {_COLUMNS} FROM database_connections WHERE user_id = %s ORDER BY created_at", (user_id,)
+        )
 
     def get(self, user_id: str, conn_id: str) -> dict[str, Any]:
         """:raise NotFound: no such connection for this user (another user's looks the same)."""
         row = self.db.fetch_one(
-            f"SELECT {_COLUMNS} FROM database_connections WHERE id = %s AND user_id = %s", (conn_id, user_id))
+            f"SELECT {_COLUMNS} FROM database_connections WHERE id = %s AND user_id = %s", (conn_id, user_id)
+        )
         if row is None:
             raise NotFound("Database connection not found")
         return row
@@ -147,8 +181,15 @@ class ConnectionService:
         row = self.get(user_id, conn_id)
         if "host" in changes:
             self._check_host(changes["host"])
-        columns = {"name": "name", "host": "host", "port": "port", "database": "database_name",
-                   "username": "username", "ssl": "ssl_enabled", "isActive": "is_active"}
+        columns = {
+            "name": "name",
+            "host": "host",
+            "port": "port",
+            "database": "database_name",
+            "username": "username",
+            "ssl": "ssl_enabled",
+            "isActive": "is_active",
+        }
         values = {columns[k]: v for k, v in changes.items() if k in columns}
         if "readReplicas" in changes:
             values["read_replicas"] = self._replicas(changes["readReplicas"])
@@ -157,8 +198,11 @@ class ConnectionService:
         if values:
             # any change gets a new version: cached schema, cached results and the pool all key on it
             assignments = ", ".join(f"{column} = %s" for column in values)
-            self.db.execute(f"UPDATE database_connections SET {assignments}, schema_version = schema_version + 1"
-                            " WHERE id = %s AND user_id = %s", (*values.values(), conn_id, user_id))
+            self.db.execute(
+                f"UPDATE database_connections SET {assignments}, schema_version = schema_version + 1"
+                " WHERE id = %s AND user_id = %s",
+                (*values.values(), conn_id, user_id),
+            )
             self._changed(row)
         if _ENDPOINT_FIELDS & changes.keys():
             self.test(user_id, conn_id)
@@ -180,8 +224,16 @@ class ConnectionService:
             password = self.box.decrypt(row["password_encrypted"], row["id"]) if row["password_encrypted"] else ""
         except DecryptionError:
             raise targets.TargetError("Stored credentials cannot be decrypted (was ENCRYPTION_KEY changed?)") from None
-        return targets.TargetSpec(row["id"], row["host"], int(row["port"]), row["database_name"], row["username"],
-                                  password, bool(row["ssl_enabled"]), parse_replicas(row["read_replicas"]))
+        return targets.TargetSpec(
+            row["id"],
+            row["host"],
+            int(row["port"]),
+            row["database_name"],
+            row["username"],
+            password,
+            bool(row["ssl_enabled"]),
+            parse_replicas(row["read_replicas"]),
+        )
 
     def test(self, user_id: str, conn_id: str) -> dict[str, Any]:
         row = self.get(user_id, conn_id)
@@ -192,9 +244,10 @@ class ConnectionService:
             status, error = "failed", str(exc)[:512]
         self.db.execute(
             "UPDATE database_connections SET connection_status = %s, last_error = %s, last_tested = %s,"
-            " updated_at = updated_at WHERE id = %s", (status, error, utcnow(), conn_id))
-        return {"connected": status == "connected",
-                "message": "Connection successful" if error is None else error}
+            " updated_at = updated_at WHERE id = %s",
+            (status, error, utcnow(), conn_id),
+        )
+        return {"connected": status == "connected", "message": "Connection successful" if error is None else error}
 
     def statuses(self, user_id: str) -> dict[str, bool]:
         rows = self.list(user_id)

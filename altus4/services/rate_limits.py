@@ -30,8 +30,11 @@ class Verdict:
         return max(1, self.reset_at - int(time.time()))
 
     def headers(self) -> dict[str, str]:
-        headers = {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining),
-                   "X-RateLimit-Reset": str(self.reset_at)}
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_at),
+        }
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after)
         return headers
@@ -101,6 +104,8 @@ class RateLimiter:
         """The state of the buckets without counting a request (for usage reports)."""
         keys = self.keys(bucket, limits)
         values = self.store.safe(lambda r: r.mget([k for k, _, _ in keys]), [None] * len(keys))
-        verdicts = [Verdict(True, limit.amount, max(0, limit.amount - int(value or 0)), reset_at)
-                    for (_, limit, reset_at), value in zip(keys, values, strict=False)]
+        verdicts = [
+            Verdict(True, limit.amount, max(0, limit.amount - int(value or 0)), reset_at)
+            for (_, limit, reset_at), value in zip(keys, values, strict=False)
+        ]
         return min(verdicts, key=lambda v: v.remaining)

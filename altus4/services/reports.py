@@ -45,11 +45,14 @@ def date_range(start: date | None, end: date | None, period: str) -> Range:
     last = end or today
     first = start or (last - timedelta(days=PERIOD_DAYS[period] - 1))
     if first > last:
-        raise ValidationFailed("startDate must not be after endDate",
-                               details=[{"field": "startDate", "message": "after endDate"}])
+        raise ValidationFailed(
+            "startDate must not be after endDate", details=[{"field": "startDate", "message": "after endDate"}]
+        )
     if (last - first).days > MAX_RANGE_DAYS:
-        raise ValidationFailed(f"date range may span at most {MAX_RANGE_DAYS} days",
-                               details=[{"field": "startDate", "message": "range too long"}])
+        raise ValidationFailed(
+            f"date range may span at most {MAX_RANGE_DAYS} days",
+            details=[{"field": "startDate", "message": "range too long"}],
+        )
     return Range(_midnight(first), _midnight(last) + timedelta(days=1), period)
 
 
@@ -87,26 +90,35 @@ class ReportService:
         volume = self._rows(
             f"SELECT {bucket} AS bucket, COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms FROM search_analytics"
             " WHERE user_id = %s AND created_at >= %s AND created_at < %s GROUP BY bucket ORDER BY bucket",
-            (user_id, r.start, r.end))
+            (user_id, r.start, r.end),
+        )
         queries = self._rows(
             f"SELECT {bucket} AS bucket, query_text, COUNT(*) AS n FROM search_analytics"
             " WHERE user_id = %s AND created_at >= %s AND created_at < %s GROUP BY bucket, query_text",
-            (user_id, r.start, r.end))
+            (user_id, r.start, r.end),
+        )
         cats = self._rows(
             f"SELECT {bucket} AS bucket, categories FROM search_analytics"
             " WHERE user_id = %s AND created_at >= %s AND created_at < %s AND categories IS NOT NULL LIMIT 20000",
-            (user_id, r.start, r.end))
+            (user_id, r.start, r.end),
+        )
         top: dict[str, list] = {}
         for q in sorted(queries, key=lambda x: (-x["n"], x["query_text"])):
             top.setdefault(str(q["bucket"]), []).append(q["query_text"])
         by_bucket: dict[str, list] = {}
         for c in cats:
             by_bucket.setdefault(str(c["bucket"]), []).append(c)
-        return [{
-            "period": r.period, "date": str(v["bucket"]), "topQueries": top.get(str(v["bucket"]), [])[:5],
-            "queryVolume": int(v["n"]), "avgResponseTime": _ms(v["avg_ms"]),
-            "popularCategories": _top_categories(by_bucket.get(str(v["bucket"]), [])),
-        } for v in volume]
+        return [
+            {
+                "period": r.period,
+                "date": str(v["bucket"]),
+                "topQueries": top.get(str(v["bucket"]), [])[:5],
+                "queryVolume": int(v["n"]),
+                "avgResponseTime": _ms(v["avg_ms"]),
+                "popularCategories": _top_categories(by_bucket.get(str(v["bucket"]), [])),
+            }
+            for v in volume
+        ]
 
     def period_summaries(self, user_id: str, periods: tuple[str, ...] = ("day", "week", "month")) -> list[dict]:
         """One aggregate per period ending now: volume, speed, top queries and categories."""
@@ -117,16 +129,28 @@ class ReportService:
             since = now - timedelta(days=PERIOD_DAYS[period])
             stats = self.db.fetch_one(
                 "SELECT COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms FROM search_analytics"
-                " WHERE user_id = %s AND created_at >= %s", (user_id, since))
+                " WHERE user_id = %s AND created_at >= %s",
+                (user_id, since),
+            )
             top = self._rows(
                 "SELECT query_text, COUNT(*) AS n FROM search_analytics WHERE user_id = %s AND created_at >= %s"
-                " GROUP BY query_text ORDER BY n DESC, query_text LIMIT 5", (user_id, since))
+                " GROUP BY query_text ORDER BY n DESC, query_text LIMIT 5",
+                (user_id, since),
+            )
             cats = self._rows(
                 "SELECT categories FROM search_analytics WHERE user_id = %s AND created_at >= %s"
-                " AND categories IS NOT NULL ORDER BY created_at DESC LIMIT 5000", (user_id, since))
-            out.append({"period": period, "topQueries": [t["query_text"] for t in top],
-                        "queryVolume": int(stats["n"] or 0), "avgResponseTime": _ms(stats["avg_ms"]),
-                        "popularCategories": _top_categories(cats)})
+                " AND categories IS NOT NULL ORDER BY created_at DESC LIMIT 5000",
+                (user_id, since),
+            )
+            out.append(
+                {
+                    "period": period,
+                    "topQueries": [t["query_text"] for t in top],
+                    "queryVolume": int(stats["n"] or 0),
+                    "avgResponseTime": _ms(stats["avg_ms"]),
+                    "popularCategories": _top_categories(cats),
+                }
+            )
         return out
 
     def performance(self, user_id: str, r: Range) -> dict[str, Any]:
@@ -135,26 +159,43 @@ class ReportService:
             "SELECT DATE(created_at) AS day, AVG(execution_time_ms) AS avg_ms, MAX(execution_time_ms) AS max_ms,"
             " MIN(execution_time_ms) AS min_ms, COUNT(*) AS n, AVG(result_count) AS avg_results"
             " FROM search_analytics WHERE user_id = %s AND created_at >= %s AND created_at < %s"
-            " GROUP BY day ORDER BY day", (user_id, r.start, r.end))
+            " GROUP BY day ORDER BY day",
+            (user_id, r.start, r.end),
+        )
         modes = self._rows(
             "SELECT search_mode, COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms FROM search_analytics"
             " WHERE user_id = %s AND created_at >= %s AND created_at < %s GROUP BY search_mode ORDER BY n DESC",
-            (user_id, r.start, r.end))
+            (user_id, r.start, r.end),
+        )
         summary = self.db.fetch_one(
             "SELECT COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms, AVG(result_count) AS avg_results,"
             " SUM(cache_hit) AS hits, SUM(execution_time_ms > %s) AS slow FROM search_analytics"
-            " WHERE user_id = %s AND created_at >= %s AND created_at < %s", (SLOW_MS, user_id, r.start, r.end))
+            " WHERE user_id = %s AND created_at >= %s AND created_at < %s",
+            (SLOW_MS, user_id, r.start, r.end),
+        )
         total = int(summary["n"] or 0)
         return {
-            "timeSeriesData": [{"date": s["day"].isoformat(), "avg_response_time": _ms(s["avg_ms"]),
-                                "max_response_time": _ms(s["max_ms"]), "min_response_time": _ms(s["min_ms"]),
-                                "total_queries": int(s["n"]), "avg_results": _ms(s["avg_results"])} for s in series],
-            "searchModeDistribution": [{"search_mode": m["search_mode"], "count": int(m["n"]),
-                                        "avg_time": _ms(m["avg_ms"])} for m in modes],
-            "summary": {"totalQueries": total, "averageResponseTime": _ms(summary["avg_ms"]),
-                        "averageResults": _ms(summary["avg_results"]),
-                        "cacheHitRate": round(int(summary["hits"] or 0) / total, 4) if total else 0.0,
-                        "slowQueries": int(summary["slow"] or 0)},
+            "timeSeriesData": [
+                {
+                    "date": s["day"].isoformat(),
+                    "avg_response_time": _ms(s["avg_ms"]),
+                    "max_response_time": _ms(s["max_ms"]),
+                    "min_response_time": _ms(s["min_ms"]),
+                    "total_queries": int(s["n"]),
+                    "avg_results": _ms(s["avg_results"]),
+                }
+                for s in series
+            ],
+            "searchModeDistribution": [
+                {"search_mode": m["search_mode"], "count": int(m["n"]), "avg_time": _ms(m["avg_ms"])} for m in modes
+            ],
+            "summary": {
+                "totalQueries": total,
+                "averageResponseTime": _ms(summary["avg_ms"]),
+                "averageResults": _ms(summary["avg_results"]),
+                "cacheHitRate": round(int(summary["hits"] or 0) / total, 4) if total else 0.0,
+                "slowQueries": int(summary["slow"] or 0),
+            },
         }
 
     def popular_queries(self, user_id: str, r: Range, limit: int) -> list[dict[str, Any]]:
@@ -163,9 +204,19 @@ class ReportService:
             "SELECT query_text, COUNT(*) AS frequency, AVG(execution_time_ms) AS avg_ms,"
             " AVG(result_count) AS avg_results, MAX(created_at) AS last_used FROM search_analytics"
             " WHERE user_id = %s AND created_at >= %s AND created_at < %s"
-            " GROUP BY query_text ORDER BY frequency DESC, last_used DESC LIMIT %s", (user_id, r.start, r.end, limit))
-        return [{"query_text": q["query_text"], "frequency": int(q["frequency"]), "avg_time": _ms(q["avg_ms"]),
-                 "avg_results": _ms(q["avg_results"]), "last_used": iso(q["last_used"])} for q in rows]
+            " GROUP BY query_text ORDER BY frequency DESC, last_used DESC LIMIT %s",
+            (user_id, r.start, r.end, limit),
+        )
+        return [
+            {
+                "query_text": q["query_text"],
+                "frequency": int(q["frequency"]),
+                "avg_time": _ms(q["avg_ms"]),
+                "avg_results": _ms(q["avg_results"]),
+                "last_used": iso(q["last_used"]),
+            }
+            for q in rows
+        ]
 
     def insights(self, user_id: str) -> list[dict[str, Any]]:
         """Rule-based findings over the last 7 days, each with what to do about it."""
@@ -173,44 +224,78 @@ class ReportService:
         week = Range(now - timedelta(days=7), now + timedelta(seconds=1), "week")
         previous = Range(now - timedelta(days=14), now - timedelta(days=7), "week")
         perf = self.performance(user_id, week)["summary"]
-        earlier = self.db.fetch_one("SELECT COUNT(*) AS n FROM search_analytics WHERE user_id = %s AND"
-                                    " created_at >= %s AND created_at < %s", (user_id, previous.start, previous.end))
+        earlier = self.db.fetch_one(
+            "SELECT COUNT(*) AS n FROM search_analytics WHERE user_id = %s AND created_at >= %s AND created_at < %s",
+            (user_id, previous.start, previous.end),
+        )
         zero = self._rows(
             "SELECT query_text, COUNT(*) AS n FROM search_analytics WHERE user_id = %s AND result_count = 0"
-            " AND created_at >= %s GROUP BY query_text ORDER BY n DESC LIMIT 5", (user_id, week.start))
+            " AND created_at >= %s GROUP BY query_text ORDER BY n DESC LIMIT 5",
+            (user_id, week.start),
+        )
         slow = self._rows(
             "SELECT query_text, AVG(execution_time_ms) AS avg_ms, COUNT(*) AS n FROM search_analytics"
             " WHERE user_id = %s AND created_at >= %s GROUP BY query_text HAVING AVG(execution_time_ms) > %s"
-            " ORDER BY avg_ms DESC LIMIT 5", (user_id, week.start, SLOW_MS / 2))
+            " ORDER BY avg_ms DESC LIMIT 5",
+            (user_id, week.start, SLOW_MS / 2),
+        )
         out = []
         if zero:
-            out.append({"type": "semantic_enhancement", "confidence": 0.8, "actionable": True,
-                        "description": f"{len(zero)} frequent queries found nothing this week; add FULLTEXT indexes"
-                                       " on the columns people search, or try boolean mode with prefixes (term*).",
-                        "data": {"queries": [{"query": z["query_text"], "count": int(z["n"])} for z in zero]}})
+            out.append(
+                {
+                    "type": "semantic_enhancement",
+                    "confidence": 0.8,
+                    "actionable": True,
+                    "description": f"{len(zero)} frequent queries found nothing this week; add FULLTEXT indexes"
+                    " on the columns people search, or try boolean mode with prefixes (term*).",
+                    "data": {"queries": [{"query": z["query_text"], "count": int(z["n"])} for z in zero]},
+                }
+            )
         if slow:
-            out.append({"type": "query_optimization", "confidence": 0.9, "actionable": True,
-                        "description": "Some queries average over "
-                                       f"{SLOW_MS // 2} ms; POST /api/v1/search/analyze shows why.",
-                        "data": {"queries": [{"query": s["query_text"], "avgTime": _ms(s["avg_ms"])} for s in slow]}})
+            out.append(
+                {
+                    "type": "query_optimization",
+                    "confidence": 0.9,
+                    "actionable": True,
+                    "description": "Some queries average over "
+                    f"{SLOW_MS // 2} ms; POST /api/v1/search/analyze shows why.",
+                    "data": {"queries": [{"query": s["query_text"], "avgTime": _ms(s["avg_ms"])} for s in slow]},
+                }
+            )
         if perf["totalQueries"] >= 20 and perf["cacheHitRate"] < 0.2:
-            out.append({"type": "query_optimization", "confidence": 0.6, "actionable": True,
-                        "description": "Few searches are served from cache; repeated queries with the same page size"
-                                       " and filters are cached for SEARCH_CACHE_TTL seconds.",
-                        "data": {"cacheHitRate": perf["cacheHitRate"]}})
+            out.append(
+                {
+                    "type": "query_optimization",
+                    "confidence": 0.6,
+                    "actionable": True,
+                    "description": "Few searches are served from cache; repeated queries with the same page size"
+                    " and filters are cached for SEARCH_CACHE_TTL seconds.",
+                    "data": {"cacheHitRate": perf["cacheHitRate"]},
+                }
+            )
         for item in out:
             item["source"] = "rules"
         before, now_count = int(earlier["n"] or 0), perf["totalQueries"]
         if before or now_count:
             change = (now_count - before) / before if before else 1.0
-            out.append({"type": "trend_analysis", "confidence": 0.7, "actionable": False,
-                        "description": f"{now_count} searches in the last 7 days, {before} in the 7 before"
-                                       f" ({change:+.0%}).",
-                        "data": {"lastWeek": now_count, "weekBefore": before, "change": round(change, 4)},
-                        "source": "rules"})
+            out.append(
+                {
+                    "type": "trend_analysis",
+                    "confidence": 0.7,
+                    "actionable": False,
+                    "description": f"{now_count} searches in the last 7 days, {before} in the 7 before"
+                    f" ({change:+.0%}).",
+                    "data": {"lastWeek": now_count, "weekBefore": before, "change": round(change, 4)},
+                    "source": "rules",
+                }
+            )
         if self.ai is not None and self.ai.enabled and now_count:
-            stats = {"summary": perf, "weekBefore": before, "zeroResultQueries": [z["query_text"] for z in zero],
-                     "slowQueries": [s["query_text"] for s in slow]}
+            stats = {
+                "summary": perf,
+                "weekBefore": before,
+                "zeroResultQueries": [z["query_text"] for z in zero],
+                "slowQueries": [s["query_text"] for s in slow],
+            }
             try:
                 out += self.ai.insights(stats, user_id, "free", AI_INSIGHTS_BUDGET)
             except AIUnavailable:
@@ -221,15 +306,20 @@ class ReportService:
         r = date_range(None, None, "week")
         connected = self.db.fetch_one(
             "SELECT (SELECT COUNT(*) FROM database_connections WHERE user_id = %s AND is_active = 1) AS dbs,"
-            " (SELECT COUNT(*) FROM api_keys WHERE user_id = %s AND is_active = 1) AS keys_", (user_id, user_id))
+            " (SELECT COUNT(*) FROM api_keys WHERE user_id = %s AND is_active = 1) AS keys_",
+            (user_id, user_id),
+        )
         performance = self.performance(user_id, r)
         return {
             "trends": {"period": "week", "series": self.search_trends(user_id, r)},
             "performance": performance,
             "popularQueries": self.popular_queries(user_id, r, 10),
             "insights": self.insights(user_id),
-            "summary": {**performance["summary"], "connectedDatabases": int(connected["dbs"]),
-                        "activeApiKeys": int(connected["keys_"])},
+            "summary": {
+                **performance["summary"],
+                "connectedDatabases": int(connected["dbs"]),
+                "activeApiKeys": int(connected["keys_"]),
+            },
         }
 
     # ---- admin ----------------------------------------------------------------------
@@ -247,39 +337,68 @@ class ReportService:
         self.analytics.flush()
         counts = self.db.fetch_one(
             "SELECT (SELECT COUNT(*) FROM users) AS users_, (SELECT COUNT(*) FROM search_analytics) AS searches,"
-            " (SELECT COUNT(*) FROM database_connections) AS dbs")
+            " (SELECT COUNT(*) FROM database_connections) AS dbs"
+        )
         system = self._system()
-        return {"totalUsers": int(counts["users_"]), "totalSearches": int(counts["searches"]),
-                "totalDatabases": int(counts["dbs"]),
-                "systemHealth": {"status": "healthy", "uptime": system["uptime"],
-                                 "memoryUsage": system["memoryUsage"], "cpuUsage": system["cpuUsage"]}}
+        return {
+            "totalUsers": int(counts["users_"]),
+            "totalSearches": int(counts["searches"]),
+            "totalDatabases": int(counts["dbs"]),
+            "systemHealth": {
+                "status": "healthy",
+                "uptime": system["uptime"],
+                "memoryUsage": system["memoryUsage"],
+                "cpuUsage": system["cpuUsage"],
+            },
+        }
 
     def user_activity(self, r: Range, limit: int = 10) -> dict[str, Any]:
         self.analytics.flush()
         counts = self.db.fetch_one(
             "SELECT (SELECT COUNT(DISTINCT user_id) FROM search_analytics WHERE created_at >= %s AND created_at < %s)"
             " AS active, (SELECT COUNT(*) FROM users WHERE created_at >= %s AND created_at < %s) AS new_users",
-            (r.start, r.end, r.start, r.end))
+            (r.start, r.end, r.start, r.end),
+        )
         top = self._rows(
             "SELECT u.id, u.email, COUNT(*) AS n, MAX(s.created_at) AS last_search FROM search_analytics s"
             " JOIN users u ON u.id = s.user_id WHERE s.created_at >= %s AND s.created_at < %s"
-            " GROUP BY u.id, u.email ORDER BY n DESC LIMIT %s", (r.start, r.end, limit))
-        return {"activeUsers": int(counts["active"]), "newUsers": int(counts["new_users"]),
-                "topUsers": [{"userId": t["id"], "email": t["email"], "searchCount": int(t["n"]),
-                              "lastActive": iso(t["last_search"])} for t in top]}
+            " GROUP BY u.id, u.email ORDER BY n DESC LIMIT %s",
+            (r.start, r.end, limit),
+        )
+        return {
+            "activeUsers": int(counts["active"]),
+            "newUsers": int(counts["new_users"]),
+            "topUsers": [
+                {
+                    "userId": t["id"],
+                    "email": t["email"],
+                    "searchCount": int(t["n"]),
+                    "lastActive": iso(t["last_search"]),
+                }
+                for t in top
+            ],
+        }
 
     def performance_metrics(self, pool_in_use: int, pool_size: int) -> dict[str, Any]:
         self.analytics.flush()
         since = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=1)
         hour = self.db.fetch_one(
             "SELECT COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms, SUM(execution_time_ms > %s) AS slow"
-            " FROM search_analytics WHERE created_at >= %s", (SLOW_MS, since))
+            " FROM search_analytics WHERE created_at >= %s",
+            (SLOW_MS, since),
+        )
         return {
             "system": self._system(),
-            "api": {"requestsPerSecond": round(int(hour["n"] or 0) / 3600, 4),
-                    "averageResponseTime": _ms(hour["avg_ms"]),
-                    "errorRate": None, "note": "rates count searches in the last hour; failed requests are not"
-                                                " recorded in analytics, so errorRate is not computed here"},
-            "database": {"connectionPoolUsage": round(pool_in_use / pool_size, 4) if pool_size else 0.0,
-                         "averageQueryTime": _ms(hour["avg_ms"]), "slowQueries": int(hour["slow"] or 0)},
+            "api": {
+                "requestsPerSecond": round(int(hour["n"] or 0) / 3600, 4),
+                "averageResponseTime": _ms(hour["avg_ms"]),
+                "errorRate": None,
+                "note": "rates count searches in the last hour; failed requests are not"
+                " recorded in analytics, so errorRate is not computed here",
+            },
+            "database": {
+                "connectionPoolUsage": round(pool_in_use / pool_size, 4) if pool_size else 0.0,
+                "averageQueryTime": _ms(hour["avg_ms"]),
+                "slowQueries": int(hour["slow"] or 0),
+            },
         }

@@ -28,8 +28,12 @@ def iso(value: datetime | None) -> str | None:
 
 def public_user(row: dict[str, Any], connected: list[str] | None = None) -> dict[str, Any]:
     return {
-        "id": row["id"], "email": row["email"], "name": row["name"], "role": row["role"],
-        "connectedDatabases": connected or [], "createdAt": iso(row["created_at"]),
+        "id": row["id"],
+        "email": row["email"],
+        "name": row["name"],
+        "role": row["role"],
+        "connectedDatabases": connected or [],
+        "createdAt": iso(row["created_at"]),
         "lastActive": iso(row["last_active"]),
     }
 
@@ -95,7 +99,8 @@ class UserService:
 
     def connected_database_ids(self, user_id: str) -> list[str]:
         rows = self.db.fetch_all(
-            "SELECT id FROM database_connections WHERE user_id = %s AND is_active = 1 ORDER BY created_at", (user_id,))
+            "SELECT id FROM database_connections WHERE user_id = %s AND is_active = 1 ORDER BY created_at", (user_id,)
+        )
         return [r["id"] for r in rows]
 
     def update_profile(self, user_id: str, name: str | None, email: str | None) -> dict[str, Any]:
@@ -113,17 +118,23 @@ class UserService:
         if row is None or not passwords.verify_password(row["password_hash"], current):
             raise Unauthorized("Current password is incorrect", code="INVALID_CREDENTIALS")
         if current == new:
-            raise ValidationFailed("New password must differ from the current one",
-                                   details=[{"field": "newPassword", "message": "must differ from currentPassword"}])
+            raise ValidationFailed(
+                "New password must differ from the current one",
+                details=[{"field": "newPassword", "message": "must differ from currentPassword"}],
+            )
         # every token issued before this instant stops working (see live_user)
-        self.db.execute("UPDATE users SET password_hash = %s, password_changed_at = %s WHERE id = %s",
-                        (passwords.hash_password(new), utcnow(), user_id))
+        self.db.execute(
+            "UPDATE users SET password_hash = %s, password_changed_at = %s WHERE id = %s",
+            (passwords.hash_password(new), utcnow(), user_id),
+        )
 
     def revoke_token(self, claims: tokens.TokenClaims) -> None:
         expires = datetime.fromtimestamp(claims.expires_at, UTC).replace(tzinfo=None)
         with self.db.write() as cur:
-            cur.execute("INSERT IGNORE INTO revoked_tokens (jti, user_id, expires_at) VALUES (%s, %s, %s)",
-                        (claims.jti, claims.user_id, expires))
+            cur.execute(
+                "INSERT IGNORE INTO revoked_tokens (jti, user_id, expires_at) VALUES (%s, %s, %s)",
+                (claims.jti, claims.user_id, expires),
+            )
             cur.execute("DELETE FROM revoked_tokens WHERE expires_at < %s LIMIT 100", (utcnow(),))
 
     def delete(self, user_id: str) -> None:
