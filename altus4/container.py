@@ -19,11 +19,15 @@ from altus4.db.target_pools import TargetPools
 from altus4.metrics import Metrics
 from altus4.redis_store import RedisStore
 from altus4.search.assist import Assistant
+from altus4.search.recorded import RecordedSearch
 from altus4.search.service import SearchService
 from altus4.security.secrets_box import SecretBox
+from altus4.services.accounts import AccountService
 from altus4.services.analytics import AnalyticsService
 from altus4.services.api_keys import ApiKeyService
 from altus4.services.connections import ConnectionService
+from altus4.services.key_admission import KeyAdmission
+from altus4.services.key_usage import UsageLedger
 from altus4.services.rate_limits import RateLimiter
 from altus4.services.reports import ReportService
 from altus4.services.users import UserService
@@ -38,12 +42,16 @@ class Services:
     redis: RedisStore
     limiter: RateLimiter
     users: UserService
-    keys: ApiKeyService
+    accounts: AccountService
+    keys: ApiKeyService  # owners' lifecycle
+    admission: KeyAdmission  # the hot path: key, limit, permission
+    usage: UsageLedger  # counted requests, buffered
     connections: ConnectionService
     analytics: AnalyticsService
     write_behind: WriteBehind
     pools: TargetPools
     search: SearchService
+    searches: RecordedSearch  # search as the API runs it: recorded, with analytics on request
     ai: AIService
     reports: ReportService
     assistant: Assistant
@@ -58,26 +66,35 @@ class Services:
         pools = TargetPools(settings, metrics)
         connections.listeners.append(pools.discard)
         write_behind = WriteBehind(store, settings.write_behind_interval_ms / 1000)
+        admission = KeyAdmission(db, store, limiter, settings)
+        usage = UsageLedger(db, store, write_behind)
         analytics = AnalyticsService(db, store, write_behind)
         ai = AIService(settings, store, metrics, embeddings=EmbeddingStore(db))
         vectors = VectorIndex(db, store)
         connections.listeners.append(vectors.forget)
         search = SearchService(connections, pools, store, settings, metrics, ai, vectors)
+        users = UserService(db, settings)
+        keys = ApiKeyService(db, limiter, admission, usage)
+        reports = ReportService(db, analytics, started, ai)
         return cls(
             settings=settings,
             db=db,
             redis=store,
             limiter=limiter,
             metrics=metrics,
-            users=UserService(db, settings),
-            keys=ApiKeyService(db, store, limiter, settings, write_behind),
+            users=users,
+            accounts=AccountService(users, keys, connections),
+            keys=keys,
+            admission=admission,
+            usage=usage,
             connections=connections,
             analytics=analytics,
             write_behind=write_behind,
             pools=pools,
             search=search,
+            searches=RecordedSearch(search, analytics, reports),
             ai=ai,
-            reports=ReportService(db, analytics, started, ai),
+            reports=reports,
             assistant=Assistant(search, connections, analytics, ai),
         )
 
@@ -89,4 +106,5 @@ class Services:
 
 
 def services() -> Services:
+    """The running app's services (inside a request or an app context)."""
     return current_app.extensions["altus4"]

@@ -22,7 +22,7 @@ def test_no_mysql_write_and_no_per_request_queue_write_on_the_api_key_path(app, 
     # warm the key cache and the search cache, then hold the batch-flush locks so only per-request work remains
     client.post("/api/v1/search", json={"query": "gevent workers"}, headers=headers)
     svc.analytics.flush()
-    svc.keys.flush_usage()
+    svc.usage.flush()
     cache.set("usage:flush-lock", "1", ex=60)
     cache.set("analytics:flush-lock", "1", ex=60)
     try:

@@ -3,18 +3,18 @@
 from flask import Blueprint, g
 
 from altus4 import context
+from altus4.api import presenters as present
 from altus4.api import schemas
 from altus4.api.auth import ip_limited, public, user_required
 from altus4.api.envelope import ok
 from altus4.api.validation import body
 from altus4.container import services
-from altus4.services.users import public_user
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
 
 def _user_payload(user: dict) -> dict:
-    return public_user(user, services().users.connected_database_ids(user["id"]))
+    return present.user(user, services().users.connected_database_ids(user["id"]))
 
 
 @bp.post("/register")
@@ -80,9 +80,5 @@ def logout():
 @bp.delete("/account")
 @user_required
 def delete_account():
-    svc = services()
-    svc.keys.forget_all(g.user["id"])
-    for row in svc.connections.list(g.user["id"]):
-        svc.connections.delete(g.user["id"], row["id"])
-    svc.users.delete(g.user["id"])
+    services().accounts.close(g.user["id"])
     return ok({"success": True})

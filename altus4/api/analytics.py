@@ -8,7 +8,7 @@ from pydantic import Field
 
 from altus4.api.auth import admin_required, user_required
 from altus4.api.envelope import ok
-from altus4.api.schemas import Body
+from altus4.api.schemas import AnalyticsHistoryQuery, Body
 from altus4.api.validation import query
 from altus4.container import services
 from altus4.services.reports import date_range
@@ -27,11 +27,6 @@ class RangeQuery(Body):
 
 class PopularQuery(RangeQuery):
     limit: int = Field(default=20, ge=1, le=100)
-
-
-class HistoryQuery(Body):
-    limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
 
 
 @bp.get("/search-trends")
@@ -56,7 +51,7 @@ def popular_queries():
 @bp.get("/search-history")
 @user_required
 def search_history():
-    params = query(HistoryQuery)
+    params = query(AnalyticsHistoryQuery)
     items, total = services().analytics.history(g.user["id"], params.limit, params.offset)
     return ok({"items": items, "total": total, "limit": params.limit, "offset": params.offset})
 

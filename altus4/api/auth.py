@@ -107,13 +107,13 @@ def api_key_required(permission: str) -> Callable[[Callable], Callable]:
             token = _bearer()
             if token is None:
                 raise InvalidApiKey("Missing API key: send 'Authorization: Bearer altus4_sk_…'")
-            keys = services().keys
-            principal, verdict = keys.admit(token)  # a refused request counts against the limit too
+            svc = services()
+            principal, verdict = svc.admission.admit(token)  # a refused request counts against the limit too
             context.bind(principal.user_id)
             g.api_key, g.api_key_tier = principal, principal.tier
             _enforce(verdict, "Rate limit exceeded.", f"api_key_{principal.tier}")
             principal.require(permission)
-            keys.record_use(principal, request.remote_addr)
+            svc.usage.record_use(principal, request.remote_addr)
             return view(*args, **kwargs)
 
         return _mark(wrapper, f"api_key:{permission}")

@@ -2,14 +2,12 @@
 
 from flask import Blueprint, g
 
+from altus4.api import presenters as present
 from altus4.api import schemas
 from altus4.api.auth import user_required
 from altus4.api.envelope import ok
 from altus4.api.validation import body, query
 from altus4.container import services
-from altus4.db.targets import TargetError
-from altus4.errors import UpstreamFailed
-from altus4.services.connections import public_connection
 
 bp = Blueprint("databases", __name__, url_prefix="/api/v1/databases")
 
@@ -17,14 +15,14 @@ bp = Blueprint("databases", __name__, url_prefix="/api/v1/databases")
 @bp.get("")
 @user_required
 def list_databases():
-    return ok([public_connection(r) for r in services().connections.list(g.user["id"])])
+    return ok([present.connection(r) for r in services().connections.list(g.user["id"])])
 
 
 @bp.post("")
 @user_required
 def create_database():
     data = body(schemas.CreateConnectionBody)
-    return ok(public_connection(services().connections.create(g.user["id"], data.model_dump())), 201)
+    return ok(present.connection(services().connections.create(g.user["id"], data.model_dump())), 201)
 
 
 @bp.get("/status")
@@ -36,14 +34,14 @@ def database_statuses():
 @bp.get("/<uuid:conn_id>")
 @user_required
 def get_database(conn_id):
-    return ok(public_connection(services().connections.get(g.user["id"], str(conn_id))))
+    return ok(present.connection(services().connections.get(g.user["id"], str(conn_id))))
 
 
 @bp.put("/<uuid:conn_id>")
 @user_required
 def update_database(conn_id):
     data = body(schemas.UpdateConnectionBody)
-    return ok(public_connection(services().connections.update(g.user["id"], str(conn_id), data.changes())))
+    return ok(present.connection(services().connections.update(g.user["id"], str(conn_id), data.changes())))
 
 
 @bp.delete("/<uuid:conn_id>")
@@ -63,32 +61,5 @@ def test_database(conn_id):
 @user_required
 def database_schema(conn_id):
     params = query(schemas.SchemaQuery)
-    try:
-        found = services().connections.schema(g.user["id"], str(conn_id), refresh=params.refresh)
-    except TargetError as exc:
-        raise UpstreamFailed(str(exc), code="DATABASE_UNREACHABLE") from None
-    return ok(
-        [
-            {
-                "database": found.database,
-                "table": table.name,
-                "engine": table.engine,
-                "estimatedRows": table.row_estimate,
-                "primaryKey": list(table.primary_key),
-                "columns": [
-                    {
-                        "name": name,
-                        "type": kind,
-                        "isFullTextIndexed": table.is_fulltext_indexed(name),
-                        "isSearchable": name in table.text_columns,
-                    }
-                    for name, kind in table.columns.items()
-                ],
-                "fullTextIndexes": [
-                    {"name": ix.name, "columns": list(ix.columns), "type": "FULLTEXT", "cardinality": ix.cardinality}
-                    for ix in table.fulltext_indexes
-                ],
-            }
-            for table in found.tables.values()
-        ]
-    )
+    found = services().connections.schema(g.user["id"], str(conn_id), refresh=params.refresh)
+    return ok(present.schema_tables(found))

@@ -6,13 +6,17 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from altus4.errors import ApiError
+from altus4.db.targets import HostNotAllowed, TargetError
+from altus4.errors import ApiError, UpstreamFailed, ValidationFailed
+from altus4.search.boolean import QuerySyntaxError
+from altus4.search.plan import UnknownIdentifier
 
 log = logging.getLogger("altus4.api")
 
@@ -68,6 +72,30 @@ def _on_api_error(err: ApiError) -> Response:
     return error_response(err.status, err.code, err.message, err.details, err.headers)
 
 
+# what the layers below raise in their own terms, and what the client sees: the one place for both
+_TRANSLATIONS: dict[type[Exception], Callable[[Any], ApiError]] = {
+    TargetError: lambda e: UpstreamFailed(str(e), code="DATABASE_UNREACHABLE"),
+    HostNotAllowed: lambda e: ValidationFailed(
+        str(e), code="HOST_NOT_ALLOWED", details=[{"field": "host", "message": str(e)}]
+    ),
+    QuerySyntaxError: lambda e: ValidationFailed(
+        f"Malformed boolean query: {e}",
+        code="INVALID_QUERY",
+        details=[{"field": "query", "message": e.message, "position": e.position + 1}],
+    ),
+    UnknownIdentifier: lambda e: ValidationFailed(
+        f"Unknown {e.kind}: {', '.join(e.names)}",
+        code="UNKNOWN_IDENTIFIER",
+        details={"unknown": e.names, "available": e.available},
+    ),
+}
+
+
+def _on_domain_error(err: Exception) -> Response:
+    translate = next(f for kind, f in _TRANSLATIONS.items() if isinstance(err, kind))
+    return _on_api_error(translate(err))
+
+
 def _on_http_error(err: HTTPException) -> Response:
     status = err.code or 500
     code = _HTTP_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
@@ -107,5 +135,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)
     app.register_error_handler(ApiError, _on_api_error)
+    for domain_error in _TRANSLATIONS:
+        app.register_error_handler(domain_error, _on_domain_error)
     app.register_error_handler(HTTPException, _on_http_error)
     app.register_error_handler(Exception, _on_unexpected)

@@ -2,12 +2,12 @@
 
 from flask import Blueprint, g
 
+from altus4.api import presenters as present
 from altus4.api import schemas
 from altus4.api.auth import user_required
 from altus4.api.envelope import ok
 from altus4.api.validation import body, query
 from altus4.container import services
-from altus4.services.api_keys import public_key
 
 bp = Blueprint("keys", __name__, url_prefix="/api/v1/keys")
 
@@ -21,27 +21,27 @@ def create_key():
     row, secret = services().keys.create(
         g.user["id"], data.name, data.environment, list(data.permissions), data.rateLimitTier, data.expiresAt
     )
-    return ok({"apiKey": public_key(row), "secretKey": secret, "warning": SHOWN_ONCE}, 201)
+    return ok({"apiKey": present.api_key(row), "secretKey": secret, "warning": SHOWN_ONCE}, 201)
 
 
 @bp.get("")
 @user_required
 def list_keys():
     rows = services().keys.list(g.user["id"])
-    return ok({"apiKeys": [public_key(r) for r in rows], "total": len(rows)})
+    return ok({"apiKeys": [present.api_key(r) for r in rows], "total": len(rows)})
 
 
 @bp.get("/<uuid:key_id>")
 @user_required
 def get_key(key_id):
-    return ok({"apiKey": public_key(services().keys.get(g.user["id"], str(key_id)))})
+    return ok({"apiKey": present.api_key(services().keys.get(g.user["id"], str(key_id)))})
 
 
 @bp.put("/<uuid:key_id>")
 @user_required
 def update_key(key_id):
     data = body(schemas.UpdateKeyBody)
-    return ok({"apiKey": public_key(services().keys.update(g.user["id"], str(key_id), data.changes()))})
+    return ok({"apiKey": present.api_key(services().keys.update(g.user["id"], str(key_id), data.changes()))})
 
 
 @bp.delete("/<uuid:key_id>")
@@ -55,7 +55,7 @@ def revoke_key(key_id):
 @user_required
 def key_usage(key_id):
     params = query(schemas.UsageQuery)
-    return ok({"usage": services().keys.usage(g.user["id"], str(key_id), params.days)})
+    return ok({"usage": present.key_usage(services().keys.usage(g.user["id"], str(key_id), params.days))})
 
 
 @bp.post("/<uuid:key_id>/regenerate")
@@ -64,7 +64,7 @@ def regenerate_key(key_id):
     row, secret = services().keys.regenerate(g.user["id"], str(key_id))
     return ok(
         {
-            "apiKey": public_key(row),
+            "apiKey": present.api_key(row),
             "secretKey": secret,
             "oldKeyId": str(key_id),
             "warning": "This is the only time the new API key will be shown. Please store it securely.",

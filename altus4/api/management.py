@@ -4,11 +4,11 @@ import time
 
 from flask import Blueprint, current_app, g
 
+from altus4.api import presenters as present
 from altus4.api.auth import public, user_required
 from altus4.api.envelope import error_response, ok
 from altus4.api.keys import SHOWN_ONCE
 from altus4.container import services
-from altus4.services.api_keys import public_key
 
 bp = Blueprint("management", __name__)
 
@@ -72,7 +72,7 @@ def dependency_health():
 @user_required
 def setup_first_key():
     row, secret = services().keys.setup_first_key(g.user["id"])
-    return ok({"apiKey": public_key(row), "secretKey": secret, "warning": SHOWN_ONCE}, 201)
+    return ok({"apiKey": present.api_key(row), "secretKey": secret, "warning": SHOWN_ONCE}, 201)
 
 
 @bp.get("/api/v1/management/migration-status")

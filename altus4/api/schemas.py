@@ -176,3 +176,16 @@ class AnalyzeBody(Body):
     query: str = Field(min_length=1, max_length=500)
     databases: list[DatabaseId] = Field(min_length=1, max_length=50)
     searchMode: Literal["natural", "boolean"] = "natural"
+
+
+class SearchHistoryQuery(Body):
+    """`GET /search/history` (API key): a page of the key owner's searches, newest first."""
+
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0)
+
+
+class AnalyticsHistoryQuery(SearchHistoryQuery):
+    """`GET /analytics/search-history` (JWT): the same, in larger pages for dashboards."""
+
+    limit: int = Field(default=100, ge=1, le=1000)

@@ -1,7 +1,6 @@
 """/api/v1/search: search, and the API-key user's own search history."""
 
 from flask import Blueprint, g
-from pydantic import Field
 
 from altus4.api import schemas
 from altus4.api.auth import api_key_required
@@ -31,24 +30,7 @@ def search():
         limit=data.limit,
         offset=data.offset,
     )
-    result = svc.search.search(g.api_key.user_id, params, tier=g.api_key.tier)
-    if data.includeAnalytics:
-        result["trends"] = svc.reports.period_summaries(g.api_key.user_id)
-        result["categories"] = svc.search.ai_categories(result, g.api_key.user_id, g.api_key.tier)
-    searched = [d["id"] for d in result["databases"]]
-    categories = [c["name"] for c in result["categories"]]
-    svc.analytics.record(
-        g.api_key.user_id,
-        g.api_key.id,
-        data.query,
-        result["modeUsed"],
-        searched,
-        categories,
-        result["totalCount"],
-        result["executionTime"],
-        result["cached"],
-    )
-    return ok(result)
+    return ok(svc.searches.run(g.api_key, params, include_analytics=data.includeAnalytics))
 
 
 @bp.get("/suggestions")
@@ -84,14 +66,9 @@ def trends():
     return ok(services().reports.period_summaries(g.api_key.user_id))
 
 
-class HistoryQuery(schemas.Body):
-    limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)
-
-
 @bp.get("/history")
 @api_key_required("search")
 def history():
-    params = query(HistoryQuery)
+    params = query(schemas.SearchHistoryQuery)
     items, total = services().analytics.history(g.api_key.user_id, params.limit, params.offset)
     return ok(items, total=total, limit=params.limit, offset=params.offset)

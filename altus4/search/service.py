@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -27,7 +27,7 @@ from altus4.db.target_pools import TargetPools
 from altus4.errors import ApiError, ServiceUnavailable, UpstreamFailed, ValidationFailed
 from altus4.redis_store import RedisStore
 from altus4.search import plan as planner
-from altus4.search.boolean import QuerySyntaxError, natural_terms, parse_boolean
+from altus4.search.boolean import natural_terms, parse_boolean
 from altus4.search.results import Hit, normalise, render, row_key, term_pattern
 from altus4.search.semantic import fuse, row_text
 from altus4.services.connections import ConnectionService
@@ -66,16 +66,10 @@ class CompiledQuery:
 
 
 def compile_query(query: str, mode: str) -> CompiledQuery:
-    """:raise ValidationFailed: a malformed boolean query, pointing at the problem."""
+    """:raise QuerySyntaxError: a malformed boolean query, pointing at the problem.
+    :raise ValidationFailed: a natural-language query without a searchable word."""
     if mode == "boolean":
-        try:
-            parsed = parse_boolean(query)
-        except QuerySyntaxError as exc:
-            raise ValidationFailed(
-                f"Malformed boolean query: {exc}",
-                code="INVALID_QUERY",
-                details=[{"field": "query", "message": exc.message, "position": exc.position + 1}],
-            ) from None
+        parsed = parse_boolean(query)
         return CompiledQuery("boolean", parsed.mysql, parsed.positive_terms, parsed.negative_terms)
     terms = natural_terms(query)
     if not terms:
@@ -107,6 +101,19 @@ def run_parallel(tasks: list, timeout: float) -> list[tuple[str, Any]]:
             out.append(("ok", future.result()))
     pool.shutdown(wait=False, cancel_futures=True)
     return out
+
+
+Job = tuple[dict[str, Any], planner.TableQuery]  # (connection row, the statement for one of its tables)
+
+
+@dataclass
+class Merged:
+    """What the tables answered, merged: hits in rank order, match counts per table, status per database."""
+
+    order: dict[str, int]  # connection id -> its position in the request (a tie-break in the merge)
+    hits: list[Hit] = field(default_factory=list)
+    per_table: dict[tuple[str, str], int] = field(default_factory=dict)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SearchService:
@@ -246,53 +253,78 @@ class SearchService:
         tier: str,
         started: float,
     ) -> dict[str, Any]:
+        """Plan every table, run them in parallel, merge, re-rank in semantic mode, and shape the page."""
         schemas, failed = self.schemas(rows)
-        try:
-            planner.check_names(schemas, list(params.tables or []), list(params.columns or []))
-        except planner.UnknownIdentifier as exc:
-            raise ValidationFailed(
-                f"Unknown {exc.kind}: {', '.join(exc.names)}",
-                code="UNKNOWN_IDENTIFIER",
-                details={"unknown": exc.names, "available": exc.available},
-            ) from None
-        window = params.offset + params.limit
+        planner.check_names(schemas, list(params.tables or []), list(params.columns or []))
         semantic = params.mode == "semantic"
         expansion = self._expand(params.query, user_id, tier, started) if semantic else []
         if expansion:  # natural mode ORs its words, so the expanded text finds the union of candidates
             compiled = compile_query(f"{params.query} {' '.join(expansion)}", "natural")
+        window = params.offset + params.limit
         # semantic mode re-ranks a generous lexical candidate set; natural and boolean need only the page
         fetch = max(window, self.settings.semantic_candidates) if semantic else window
-        jobs: list[tuple[dict[str, Any], planner.TableQuery]] = []
-        for row in rows:
-            if row["id"] in schemas:
-                for q in planner.plan(schemas[row["id"]], list(params.tables or []), list(params.columns or [])):
-                    jobs.append((row, q))
+        jobs = self._plan(rows, schemas, params)
         outcomes = run_parallel(
             [lambda j=j: self._run_table(j[0], j[1], compiled, fetch) for j in jobs],
             self.settings.search_timeout_ms / 1000,
         )
-        hits: list[Hit] = []
-        per_table: dict[tuple[str, str], int] = {}
-        order = {row["id"]: i for i, row in enumerate(rows)}
+        merged = self._merge(rows, jobs, outcomes, failed, compiled)
+        ai_used, reason = False, None
+        if semantic:
+            try:
+                merged.hits = self._rerank(merged.hits, jobs, merged.order, params.query, user_id, tier, started)
+                ai_used = True
+            except AIUnavailable as exc:
+                reason = exc.reason
+        return {
+            **self._page(merged, jobs, compiled, params, rows),
+            "modeUsed": "semantic" if ai_used else compiled.mode,
+            **({"expandedTerms": expansion} if expansion else {}),
+            "aiUsed": ai_used,
+            **({} if reason is None else {"aiReasonCode": reason, "aiReason": AI_REASONS.get(reason, reason)}),
+        }
+
+    @staticmethod
+    def _plan(rows: list[dict[str, Any]], schemas: dict[str, DatabaseSchema], params: SearchParams) -> list[Job]:
+        """One statement per (database, table) to search; databases whose schema failed have none."""
+        tables, columns = list(params.tables or []), list(params.columns or [])
+        return [
+            (row, q) for row in rows if row["id"] in schemas for q in planner.plan(schemas[row["id"]], tables, columns)
+        ]
+
+    def _merge(
+        self,
+        rows: list[dict[str, Any]],
+        jobs: list[Job],
+        outcomes: list[tuple[str, Any]],
+        failed: dict[str, dict[str, Any]],
+        compiled: CompiledQuery,
+    ) -> Merged:
+        """Every table's rows as scored hits in one order, plus each database's status.
+
+        :raise UpstreamFailed: (ServiceUnavailable if all timed out) no database could be searched.
+        """
+        merged = Merged(order={row["id"]: i for i, row in enumerate(rows)})
         like_predicates = len(compiled.terms[: planner.MAX_LIKE_TERMS])
         for (row, q), (status, value) in zip(jobs, outcomes, strict=False):
             if status != "ok":
                 failed.setdefault(row["id"], self._failure(row, status, value))
                 continue
             table_rows, total = value
-            per_table[(row["id"], q.table)] = total
+            merged.per_table[(row["id"], q.table)] = total
             scores = normalise(table_rows, q, like_predicates * len(q.like_columns))
             for position, (r, score) in enumerate(zip(table_rows, scores, strict=False)):
-                hits.append(
-                    Hit(row["id"], order[row["id"]], q.table, position, float(r[planner.SCORE] or 0), score, r, q)
+                merged.hits.append(
+                    Hit(
+                        row["id"], merged.order[row["id"]], q.table, position, float(r[planner.SCORE] or 0), score, r, q
+                    )
                 )
-        statuses = []
         for row in rows:
             if row["id"] in failed:
-                statuses.append(failed[row["id"]])
+                merged.statuses.append(failed[row["id"]])
             else:
-                count = sum(n for (db, _), n in per_table.items() if db == row["id"])
-                statuses.append(
+                count = sum(n for (db, _), n in merged.per_table.items() if db == row["id"])
+                merged.statuses.append(
                     {"id": row["id"], "name": row["name"], "status": "ok", "error": None, "resultCount": count}
                 )
         if failed and len(failed) == len(rows):
@@ -301,32 +333,36 @@ class SearchService:
             raise error(
                 "None of the requested databases could be searched",
                 code="ALL_DATABASES_FAILED",
-                details={"databases": statuses},
+                details={"databases": merged.statuses},
             )
-        hits.sort(key=Hit.sort_key)
-        ai_used, reason = False, None
-        if semantic:
-            try:
-                hits = self._rerank(hits, jobs, order, params.query, user_id, tier, started)
-                ai_used = True
-            except AIUnavailable as exc:
-                reason = exc.reason
-        page = hits[params.offset : window]
+        merged.hits.sort(key=Hit.sort_key)
+        return merged
+
+    def _page(
+        self,
+        merged: Merged,
+        jobs: list[Job],
+        compiled: CompiledQuery,
+        params: SearchParams,
+        rows: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The requested page of the merged hits, rendered, with counts, categories and index hints."""
         pattern = term_pattern(compiled.terms)
         names = {row["id"]: row["name"] for row in rows}
-        total = sum(per_table.values())
-        categories = {}
-        for (_, table), n in per_table.items():
+        total = sum(merged.per_table.values())
+        categories: dict[str, int] = {}
+        for (_, table), n in merged.per_table.items():
             categories[table] = categories.get(table, 0) + n
-        notes = sorted({note for _, q in jobs for note in q.notes})
         return {
-            "results": [render(h, pattern, names[h.database]) for h in page],
+            "results": [
+                render(h, pattern, names[h.database]) for h in merged.hits[params.offset : params.offset + params.limit]
+            ],
             "totalCount": total,
             "totalCountExact": True,
             "page": params.offset // params.limit + 1,
             "limit": params.limit,
             "offset": params.offset,
-            "databases": statuses,
+            "databases": merged.statuses,
             "categories": [
                 {"name": t, "count": n, "confidence": round(n / total, 4) if total else 0.0}
                 for t, n in sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -339,11 +375,7 @@ class SearchService:
                 if q.strategy == "like"
                 for note in q.notes
             ],
-            "warnings": notes,
-            "modeUsed": "semantic" if ai_used else compiled.mode,
-            **({"expandedTerms": expansion} if expansion else {}),
-            "aiUsed": ai_used,
-            **({} if reason is None else {"aiReasonCode": reason, "aiReason": AI_REASONS.get(reason, reason)}),
+            "warnings": sorted({note for _, q in jobs for note in q.notes}),
         }
 
     def _expand(self, query: str, user_id: str, tier: str, started: float) -> list[str]:

@@ -20,7 +20,7 @@ import redis
 
 from altus4.db.pool import Database
 from altus4.redis_store import RedisStore
-from altus4.services.users import iso
+from altus4.times import iso
 from altus4.write_behind import Sink, WriteBehind
 
 log = logging.getLogger("altus4.analytics")

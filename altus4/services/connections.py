@@ -18,10 +18,10 @@ from altus4.config import Settings
 from altus4.db import targets
 from altus4.db.pool import Database
 from altus4.db.schema import DatabaseSchema, SchemaCache, discover
-from altus4.errors import NotFound, ValidationFailed
+from altus4.errors import NotFound
 from altus4.redis_store import RedisStore
 from altus4.security.secrets_box import DecryptionError, SecretBox
-from altus4.services.users import iso, utcnow
+from altus4.times import utcnow
 
 _COLUMNS = (
     "id, user_id, name, host, port, database_name, username, password_encrypted, ssl_enabled, read_replicas,"
@@ -57,25 +57,6 @@ def parse_replicas(stored: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def public_connection(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "host": row["host"],
-        "port": row["port"],
-        "database": row["database_name"],
-        "username": row["username"],
-        "ssl": bool(row["ssl_enabled"]),
-        "readReplicas": [f"{h}:{p}" for h, p in parse_replicas(row["read_replicas"])],
-        "isActive": bool(row["is_active"]),
-        "connectionStatus": row["connection_status"],
-        "lastError": row["last_error"],
-        "lastTested": iso(row["last_tested"]),
-        "createdAt": iso(row["created_at"]),
-        "updatedAt": iso(row["updated_at"]),
-    }
-
-
 class ConnectionService:
     def __init__(self, db: Database, box: SecretBox, schemas: SchemaCache, settings: Settings, store: RedisStore):
         self.db = db
@@ -86,12 +67,8 @@ class ConnectionService:
         self.listeners: list = []  # callables(connection_id) told when a connection changes or goes
 
     def _check_host(self, host: str) -> None:
-        try:
-            targets.check_host_allowed(host, self.settings.allowed_database_hosts)
-        except targets.HostNotAllowed as exc:
-            raise ValidationFailed(
-                str(exc), code="HOST_NOT_ALLOWED", details=[{"field": "host", "message": str(exc)}]
-            ) from None
+        """:raise targets.HostNotAllowed: outside ALLOWED_DATABASE_HOSTS."""
+        targets.check_host_allowed(host, self.settings.allowed_database_hosts)
 
     def _replicas(self, replicas: list[str] | None) -> str:
         """Validated `host:port,host:port` for storage; every host passes the allowlist."""

@@ -20,7 +20,7 @@ from altus4.ai.provider import AIUnavailable
 from altus4.db.pool import Database
 from altus4.errors import ValidationFailed
 from altus4.services.analytics import AnalyticsService
-from altus4.services.users import iso
+from altus4.times import iso
 
 PERIOD_DAYS = {"day": 1, "week": 7, "month": 30, "3months": 90, "6months": 180, "year": 365}
 MAX_RANGE_DAYS = 731

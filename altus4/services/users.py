@@ -13,29 +13,9 @@ from altus4.config import Settings
 from altus4.db.pool import Database
 from altus4.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from altus4.security import passwords, tokens
+from altus4.times import utcnow
 
 _USER_COLUMNS = "id, email, name, role, is_active, password_changed_at, created_at, last_active"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def iso(value: datetime | None) -> str | None:
-    """DATETIME columns hold UTC; render them as ISO-8601 with a Z."""
-    return value.isoformat(timespec="milliseconds") + "Z" if value else None
-
-
-def public_user(row: dict[str, Any], connected: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "email": row["email"],
-        "name": row["name"],
-        "role": row["role"],
-        "connectedDatabases": connected or [],
-        "createdAt": iso(row["created_at"]),
-        "lastActive": iso(row["last_active"]),
-    }
 
 
 class UserService:

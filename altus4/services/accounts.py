@@ -1,0 +1,26 @@
+"""Closing an account: what it owns is let go of in the right order, then the row goes."""
+
+from __future__ import annotations
+
+from altus4.services.api_keys import ApiKeyService
+from altus4.services.connections import ConnectionService
+from altus4.services.users import UserService
+
+
+class AccountService:
+    def __init__(self, users: UserService, keys: ApiKeyService, connections: ConnectionService):
+        self.users = users
+        self.keys = keys
+        self.connections = connections
+
+    def close(self, user_id: str) -> None:
+        """Delete the account and everything it owns.
+
+        Keys leave every worker's cache first (so none works for a moment after), connections are deleted one
+        by one (so their pools, caches and vectors are dropped), then the user row, whose foreign keys cascade
+        to what is left: analytics, usage and revoked tokens.
+        """
+        self.keys.forget_all(user_id)
+        for row in self.connections.list(user_id):
+            self.connections.delete(user_id, row["id"])
+        self.users.delete(user_id)

@@ -1,0 +1,142 @@
+"""API-key admission, the hot path: is this key valid, within its tier's limit, and allowed this?
+
+The request path never writes to MySQL: a key is validated from a Redis cache (dropped at once on
+revoke/update through `forget`, so every worker sees it) in the same round trip that counts the request
+against the key's rate limit. Only while Redis is unavailable does each worker keep keys for a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC
+
+from altus4.config import Limit, Settings
+from altus4.db.pool import Database
+from altus4.errors import Forbidden, InvalidApiKey
+from altus4.redis_store import RedisStore
+from altus4.security import api_keys as keygen
+from altus4.services.rate_limits import RateLimiter, Verdict
+
+KEY_CACHE_TTL = 60  # bounds staleness if an invalidation is lost while Redis is unreachable
+LOCAL_TTL = 5.0  # in-process cache, used only while Redis is unavailable
+
+
+@dataclass(frozen=True)
+class ApiKeyPrincipal:
+    """What a request authenticated with an API key may do."""
+
+    id: str
+    user_id: str
+    permissions: tuple[str, ...]
+    tier: str
+    environment: str
+    expires_at: float | None
+    is_active: bool
+
+    def require(self, permission: str) -> None:
+        if permission not in self.permissions and "admin" not in self.permissions:
+            raise Forbidden(
+                f"API key lacks the '{permission}' permission",
+                details={"required": permission, "granted": list(self.permissions)},
+            )
+
+
+def tier_limits(settings: Settings) -> dict[str, tuple[Limit, ...]]:
+    """Requests per hour by rate-limit tier."""
+    return {
+        "free": (Limit(settings.rate_limit_free, 3600),),
+        "pro": (Limit(settings.rate_limit_pro, 3600),),
+        "enterprise": (Limit(settings.rate_limit_enterprise, 3600),),
+    }
+
+
+class KeyAdmission:
+    def __init__(self, db: Database, store: RedisStore, limiter: RateLimiter, settings: Settings):
+        self.db = db
+        self.store = store
+        self.limiter = limiter
+        self.tier_limits = tier_limits(settings)
+        self._local: dict[str, tuple[float, ApiKeyPrincipal]] = {}
+        self._seen: dict[str, tuple[str, str]] = {}  # digest -> (key id, tier): names its rate-limit counters
+
+    def admit(self, secret: str) -> tuple[ApiKeyPrincipal, Verdict]:
+        """Authenticate the key and count the request against its rate limit.
+
+        One Redis round trip once this worker has seen the key: a key's id never changes for its digest, so
+        the rate-limit counters are known before the cached key is read, and both go in one pipeline.
+        :raise InvalidApiKey: unknown, malformed, revoked or expired key.
+        """
+        if not keygen.looks_like_key(secret):
+            raise InvalidApiKey("Invalid API key format")
+        digest = keygen.digest(secret)
+        known = self._seen.get(digest)  # (key id, tier) from an earlier request
+        keys, counts = None, None
+        if known is not None:
+            keys = self.limiter.keys(f"key:{known[0]}", self.tier_limits[known[1]])
+
+            def read(r) -> list:
+                pipe = r.pipeline(transaction=False)
+                pipe.get(f"apikey:{digest}")
+                self.limiter.stage(pipe, keys)
+                return pipe.execute()
+
+            replies = self.store.safe(read, None)
+            cached, counts = (replies[0], replies[1::2]) if replies else (None, None)
+        else:
+            cached = self.store.safe(lambda r: r.get(f"apikey:{digest}"), None)
+        principal = self._principal(digest, cached)
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[digest] = (principal.id, principal.tier)
+        if counts is not None and known == (principal.id, principal.tier):
+            return principal, self.limiter.judge(keys, counts)
+        return principal, self.limiter.hit(f"key:{principal.id}", self.tier_limits[principal.tier])
+
+    def _principal(self, digest: str, cached: bytes | None) -> ApiKeyPrincipal:
+        local = self._local.get(digest)
+        self.store.count_cache("api_key", bool(cached))
+        if cached:
+            data = json.loads(cached)
+            principal = ApiKeyPrincipal(**{**data, "permissions": tuple(data["permissions"])})
+        elif local and local[0] > time.monotonic() and not self.store.available:
+            principal = local[1]
+        else:
+            principal = self._load(digest)
+            if not self.store.available:
+                if len(self._local) > 10_000:
+                    self._local.clear()
+                self._local[digest] = (time.monotonic() + LOCAL_TTL, principal)
+        if not principal.is_active:
+            raise InvalidApiKey("API key has been revoked")
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise InvalidApiKey("API key has expired")
+        return principal
+
+    def _load(self, digest: str) -> ApiKeyPrincipal:
+        row = self.db.fetch_one(
+            "SELECT k.id, k.user_id, k.permissions, k.rate_limit_tier, k.environment, k.expires_at, k.is_active,"
+            " u.is_active AS user_active FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = %s",
+            (digest,),
+            primary=True,
+        )
+        if row is None:
+            raise InvalidApiKey("Invalid API key")
+        expires = row["expires_at"].replace(tzinfo=UTC).timestamp() if row["expires_at"] else None
+        principal = ApiKeyPrincipal(
+            id=row["id"],
+            user_id=row["user_id"],
+            permissions=tuple(row["permissions"].split(",")),
+            tier=row["rate_limit_tier"],
+            environment=row["environment"],
+            expires_at=expires,
+            is_active=bool(row["is_active"] and row["user_active"]),
+        )
+        self.store.safe(lambda r: r.set(f"apikey:{digest}", json.dumps(asdict(principal)), ex=KEY_CACHE_TTL), None)
+        return principal
+
+    def forget(self, digest: str) -> None:
+        """Stop accepting a key's cached entry everywhere (revoke, update, regenerate, account deletion)."""
+        self._local.pop(digest, None)
+        self.store.safe(lambda r: r.delete(f"apikey:{digest}"), 0)
