@@ -38,12 +38,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     log.configure(settings.log_level)
 
     from altus4 import api, cli
+    from altus4.api import metrics as api_metrics
     from altus4.container import Services
     from altus4.metrics import Metrics
 
     metrics = Metrics()
     app.extensions["altus4"] = Services.build(settings, app.config["ALTUS4_STARTED"], metrics)
-    metrics.init_app(app)
+    api_metrics.init_app(app, metrics)
     api.init_app(app)
     cli.init_app(app)
     return app

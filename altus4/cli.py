@@ -1,6 +1,8 @@
-"""The `altus4` command: migrations, admin bootstrap and the demo set-up.
+"""The `altus4` command: migrations, users and admins, the demo set-up, `index` (embed a table ahead of
+time) and `loadtest` (drive a running service).
 
-Also registered on the Flask CLI (`flask --app app migrate`), so either works.
+Commands build the same services the API runs on, without a web app (see `_services`). They are also
+registered on the Flask CLI (`flask --app app migrate`), so either works.
 """
 
 from __future__ import annotations

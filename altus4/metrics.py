@@ -1,4 +1,4 @@
-"""Prometheus metrics, served at /metrics by prometheus-flask-exporter.
+"""Prometheus metrics: the series every layer records into (served at /metrics by `altus4.api.metrics`).
 
 Under gunicorn (`PROMETHEUS_MULTIPROC_DIR` set by config/gunicorn.conf.py) every
 worker writes its samples to that directory and any worker's /metrics merges
@@ -14,12 +14,8 @@ from __future__ import annotations
 import os
 import time
 
-from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_flask_exporter import PrometheusMetrics
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -28,7 +24,7 @@ def multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-class _CacheRatio:
+class CacheRatio:
     """altus4_cache_hit_ratio{cache_type}, computed from the (merged) request counters at scrape time."""
 
     def __init__(self, source: CollectorRegistry):
@@ -55,23 +51,7 @@ class _CacheRatio:
         yield ratio
 
 
-class _Exporter(PrometheusMetrics):
-    """prometheus-flask-exporter's /metrics endpoint, with the derived cache ratio added to every scrape."""
-
-    def generate_metrics(self, accept_header=None, names=None):
-        registry = CollectorRegistry()
-        if multiprocess():
-            MultiProcessCollector(registry)
-        else:
-            registry = self.registry
-        output = CollectorRegistry()
-        output.register(_Passthrough(registry))
-        output.register(_CacheRatio(registry))
-        encoder, content_type = choose_encoder(accept_header)
-        return encoder(output).decode("utf-8"), content_type
-
-
-class _Passthrough:
+class Passthrough:
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
 
@@ -146,22 +126,3 @@ class Metrics:
 
     def cache(self, kind: str, hit: bool) -> None:
         self.cache_requests.labels(kind, "hit" if hit else "miss").inc()
-
-    def init_app(self, app: Flask) -> None:
-        exporter = _Exporter(app, registry=self.registry, export_defaults=False, path="/metrics")
-        app.view_functions["prometheus_metrics"]._altus4_auth = "public"  # nginx/HAProxy keep it internal
-        self.exporter = exporter
-
-        @app.before_request
-        def _start_timer() -> None:
-            g.metrics_started = time.perf_counter()
-
-        @app.after_request
-        def _observe(response: Response) -> Response:
-            started = g.pop("metrics_started", None)
-            if started is not None:
-                route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-                self.request_duration.labels(request.method, route, str(response.status_code)).observe(
-                    time.perf_counter() - started
-                )
-            return response

@@ -26,6 +26,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
 
 from altus4.config import Settings
+from altus4.metrics import Metrics
 
 log = logging.getLogger("altus4.redis")
 T = TypeVar("T")
@@ -33,10 +34,9 @@ BACKOFF_SECONDS = 1.0
 
 
 class RedisStore:
-    def __init__(self, settings: Settings, metrics=None):
+    def __init__(self, settings: Settings, metrics: Metrics | None = None):
         self.settings = settings
-        self.metrics = metrics
-        self.errors = 0  # failures seen by this process
+        self.metrics = metrics or Metrics()  # unexported unless the app serves it
         self._down_until = 0.0
         self._lock = threading.Lock()
         common: dict[str, Any] = dict(
@@ -74,10 +74,8 @@ class RedisStore:
         return time.monotonic() >= self._down_until
 
     def _failed(self, exc: Exception) -> None:
-        if self.metrics is not None:
-            self.metrics.redis_errors.inc()
+        self.metrics.redis_errors.inc()
         with self._lock:
-            self.errors += 1
             first = self.available
             self._down_until = time.monotonic() + BACKOFF_SECONDS
         if first:
@@ -115,8 +113,7 @@ class RedisStore:
 
     def count_cache(self, kind: str, hit: bool) -> None:
         """Record a cache lookup (altus4_cache_requests_total / altus4_cache_hit_ratio)."""
-        if self.metrics is not None:
-            self.metrics.cache(kind, hit)
+        self.metrics.cache(kind, hit)
 
     def ping(self) -> bool:
         """A live check that ignores the back-off (health endpoints want the truth)."""

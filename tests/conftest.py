@@ -230,3 +230,31 @@ def make_user(client):
 @pytest.fixture
 def user(make_user) -> User:
     return make_user()
+
+
+class QueryRecorder:
+    """Every statement this process sends to MySQL while recording (warehouse's query counter, by another name)."""
+
+    WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def writes(self, table: str | None = None) -> list[str]:
+        found = [s for s in self.statements if s.lstrip().split(None, 1)[0].upper() in self.WRITES]
+        return [s for s in found if table is None or f" {table} " in f" {s} " or f" {table}(" in s]
+
+
+@pytest.fixture
+def queries(monkeypatch) -> QueryRecorder:
+    """Counts statements at PyMySQL's lowest level (one per round trip; an executemany batch is one)."""
+    recorder = QueryRecorder()
+    original = pymysql.cursors.Cursor._query
+
+    def recording(cursor, sql):
+        recorder.statements.append(sql if isinstance(sql, str) else sql.decode("utf-8", "replace"))
+        return original(cursor, sql)
+
+    monkeypatch.setattr(pymysql.cursors.Cursor, "_query", recording)
+    return recorder
+

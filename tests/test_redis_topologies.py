@@ -106,5 +106,5 @@ def test_cluster_key_layout_and_features(migrated, targets, cluster_set):
     assert usage["requestCount"] == 2  # counted in the cluster, flushed by a MULTI on one slot
     history = client.get("/api/v1/search/history", headers=headers).get_json()
     assert history["meta"]["total"] == 2  # the analytics queue (one key) flushed to MySQL
-    assert svc.redis.errors == 0
+    assert svc.metrics.registry.get_sample_value("altus4_redis_errors_total") == 0
     svc.close()

@@ -20,6 +20,7 @@ from altus4.ai.provider import AIUnavailable, NullProvider, OpenAIProvider
 from altus4.ai.resilience import CircuitBreaker, SharedLimiter
 from altus4.ai.store import EmbeddingStore, content_hash, from_bytes, to_bytes
 from altus4.config import Settings
+from altus4.metrics import Metrics
 from altus4.redis_store import RedisStore
 
 log = logging.getLogger("altus4.ai")
@@ -40,13 +41,13 @@ class AIService:
         self,
         settings: Settings,
         store: RedisStore,
-        metrics=None,
+        metrics: Metrics | None = None,
         provider=None,
         embeddings: EmbeddingStore | None = None,
     ):
         self.settings = settings
         self.store = store
-        self.metrics = metrics
+        self.metrics = metrics or Metrics()
         self.embeddings = embeddings
         if provider is not None:
             self.provider = provider
@@ -87,8 +88,6 @@ class AIService:
         }
 
     def _observe(self, operation: str, outcome: str, tokens: int = 0) -> None:
-        if self.metrics is None:
-            return
         self.metrics.ai_calls.labels(operation, outcome).inc()
         if tokens:
             self.metrics.ai_tokens.labels(operation).inc(tokens)

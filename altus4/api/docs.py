@@ -1,4 +1,4 @@
-"""The service's own OpenAPI document, served as JSON (and a minimal HTML viewer link)."""
+"""The service's own OpenAPI document (`altus4/openapi.yaml`), served as JSON with the running version."""
 
 from functools import lru_cache
 from pathlib import Path

@@ -33,7 +33,9 @@ from pymysql.cursors import DictCursor
 
 from altus4 import context
 from altus4.config import Settings
+from altus4.db import sql
 from altus4.errors import DatabaseUnavailable
+from altus4.metrics import Metrics
 
 log = logging.getLogger("altus4.db")
 
@@ -46,22 +48,17 @@ GTID_WAIT_SECONDS = 0.5
 def connect_kwargs(
     settings: Settings, host: str, port: int, database: str | None, user: str | None = None, password: str | None = None
 ) -> dict[str, Any]:
-    kwargs: dict[str, Any] = dict(
-        host=host,
-        port=port,
-        user=user or settings.db_username,
-        password=settings.db_password if password is None else password,
-        charset="utf8mb4",
-        cursorclass=DictCursor,
-        autocommit=True,
-        connect_timeout=settings.db_connect_timeout,
-        read_timeout=30,
-        write_timeout=30,
-        init_command="SET time_zone = '+00:00'",
+    """Options for a metadata-database connection (the primary, a replica, migrations), times in UTC."""
+    options = sql.client_options(
+        host,
+        port,
+        user or settings.db_username,
+        settings.db_password if password is None else password,
+        database,
+        settings.db_connect_timeout,
     )
-    if database:
-        kwargs["database"] = database
-    return kwargs
+    options["init_command"] = "SET time_zone = '+00:00'"
+    return options
 
 
 class Pool:
@@ -74,19 +71,18 @@ class Pool:
         timeout: float,
         setsession: list[str] | None = None,
         ping: int = 0,
-        metrics=None,
+        metrics: Metrics | None = None,
         label: str | None = None,
         **connect: Any,
     ):
         self.name = name
-        self.metrics = metrics
+        self.metrics = metrics or Metrics()  # unexported unless the app serves it
         self.label = label or name
         self.size = size
         self.timeout = timeout
         self._slots = threading.BoundedSemaphore(size)
         self.in_use = 0  # connections checked out now (read by metrics and the admin endpoints)
         self.served = 0  # connections handed out since start
-        self.exhausted = 0  # callers turned away after waiting `timeout`
         self._pool = PooledDB(
             creator=pymysql,
             maxconnections=size,
@@ -102,20 +98,16 @@ class Pool:
     def connection(self) -> Iterator[pymysql.Connection]:
         started = time.perf_counter()
         acquired = self._slots.acquire(timeout=self.timeout)
-        if self.metrics is not None:
-            self.metrics.pool_wait.labels(self.label).observe(time.perf_counter() - started)
+        self.metrics.pool_wait.labels(self.label).observe(time.perf_counter() - started)
         if not acquired:
-            self.exhausted += 1
-            if self.metrics is not None:
-                self.metrics.pool_exhausted.labels(self.label).inc()
+            self.metrics.pool_exhausted.labels(self.label).inc()
             raise DatabaseUnavailable(
                 f"No {self.name} database connection free within {self.timeout}s", code="POOL_EXHAUSTED", retry_after=1
             )
         self.in_use += 1
         self.served += 1
-        active = self.metrics.connections_active.labels(self.label) if self.metrics is not None else None
-        if active is not None:
-            active.inc()
+        active = self.metrics.connections_active.labels(self.label)
+        active.inc()
         try:
             try:
                 conn = self._pool.connection()
@@ -136,8 +128,7 @@ class Pool:
                 conn.close()  # back to the pool
         finally:
             self.in_use -= 1
-            if active is not None:
-                active.dec()
+            active.dec()
             self._slots.release()
 
     def close(self) -> None:
@@ -206,7 +197,8 @@ class Replica:
 
 
 class Database:
-    def __init__(self, settings: Settings, store=None, metrics=None):
+    def __init__(self, settings: Settings, store=None, metrics: Metrics | None = None):
+        metrics = metrics or Metrics()
         self.settings = settings
         self.store = store  # RedisStore, for read-your-writes across requests
         size, timeout = settings.db_pool_size, settings.db_pool_timeout
@@ -242,7 +234,6 @@ class Database:
         ]
         self._turn = itertools.count()
         self.flavor: str | None = None  # "mariadb" or "mysql", learnt from the first write
-        self.writes = 0  # write transactions opened by this process (the hot-path test counts them)
 
     # ---- writes ------------------------------------------------------------------------
     @contextmanager
@@ -251,7 +242,6 @@ class Database:
         scope = context.current()
         if scope is not None:
             scope.wrote = True
-        self.writes += 1
         with self.primary.connection() as conn:
             conn.begin()
             cursor = conn.cursor()

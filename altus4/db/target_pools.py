@@ -23,6 +23,7 @@ from altus4.config import Settings
 from altus4.db import targets
 from altus4.db.pool import Pool
 from altus4.errors import DatabaseUnavailable
+from altus4.metrics import Metrics
 
 
 def time_limit_statement(version: str, milliseconds: int) -> str:
@@ -35,9 +36,9 @@ ENDPOINT_RETRY_SECONDS = 10.0
 
 
 class TargetPools:
-    def __init__(self, settings: Settings, metrics=None):
+    def __init__(self, settings: Settings, metrics: Metrics | None = None):
         self.settings = settings
-        self.metrics = metrics
+        self.metrics = metrics or Metrics()
         self._pools: OrderedDict[tuple, Pool] = OrderedDict()
         self._down: dict[tuple[str, int], float] = {}  # endpoint -> when to try it again
         self._turn = itertools.count()

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pymysql
-from pymysql.cursors import DictCursor
 
 from altus4.config import Settings
+from altus4.db import sql
 
 
 class TargetError(Exception):
@@ -65,18 +65,14 @@ def check_host_allowed(host: str, allowlist: tuple[str, ...]) -> None:
 
 
 def connect_kwargs(spec: TargetSpec, settings: Settings, read_timeout: float | None = None) -> dict[str, Any]:
-    kwargs: dict[str, Any] = dict(
-        host=spec.host,
-        port=spec.port,
-        user=spec.username,
-        password=spec.password,
-        database=spec.database,
-        charset="utf8mb4",
-        cursorclass=DictCursor,
-        autocommit=True,
-        connect_timeout=settings.connection_timeout,
-        read_timeout=read_timeout or 30,
-        write_timeout=30,
+    kwargs = sql.client_options(
+        spec.host,
+        spec.port,
+        spec.username,
+        spec.password,
+        spec.database,
+        settings.connection_timeout,
+        read_timeout or 30,
     )
     if spec.ssl:
         kwargs.update(ssl_verify_cert=True, ssl_verify_identity=True)

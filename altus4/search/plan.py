@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from altus4.db.schema import DatabaseSchema, TableSchema
+from altus4.db.sql import escape_like
 
 SCORE = "__altus4_score"
 TOTAL = "__altus4_total"  # COUNT(*) OVER (): every match counted in the same pass (MySQL 8, MariaDB 10.2+)
@@ -136,8 +137,7 @@ def _against(mode: str) -> str:
 
 
 def _like_pattern(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"%{escape_like(term)}%"
 
 
 @dataclass(frozen=True)

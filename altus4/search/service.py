@@ -21,6 +21,7 @@ from altus4.ai.provider import AIUnavailable
 from altus4.ai.service import AIService
 from altus4.ai.vectors import VectorIndex
 from altus4.config import Settings
+from altus4.metrics import Metrics
 from altus4.db import targets
 from altus4.db.schema import DatabaseSchema
 from altus4.db.target_pools import TargetPools
@@ -123,7 +124,7 @@ class SearchService:
         pools: TargetPools,
         store: RedisStore,
         settings: Settings,
-        metrics=None,
+        metrics: Metrics | None = None,
         ai: AIService | None = None,
         vectors: VectorIndex | None = None,
     ):
@@ -131,7 +132,7 @@ class SearchService:
         self.pools = pools
         self.store = store
         self.settings = settings
-        self.metrics = metrics
+        self.metrics = metrics or Metrics()
         self.ai = ai
         self.vectors = vectors
 
@@ -172,10 +173,9 @@ class SearchService:
         data["searchMode"] = params.mode
         elapsed = time.perf_counter() - started
         data["executionTime"] = round(elapsed * 1000, 2)
-        if self.metrics is not None:
-            self.metrics.search_duration.labels(params.mode, str(len(rows))).observe(elapsed)
-            if params.mode == "semantic" and not data["aiUsed"]:
-                self.metrics.ai_fallbacks.labels(data["aiReasonCode"]).inc()
+        self.metrics.search_duration.labels(params.mode, str(len(rows))).observe(elapsed)
+        if params.mode == "semantic" and not data["aiUsed"]:
+            self.metrics.ai_fallbacks.labels(data["aiReasonCode"]).inc()
         return data
 
     def ai_categories(self, data: dict[str, Any], user_id: str, tier: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from altus4.db.pool import Database
+from altus4.db.sql import escape_like
 from altus4.redis_store import RedisStore
 from altus4.times import iso
 from altus4.write_behind import Sink, WriteBehind
@@ -157,9 +158,8 @@ class AnalyticsService:
 
     def popular_prefix(self, user_id: str, prefix: str, limit: int) -> list[dict[str, Any]]:
         """The user's own past queries starting with `prefix`, most frequent first."""
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return self.db.fetch_all(
             "SELECT query_text, COUNT(*) AS n FROM search_analytics WHERE user_id = %s AND query_text LIKE %s"
             " GROUP BY query_text ORDER BY n DESC, query_text LIMIT %s",
-            (user_id, escaped + "%", limit),
+            (user_id, escape_like(prefix) + "%", limit),
         )

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from altus4.db.pool import Database
+from altus4.db.sql import set_clause
 from altus4.errors import Conflict, NotFound
 from altus4.security import api_keys as keygen
 from altus4.services.key_admission import KeyAdmission
@@ -99,9 +100,9 @@ class ApiKeyService:
                     value = naive_utc(value)
                 values[column] = value
         if values:
-            assignments = ", ".join(f"{column} = %s" for column in values)
+            assignments, params = set_clause(values)
             self.db.execute(
-                f"UPDATE api_keys SET {assignments} WHERE id = %s AND user_id = %s", (*values.values(), key_id, user_id)
+                f"UPDATE api_keys SET {assignments} WHERE id = %s AND user_id = %s", (*params, key_id, user_id)
             )
             self.admission.forget(row["key_hash"])
         return self.get(user_id, key_id)

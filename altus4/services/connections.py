@@ -18,6 +18,7 @@ from altus4.config import Settings
 from altus4.db import targets
 from altus4.db.pool import Database
 from altus4.db.schema import DatabaseSchema, SchemaCache, discover
+from altus4.db.sql import set_clause
 from altus4.errors import NotFound
 from altus4.redis_store import RedisStore
 from altus4.security.secrets_box import DecryptionError, SecretBox
@@ -174,11 +175,11 @@ class ConnectionService:
             values["password_encrypted"] = self.box.encrypt(changes["password"] or "", conn_id)
         if values:
             # any change gets a new version: cached schema, cached results and the pool all key on it
-            assignments = ", ".join(f"{column} = %s" for column in values)
+            assignments, params = set_clause(values)
             self.db.execute(
                 f"UPDATE database_connections SET {assignments}, schema_version = schema_version + 1"
                 " WHERE id = %s AND user_id = %s",
-                (*values.values(), conn_id, user_id),
+                (*params, conn_id, user_id),
             )
             self._changed(row)
         if _ENDPOINT_FIELDS & changes.keys():

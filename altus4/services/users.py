@@ -11,6 +11,7 @@ import pymysql
 
 from altus4.config import Settings
 from altus4.db.pool import Database
+from altus4.db.sql import set_clause
 from altus4.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from altus4.security import passwords, tokens
 from altus4.times import utcnow
@@ -86,9 +87,9 @@ class UserService:
     def update_profile(self, user_id: str, name: str | None, email: str | None) -> dict[str, Any]:
         changes = {k: v for k, v in (("name", name), ("email", email.lower() if email else None)) if v is not None}
         if changes:
-            assignments = ", ".join(f"{column} = %s" for column in changes)  # column names are ours, not the client's
+            assignments, params = set_clause(changes)
             try:
-                self.db.execute(f"UPDATE users SET {assignments} WHERE id = %s", (*changes.values(), user_id))
+                self.db.execute(f"UPDATE users SET {assignments} WHERE id = %s", (*params, user_id))
             except pymysql.err.IntegrityError:
                 raise Conflict("User with this email already exists", code="USER_EXISTS") from None
         return self.get(user_id)
