@@ -12,7 +12,6 @@ scrape time from the merged hit/miss counters, so it is right across workers.
 from __future__ import annotations
 
 import os
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily

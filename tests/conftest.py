@@ -257,4 +257,3 @@ def queries(monkeypatch) -> QueryRecorder:
 
     monkeypatch.setattr(pymysql.cursors.Cursor, "_query", recording)
     return recorder
-

@@ -21,11 +21,11 @@ from altus4.ai.provider import AIUnavailable
 from altus4.ai.service import AIService
 from altus4.ai.vectors import VectorIndex
 from altus4.config import Settings
-from altus4.metrics import Metrics
 from altus4.db import targets
 from altus4.db.schema import DatabaseSchema
 from altus4.db.target_pools import TargetPools
 from altus4.errors import ApiError, ServiceUnavailable, UpstreamFailed, ValidationFailed
+from altus4.metrics import Metrics
 from altus4.redis_store import RedisStore
 from altus4.search import plan as planner
 from altus4.search.boolean import natural_terms, parse_boolean
