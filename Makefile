@@ -6,7 +6,7 @@ PYTHON ?= python3
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install services tools migrate demo run test bench bench-relevance lint clean
+.PHONY: help install services tools migrate demo run test test-fast bench bench-relevance lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ tools: ## Install the tools the deployment tests run (nginx, HAProxy, promtool, 
 test: install services tools ## Run the test suite (real MariaDB, Redis, nginx, HAProxy...); T=path narrows it
 	$(PY) -m pytest $(T)
 
+test-fast: install services ## The quick loop: every test not marked slow (no replicas, proxies or fleets)
+	$(PY) -m pytest -m "not slow" $(T)
+
 bench: install services ## Short performance benchmark: raw MySQL vs Altus 4 uncached/cached vs /health (about 5 minutes)
 	$(VENV)/bin/pip install -q -r bench/requirements.txt
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
@@ -54,8 +57,10 @@ bench/.venv-embed/.installed: bench/requirements-embedding.txt
 bench-relevance: install services bench/.venv-embed/.installed ## SciFact relevance per search mode (SPLIT=dev)
 	$(PY) bench/relevance.py --split $${SPLIT:-dev}
 
-lint: install ## ruff check
-	$(VENV)/bin/ruff check altus4 tests app.py config
+lint: install ## ruff check, ruff format --check, mypy on altus4/
+	$(VENV)/bin/ruff check altus4 tests app.py config bench
+	$(VENV)/bin/ruff format --check altus4 tests app.py config bench
+	$(VENV)/bin/mypy
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

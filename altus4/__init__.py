@@ -28,13 +28,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     if settings.trusted_proxies:
-        app.wsgi_app = ProxyFix(
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app,
             x_for=settings.trusted_proxies,
             x_proto=settings.trusted_proxies,
             x_host=settings.trusted_proxies,
         )
-    app.wsgi_app = take_turns(app.wsgi_app)
+    app.wsgi_app = take_turns(app.wsgi_app)  # type: ignore[method-assign]
     log.configure(settings.log_level)
 
     from altus4 import api, cli

@@ -116,7 +116,7 @@ class HttpClient:
     def __init__(self, base_url: str, headers: dict[str, str]):
         parts = urlsplit(base_url)
         self.https = parts.scheme == "https"
-        self.host, self.port = parts.hostname, parts.port or (443 if self.https else 80)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")
         self.headers = headers
         self.local = threading.local()

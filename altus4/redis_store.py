@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -47,8 +47,10 @@ class RedisStore:
         )
         if settings.redis_cluster_nodes:
             self.topology = "cluster"
-            self.client = RedisCluster(
-                startup_nodes=[ClusterNode(h, p) for h, p in settings.redis_cluster_nodes], **common
+            # used only through the commands a cluster client shares with a single-node one
+            self.client: redis.Redis = cast(
+                redis.Redis,
+                RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in settings.redis_cluster_nodes], **common),
             )
             self.reader = self.client
         elif settings.redis_sentinels:

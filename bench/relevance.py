@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from altus4 import create_app  # noqa: E402
-from altus4.jobs.indexer import index_table  # noqa: E402
 from altus4.config import Settings  # noqa: E402
 from altus4.db.migrate import Migrator  # noqa: E402
+from altus4.jobs.indexer import index_table  # noqa: E402
 
 TARGET_DB = "altus4_bench_scifact"
 MODES = ("natural", "boolean", "semantic")

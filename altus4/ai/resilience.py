@@ -8,6 +8,7 @@ import threading
 import time
 
 import redis
+from redis.commands.core import Script
 
 from altus4.ai.provider import AIUnavailable
 from altus4.redis_store import RedisStore
@@ -99,13 +100,13 @@ class SharedLimiter:
         self.per_minute = per_minute
         self.hourly_by_tier = hourly_by_tier
         self.max_wait = max_wait
-        self._script = None
+        self._script: Script | None = None
 
     def _take(self, key: str, capacity: int, per_second: float) -> tuple[bool, float]:
         with self.store.guard() as client:
-            if self._script is None:
-                self._script = client.register_script(_TAKE)
-            granted, wait_ms = self._script(keys=[key], args=[capacity, per_second, f"{time.time():.3f}", 1])
+            script = self._script or client.register_script(_TAKE)
+            self._script = script
+            granted, wait_ms = script(keys=[key], args=[capacity, per_second, f"{time.time():.3f}", 1])
         return bool(granted), int(wait_ms) / 1000
 
     def acquire(self, user_id: str | None, tier: str, max_wait: float | None = None) -> None:

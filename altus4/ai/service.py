@@ -145,7 +145,8 @@ class AIService:
         model = self.settings.openai_embedding_model
         hashes = [content_hash(t) for t in texts]
         keys = [f"emb:{model}:{h}" for h in hashes]
-        cached = self.store.safe(lambda r: r.mget(keys), [None] * len(keys), read=True)
+        none: list[Any] = [None] * len(keys)
+        cached = self.store.safe(lambda r: r.mget(keys), none, read=True)
         vectors: list[list[float] | None] = [_unpack(c) if c else None for c in cached]
         missing = [i for i, v in enumerate(vectors) if v is None]
         self.store.count_cache("embedding", not missing)
@@ -160,18 +161,22 @@ class AIService:
             )
             for i, vector in zip(unembedded, fresh):
                 vectors[i] = vector
-            if self.embeddings is not None:
-                self._durable(lambda: self.embeddings.put(model, {hashes[i]: vectors[i] for i in unembedded}), None)
+            store = self.embeddings
+            if store is not None:
+                self._durable(lambda: store.put(model, dict(zip([hashes[i] for i in unembedded], fresh))), None)
+        complete = [v for v in vectors if v is not None]
+        if len(complete) != len(vectors):
+            raise AIUnavailable("invalid_response", "the provider returned fewer vectors than texts")
         if missing:
 
             def remember(r):
                 pipe = r.pipeline(transaction=False)
                 for i in missing:
-                    pipe.set(keys[i], _pack(vectors[i]), ex=EMBEDDING_TTL)
+                    pipe.set(keys[i], _pack(complete[i]), ex=EMBEDDING_TTL)
                 pipe.execute()
 
             self.store.safe(remember, None)
-        return vectors  # type: ignore[return-value]
+        return complete
 
     def embed_job(self, texts: list[str], timeout: float = 120.0) -> list[list[float]]:
         """Vectors for a batch job (`altus4 index`): one model call through the breaker and the fleet's budget,

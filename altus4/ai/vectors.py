@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class VectorIndex:
     def __init__(self, db: Database, store: RedisStore):
         self.db = db
         self.store = store
-        self._tables: dict[tuple[str, str, str], tuple[float, str | None, list[str], np.ndarray]] = {}
+        self._tables: dict[tuple[str, str, str], tuple[float, Any, list[str], np.ndarray]] = {}
         self._lock = threading.Lock()
 
     def bump(self, connection_id: str, table: str, model: str) -> None:

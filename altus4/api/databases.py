@@ -15,7 +15,7 @@ bp = Blueprint("databases", __name__, url_prefix="/api/v1/databases")
 @bp.get("")
 @user_required
 def list_databases():
-    return ok([present.connection(r) for r in services().connections.list(g.user["id"])])
+    return ok([present.connection(r) for r in services().connections.owned_by(g.user["id"])])
 
 
 @bp.post("")

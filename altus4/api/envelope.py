@@ -100,8 +100,9 @@ def _on_http_error(err: HTTPException) -> Response:
     status = err.code or 500
     code = _HTTP_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
     headers = {}
-    if status == 405 and err.valid_methods:
-        headers["Allow"] = ", ".join(sorted(err.valid_methods))
+    allowed = getattr(err, "valid_methods", None)  # MethodNotAllowed's
+    if status == 405 and allowed:
+        headers["Allow"] = ", ".join(sorted(allowed))
     message = err.description or err.name
     if status == 404:
         message = f"No route for {request.method} {request.path}"

@@ -8,7 +8,7 @@ back to the standard encoder.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Response
@@ -31,9 +31,10 @@ class OrjsonProvider(DefaultJSONProvider):
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         if self._app.debug and self.compact is None or self.compact is False:
-            return super().response(*args, **kwargs)
+            return cast(Response, super().response(*args, **kwargs))
         body = self._encode(self._prepare_response_obj(args, kwargs))
-        return self._app.response_class(body + b"\n", mimetype=self.mimetype)
+        response_class = cast("type[Response]", self._app.response_class)
+        return response_class(body + b"\n", mimetype=self.mimetype)
 
     def _encode(self, obj: Any) -> bytes:
         try:

@@ -79,7 +79,7 @@ def setup_first_key():
 @user_required
 def migration_status():
     """Whether this user has moved to API-key authentication for search (what the contract means here)."""
-    has_key = bool(services().keys.list(g.user["id"]))
+    has_key = bool(services().keys.owned_by(g.user["id"]))
     return ok(
         {
             "userId": g.user["id"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any, cast
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
@@ -31,7 +32,7 @@ class _Exporter(PrometheusMetrics):
 
 def init_app(app: Flask, metrics: Metrics) -> None:
     _Exporter(app, registry=metrics.registry, export_defaults=False, path="/metrics")
-    app.view_functions["prometheus_metrics"]._altus4_auth = "public"  # nginx/HAProxy keep it internal
+    cast(Any, app.view_functions["prometheus_metrics"])._altus4_auth = "public"  # nginx/HAProxy keep it internal
 
     @app.before_request
     def _start_timer() -> None:

@@ -65,7 +65,7 @@ def _future(value: datetime | None) -> datetime | None:
 class CreateKeyBody(Body):
     name: str = Field(min_length=3, max_length=255)
     environment: Literal["test", "live"]
-    permissions: list[Permission] = Field(default_factory=lambda: ["search"], min_length=1)
+    permissions: list[Permission] = Field(default=["search"], min_length=1)  # pydantic copies the default
     rateLimitTier: Tier = "free"
     expiresAt: datetime | None = None
 

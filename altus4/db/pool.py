@@ -373,6 +373,13 @@ class Database:
             row, _ = self._query_primary(sql, params, lambda c: c.fetchone())
         return row
 
+    def fetch_aggregate(self, sql: str, params: Any = None) -> dict[str, Any]:
+        """The one row an aggregate without GROUP BY (COUNT, SUM, AVG...) always returns."""
+        row, _ = self._query(sql, params, lambda c: c.fetchone())
+        if row is None:
+            raise RuntimeError(f"an aggregate returned no row: {sql[:80]}")
+        return row
+
     def _query_primary(self, sql: str, params: Any, fetch) -> Any:
         with self.primary.connection() as conn, conn.cursor() as cursor:
             cursor.execute(sql, params)

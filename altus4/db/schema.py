@@ -56,7 +56,7 @@ class DatabaseSchema:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> DatabaseSchema:
+    def from_json(cls, text: str | bytes) -> DatabaseSchema:
         raw = json.loads(text)
         tables = {}
         for name, t in raw["tables"].items():

@@ -59,7 +59,7 @@ def check_host_allowed(host: str, allowlist: tuple[str, ...]) -> None:
             addresses = {info[4][0] for info in socket.getaddrinfo(lowered, None)}
         except socket.gaierror:
             raise HostNotAllowed(f"Host {host!r} does not resolve") from None
-        if addresses and all(any(ipaddress.ip_address(a.split("%")[0]) in n for n in networks) for a in addresses):
+        if addresses and all(any(ipaddress.ip_address(str(a).split("%")[0]) in n for n in networks) for a in addresses):
             return
     raise HostNotAllowed(f"Host {host!r} is not in ALLOWED_DATABASE_HOSTS")
 
@@ -92,7 +92,7 @@ def connect(spec: TargetSpec, settings: Settings, read_timeout: float | None = N
         raise TargetError(f"Cannot connect to {spec.host}:{spec.port}: {exc}") from None
 
 
-def describe_error(exc: Exception, spec: TargetSpec) -> str:
+def describe_error(exc: BaseException, spec: TargetSpec) -> str:
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
     if code == 2026 or "SSL" in text or "TLS" in text or "certificate" in text.lower():

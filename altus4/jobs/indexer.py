@@ -65,6 +65,9 @@ def index_table(
     """:raise IndexFailed: unknown table, no text to embed, AI not configured or failing."""
     if not ai.enabled:
         raise IndexFailed("OPENAI_API_KEY is not set: there is no model to embed with")
+    stored = ai.embeddings
+    if stored is None:
+        raise IndexFailed("this AI service keeps no embedding store to index into")
     schema = connections.schema_for(connection, refresh=True)
     found = {t.lower(): t for t in schema.tables}.get(table.lower())
     if found is None:
@@ -80,17 +83,15 @@ def index_table(
         for rows in _batches(conn, q, columns, batch):
             texts = [row_text(r, columns) for r in rows]
             hashes = [content_hash(t) for t in texts]
-            have = ai.embeddings.get(model, hashes)
+            have = stored.get(model, hashes)
             todo = {h: t for h, t in zip(hashes, texts) if h not in have}
             if todo:
                 try:
                     vectors = ai.embed_job(list(todo.values()))
                 except AIUnavailable as exc:
                     raise IndexFailed(f"embedding failed ({exc}); run again to resume") from None
-                ai.embeddings.put(model, dict(zip(todo, vectors)))
-            ai.embeddings.map_rows(
-                connection["id"], found, model, [(row_key(r, q.key), h) for r, h in zip(rows, hashes)]
-            )
+                stored.put(model, dict(zip(todo, vectors)))
+            stored.map_rows(connection["id"], found, model, [(row_key(r, q.key), h) for r, h in zip(rows, hashes)])
             report.rows += len(rows)
             report.embedded += len(todo)
             report.skipped += len(rows) - len(todo)

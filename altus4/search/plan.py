@@ -18,6 +18,7 @@ table before the sort: on 100k products that halved throughput (bench/run.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from altus4.db.schema import DatabaseSchema, TableSchema
 from altus4.db.sql import escape_like
@@ -79,7 +80,7 @@ def _order_key(table: TableSchema) -> tuple[str, ...]:
 def plan_table(table: TableSchema, columns: list[str] | None, explicit: bool) -> TableQuery | None:
     wanted = set(_resolve(columns, list(table.columns)).values()) if columns else None
     groups = [ix.columns for ix in table.fulltext_indexes if wanted is None or wanted & set(ix.columns)]
-    base = dict(
+    base: dict[str, Any] = dict(
         table=table.name, columns=tuple(table.columns), key=_order_key(table), key_is_unique=bool(table.primary_key)
     )
     if groups:

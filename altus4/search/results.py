@@ -50,7 +50,7 @@ def json_value(value: Any) -> Any:
 def snippet(text: str, pattern: re.Pattern[str] | None) -> str:
     """About 160 characters around the first match, HTML-escaped, matches wrapped in <mark>."""
     match = pattern.search(text) if pattern else None
-    if match is None:
+    if pattern is None or match is None:
         cut = text[: SNIPPET_RADIUS * 2]
         return html.escape(cut) + ("…" if len(text) > len(cut) else "")
     start = max(0, match.start() - SNIPPET_RADIUS)

@@ -160,13 +160,13 @@ class SearchService:
         hit = entry is not None and entry["versions"] == versions
         if ttl:
             self.store.count_cache("search", hit)
-        if hit:
+        if entry is not None and hit:
             data = entry["data"]
             data["cached"] = True
         else:
             data = self._execute(rows, compiled, params, user_id, tier, started)
             complete = all(d["status"] == "ok" for d in data["databases"])
-            if ttl and complete and (params.mode != "semantic" or data["aiUsed"]):
+            if key is not None and complete and (params.mode != "semantic" or data["aiUsed"]):
                 payload = orjson.dumps({"versions": versions, "data": data})
                 self.store.safe(lambda r: r.set(key, payload, ex=ttl), None)
             data["cached"] = False

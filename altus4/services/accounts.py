@@ -21,6 +21,6 @@ class AccountService:
         to what is left: analytics, usage and revoked tokens.
         """
         self.keys.forget_all(user_id)
-        for row in self.connections.list(user_id):
+        for row in self.connections.owned_by(user_id):
             self.connections.delete(user_id, row["id"])
         self.users.delete(user_id)

@@ -120,11 +120,15 @@ class AnalyticsService:
             try:
                 self._insert(rows)
             except Exception:
-                self.store.safe(lambda r, taken=entries: r.lpush(_PENDING, *reversed(taken)), None)
+                self._requeue(entries)
                 raise
             written += len(rows)
             if len(entries) < BATCH:
                 return written
+
+    def _requeue(self, entries: list[str]) -> None:
+        """Put entries MySQL refused back at the head of the queue, in their order."""
+        self.store.safe(lambda r: r.lpush(_PENDING, *reversed(entries)), None)
 
     def _insert(self, rows: list[tuple]) -> None:
         with self.db.write() as cur:
@@ -137,7 +141,9 @@ class AnalyticsService:
             " FROM search_analytics WHERE user_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
             (user_id, limit, offset),
         )
-        total = self.db.fetch_one("SELECT COUNT(*) AS n FROM search_analytics WHERE user_id = %s", (user_id,))["n"]
+        total = self.db.fetch_aggregate("SELECT COUNT(*) AS n FROM search_analytics WHERE user_id = %s", (user_id,))[
+            "n"
+        ]
         items = []
         for r in rows:
             databases = json.loads(r["database_ids"] or "[]")

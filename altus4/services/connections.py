@@ -102,7 +102,7 @@ class ConnectionService:
         self.test(user_id, conn_id)
         return self.get(user_id, conn_id)
 
-    def list(self, user_id: str) -> list[dict[str, Any]]:
+    def owned_by(self, user_id: str) -> list[dict[str, Any]]:
         return self.db.fetch_all(
             f"SELECT {_COLUMNS} FROM database_connections WHERE user_id = %s ORDER BY created_at", (user_id,)
         )
@@ -133,7 +133,7 @@ class ConnectionService:
         value = other[0] if other else None
         if cached is not None:
             return json.loads(cached), value
-        rows = [{k: r[k] for k in _SEARCH_FIELDS} for r in self.list(user_id) if r["is_active"]]
+        rows = [{k: r[k] for k in _SEARCH_FIELDS} for r in self.owned_by(user_id) if r["is_active"]]
         self.store.safe(lambda r: r.set(key, json.dumps(rows), ex=CONNECTIONS_CACHE_TTL), None)
         return rows, value
 
@@ -228,7 +228,7 @@ class ConnectionService:
         return {"connected": status == "connected", "message": "Connection successful" if error is None else error}
 
     def statuses(self, user_id: str) -> dict[str, bool]:
-        rows = self.list(user_id)
+        rows = self.owned_by(user_id)
         if not rows:
             return {}
         with ThreadPoolExecutor(max_workers=min(8, len(rows))) as pool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -103,7 +104,8 @@ class RateLimiter:
     def peek(self, bucket: str, limits: tuple[Limit, ...]) -> Verdict:
         """The state of the buckets without counting a request (for usage reports)."""
         keys = self.keys(bucket, limits)
-        values = self.store.safe(lambda r: r.mget([k for k, _, _ in keys]), [None] * len(keys))
+        none: list[Any] = [None] * len(keys)
+        values = self.store.safe(lambda r: r.mget([k for k, _, _ in keys]), none)
         verdicts = [
             Verdict(True, limit.amount, max(0, limit.amount - int(value or 0)), reset_at)
             for (_, limit, reset_at), value in zip(keys, values, strict=False)

@@ -127,7 +127,7 @@ class ReportService:
         out = []
         for period in periods:
             since = now - timedelta(days=PERIOD_DAYS[period])
-            stats = self.db.fetch_one(
+            stats = self.db.fetch_aggregate(
                 "SELECT COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms FROM search_analytics"
                 " WHERE user_id = %s AND created_at >= %s",
                 (user_id, since),
@@ -167,7 +167,7 @@ class ReportService:
             " WHERE user_id = %s AND created_at >= %s AND created_at < %s GROUP BY search_mode ORDER BY n DESC",
             (user_id, r.start, r.end),
         )
-        summary = self.db.fetch_one(
+        summary = self.db.fetch_aggregate(
             "SELECT COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms, AVG(result_count) AS avg_results,"
             " SUM(cache_hit) AS hits, SUM(execution_time_ms > %s) AS slow FROM search_analytics"
             " WHERE user_id = %s AND created_at >= %s AND created_at < %s",
@@ -224,7 +224,7 @@ class ReportService:
         week = Range(now - timedelta(days=7), now + timedelta(seconds=1), "week")
         previous = Range(now - timedelta(days=14), now - timedelta(days=7), "week")
         perf = self.performance(user_id, week)["summary"]
-        earlier = self.db.fetch_one(
+        earlier = self.db.fetch_aggregate(
             "SELECT COUNT(*) AS n FROM search_analytics WHERE user_id = %s AND created_at >= %s AND created_at < %s",
             (user_id, previous.start, previous.end),
         )
@@ -304,7 +304,7 @@ class ReportService:
 
     def dashboard(self, user_id: str) -> dict[str, Any]:
         r = date_range(None, None, "week")
-        connected = self.db.fetch_one(
+        connected = self.db.fetch_aggregate(
             "SELECT (SELECT COUNT(*) FROM database_connections WHERE user_id = %s AND is_active = 1) AS dbs,"
             " (SELECT COUNT(*) FROM api_keys WHERE user_id = %s AND is_active = 1) AS keys_",
             (user_id, user_id),
@@ -335,7 +335,7 @@ class ReportService:
 
     def system_overview(self) -> dict[str, Any]:
         self.analytics.flush()
-        counts = self.db.fetch_one(
+        counts = self.db.fetch_aggregate(
             "SELECT (SELECT COUNT(*) FROM users) AS users_, (SELECT COUNT(*) FROM search_analytics) AS searches,"
             " (SELECT COUNT(*) FROM database_connections) AS dbs"
         )
@@ -354,7 +354,7 @@ class ReportService:
 
     def user_activity(self, r: Range, limit: int = 10) -> dict[str, Any]:
         self.analytics.flush()
-        counts = self.db.fetch_one(
+        counts = self.db.fetch_aggregate(
             "SELECT (SELECT COUNT(DISTINCT user_id) FROM search_analytics WHERE created_at >= %s AND created_at < %s)"
             " AS active, (SELECT COUNT(*) FROM users WHERE created_at >= %s AND created_at < %s) AS new_users",
             (r.start, r.end, r.start, r.end),
@@ -382,7 +382,7 @@ class ReportService:
     def performance_metrics(self, pool_in_use: int, pool_size: int) -> dict[str, Any]:
         self.analytics.flush()
         since = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=1)
-        hour = self.db.fetch_one(
+        hour = self.db.fetch_aggregate(
             "SELECT COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms, SUM(execution_time_ms > %s) AS slow"
             " FROM search_analytics WHERE created_at >= %s",
             (SLOW_MS, since),

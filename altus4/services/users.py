@@ -41,7 +41,8 @@ class UserService:
 
     def authenticate(self, email: str, password: str) -> dict[str, Any]:
         row = self.db.fetch_one(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE email = %s", (email.lower(),))
-        if not passwords.verify_password(row["password_hash"] if row else None, password) or not row["is_active"]:
+        matches = passwords.verify_password(row["password_hash"] if row else None, password)  # hashes either way
+        if row is None or not matches or not row["is_active"]:
             raise Unauthorized("Invalid email or password", code="INVALID_CREDENTIALS")
         self.db.execute("UPDATE users SET last_active = %s WHERE id = %s", (utcnow(), row["id"]))
         return self.get(row["id"])
@@ -128,4 +129,7 @@ class UserService:
             row = self.db.fetch_one("SELECT id FROM users WHERE email = %s", (email.lower(),))
             if row is None:
                 raise NotFound(f"No user with email {email}")
-        return self.db.fetch_one(f"SELECT {_USER_COLUMNS} FROM users WHERE email = %s", (email.lower(),))
+        promoted = self.db.fetch_one(f"SELECT {_USER_COLUMNS} FROM users WHERE email = %s", (email.lower(),))
+        if promoted is None:
+            raise NotFound(f"No user with email {email}")
+        return promoted
