@@ -2,49 +2,20 @@
 
 from __future__ import annotations
 
-import time
+from typing import TYPE_CHECKING
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
+from altus4.config import VERSION as __version__
 
-from altus4 import log
-from altus4.config import Settings
-from altus4.serving import take_turns
+if TYPE_CHECKING:
+    from flask import Flask
 
-__version__ = "1.0.0"
+    from altus4.config import Settings
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build an app from `settings` (default: the environment). No I/O happens until a request or CLI call."""
-    settings = settings or Settings.from_env()
-    app = Flask(__name__)
-    from altus4.api.json_codec import OrjsonProvider
+    """Build an app from `settings` (default: the environment); see `altus4.factory`."""
+    from altus4.factory import create_app as build
 
-    app.json = OrjsonProvider(app)
-    app.config.update(
-        ALTUS4_VERSION=__version__,
-        ALTUS4_STARTED=time.monotonic(),
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        JSON_SORT_KEYS=False,
-    )
-    if settings.trusted_proxies:
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app,
-            x_for=settings.trusted_proxies,
-            x_proto=settings.trusted_proxies,
-            x_host=settings.trusted_proxies,
-        )
-    app.wsgi_app = take_turns(app.wsgi_app)  # type: ignore[method-assign]
-    log.configure(settings.log_level)
-
-    from altus4 import api, cli
-    from altus4.api import metrics as api_metrics
-    from altus4.container import Services
-    from altus4.metrics import Metrics
-
-    metrics = Metrics()
-    app.extensions["altus4"] = Services.build(settings, app.config["ALTUS4_STARTED"], metrics)
-    api_metrics.init_app(app, metrics)
-    api.init_app(app)
-    cli.init_app(app)
-    return app
+    return build(settings)

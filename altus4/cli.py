@@ -12,6 +12,7 @@ import sys
 import time
 
 import click
+import pymysql
 from flask import Flask
 
 from altus4.config import ConfigError, Settings
@@ -122,7 +123,17 @@ def demo() -> None:
     from altus4 import demo as demo_data
 
     settings = _settings()
-    demo_data.build_demo_database(settings)
+    try:
+        demo_data.build_demo_database(settings)
+    except pymysql.MySQLError as exc:  # e.g. a least-privilege account with rights on its own database only
+        reason = exc.args[1] if len(exc.args) > 1 else str(exc)
+        click.echo(
+            f"demo skipped: {settings.db_username!r} cannot create and fill the database"
+            f" {demo_data.DEMO_DATABASE!r} ({reason}); grant it ALL ON `{demo_data.DEMO_DATABASE}`.*"
+            " or set ALTUS4_DEMO=0 to skip this step",
+            err=True,
+        )
+        return
     svc = _services(settings)
     try:
         row = svc.db.fetch_one("SELECT id FROM users WHERE email = %s", (demo_data.DEMO_EMAIL,))

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+VERSION = "1.0.0"  # this build of the service (envelope `meta.version`, the OpenAPI document)
 DEV_JWT_SECRET = "altus4-development-jwt-secret-not-for-production"
 DEV_ENCRYPTION_KEY = "altus4-development-encryption-key-not-for-production"
 

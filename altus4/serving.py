@@ -18,3 +18,52 @@ def take_turns(wsgi_app):
         return wsgi_app(environ, start_response)
 
     return wsgi
+
+
+# gunicorn answers requests it cannot parse (a request line over limit_request_line, too many or too large
+# headers, a bad chunk) itself, before the app sees them; these are its statuses in our codes
+_GUNICORN_CODES = {
+    400: "BAD_REQUEST",
+    403: "FORBIDDEN",
+    414: "URI_TOO_LONG",
+    417: "EXPECTATION_FAILED",
+    431: "HEADERS_TOO_LARGE",
+    500: "INTERNAL_ERROR",
+    501: "NOT_IMPLEMENTED",
+}
+
+
+def error_envelope(status: int, reason: str, message: str) -> bytes:
+    """A whole HTTP/1.1 response in the API's error envelope, for gunicorn's own refusals."""
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    body = json.dumps(
+        {
+            "success": False,
+            "error": {"code": _GUNICORN_CODES.get(status, "BAD_REQUEST"), "message": message or reason},
+            "meta": {
+                "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "requestId": str(uuid.uuid4()),
+            },
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def answer_gunicorn_errors_in_the_envelope() -> None:
+    """Make gunicorn write its parse and limit errors (414, 431, 400...) as JSON envelopes, not HTML pages.
+
+    Called from `config/gunicorn.conf.py`; gunicorn's limits themselves stay as they are.
+    """
+    from gunicorn import util
+
+    def write_error(sock, status_int, reason, mesg):
+        util.write_nonblock(sock, error_envelope(int(status_int), reason, mesg))
+
+    util.write_error = write_error

@@ -18,8 +18,10 @@ import tempfile
 from dotenv import load_dotenv
 
 from altus4.config import read_int, read_str
+from altus4.serving import answer_gunicorn_errors_in_the_envelope
 
 load_dotenv(override=False)  # the same .env the app reads; the environment wins
+answer_gunicorn_errors_in_the_envelope()  # its 414/431/400 pages become JSON envelopes (workers inherit it)
 _env = os.environ
 _cpus = multiprocessing.cpu_count()
 

@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 source scripts/load-env.sh
 export APP_ENV=${APP_ENV:-${NODE_ENV:-development}}
 .venv/bin/altus4 migrate
-.venv/bin/altus4 demo
+if [ "${ALTUS4_DEMO:-1}" != "0" ]; then .venv/bin/altus4 demo; fi  # says in one line why when it cannot
 echo "Altus 4 on http://${HOST:-127.0.0.1}:${PORT:-3000}  (curl http://${HOST:-127.0.0.1}:${PORT:-3000}/health)"
 exec .venv/bin/gunicorn -c config/gunicorn.conf.py app:app

@@ -1,51 +1,38 @@
 """/api/v1/analytics: the signed-in user's search analytics, and system-wide views for admins."""
 
-from datetime import date
-from typing import Literal
-
 from flask import Blueprint, g
-from pydantic import Field
 
 from altus4.api.auth import admin_required, user_required
 from altus4.api.envelope import ok
-from altus4.api.schemas import AnalyticsHistoryQuery, Body
+from altus4.api.schemas import AnalyticsHistoryQuery, PopularQuery, RangeQuery
 from altus4.api.validation import query
 from altus4.container import services
-from altus4.services.reports import date_range
+from altus4.services.reports import Range, date_range
 
 bp = Blueprint("analytics", __name__, url_prefix="/api/v1/analytics")
 
 
-class RangeQuery(Body):
-    startDate: date | None = None
-    endDate: date | None = None
-    period: Literal["day", "week", "month", "3months", "6months", "year"] = "week"
-
-    def range(self):
-        return date_range(self.startDate, self.endDate, self.period)
-
-
-class PopularQuery(RangeQuery):
-    limit: int = Field(default=20, ge=1, le=100)
+def _range(params: RangeQuery) -> Range:
+    return date_range(params.startDate, params.endDate, params.period)
 
 
 @bp.get("/search-trends")
 @user_required
 def search_trends():
-    return ok(services().reports.search_trends(g.user["id"], query(RangeQuery).range()))
+    return ok(services().reports.search_trends(g.user["id"], _range(query(RangeQuery))))
 
 
 @bp.get("/performance")
 @user_required
 def performance():
-    return ok(services().reports.performance(g.user["id"], query(RangeQuery).range()))
+    return ok(services().reports.performance(g.user["id"], _range(query(RangeQuery))))
 
 
 @bp.get("/popular-queries")
 @user_required
 def popular_queries():
     params = query(PopularQuery)
-    return ok(services().reports.popular_queries(g.user["id"], params.range(), params.limit))
+    return ok(services().reports.popular_queries(g.user["id"], _range(params), params.limit))
 
 
 @bp.get("/search-history")
@@ -77,7 +64,7 @@ def system_overview():
 @bp.get("/admin/user-activity")
 @admin_required
 def user_activity():
-    return ok(services().reports.user_activity(query(RangeQuery).range()))
+    return ok(services().reports.user_activity(_range(query(RangeQuery))))
 
 
 @bp.get("/admin/performance-metrics")

@@ -7,16 +7,29 @@ are checked strictly, with the field named in the 400.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 Permission = Literal["search", "analytics", "admin"]
 Tier = Literal["free", "pro", "enterprise"]
 _HOST = re.compile(r"^[A-Za-z0-9._:\[\]-]+$")
 _HOST_PORT = r"^[A-Za-z0-9._\[\]:-]+:[0-9]{1,5}$"
 HostPort = Annotated[str, StringConstraints(pattern=_HOST_PORT, max_length=100)]
+# a MySQL user or database name: printable (a NUL or newline reaches the server's handshake otherwise)
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+MySQLUser = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_PRINTABLE)]
+MySQLDatabase = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_PRINTABLE)]
 
 
 class Body(BaseModel):
@@ -52,11 +65,41 @@ class ChangePasswordBody(Body):
     newPassword: str = Field(min_length=8, max_length=256)
 
 
+# the days analytics can be asked about; outside them date arithmetic would overflow, and nothing was recorded
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+LATEST_EXPIRY = datetime(9998, 12, 31, tzinfo=UTC)  # DATETIME columns end at 9999-12-31
+MAX_HISTORY_OFFSET = 1_000_000
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_day(value: object) -> object:
+    """Only `YYYY-MM-DD`: pydantic would otherwise read `0` or `1700000000` as a Unix time."""
+    if isinstance(value, str) and not _ISO_DAY.match(value.strip()):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+def _within_days(value: date) -> date:
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"must be between {FIRST_DAY} and {LAST_DAY}")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_within_days)]
+
+
 def _future(value: datetime | None) -> datetime | None:
+    """An expiry in UTC, in the future and before the year 9999 (any offset; naive means UTC)."""
     if value is None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"must be before {LATEST_EXPIRY:%Y-%m-%d}") from None
+    if value > LATEST_EXPIRY:
+        raise ValueError(f"must be before {LATEST_EXPIRY:%Y-%m-%d}")
     if value <= datetime.now(UTC):
         raise ValueError("must be in the future")
     return value
@@ -106,8 +149,8 @@ class CreateConnectionBody(Body):
     name: str = Field(min_length=1, max_length=255)
     host: str = Field(min_length=1, max_length=255)
     port: int = Field(default=3306, ge=1, le=65535)
-    database: str = Field(min_length=1, max_length=64)
-    username: str = Field(min_length=1, max_length=255)
+    database: MySQLDatabase
+    username: MySQLUser
     password: str | None = Field(default=None, max_length=1024)
     ssl: bool = False
     readReplicas: list[HostPort] = Field(default_factory=list, max_length=8)
@@ -122,8 +165,8 @@ class UpdateConnectionBody(Body):
     name: str | None = Field(default=None, min_length=1, max_length=255)
     host: str | None = Field(default=None, min_length=1, max_length=255)
     port: int | None = Field(default=None, ge=1, le=65535)
-    database: str | None = Field(default=None, min_length=1, max_length=64)
-    username: str | None = Field(default=None, min_length=1, max_length=255)
+    database: MySQLDatabase | None = None
+    username: MySQLUser | None = None
     password: str | None = Field(default=None, max_length=1024)
     ssl: bool | None = None
     isActive: bool | None = None
@@ -144,7 +187,8 @@ class SchemaQuery(Body):
 
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-DatabaseId = Annotated[str, StringConstraints(pattern=_UUID)]
+# UUIDs are case-insensitive (RFC 9562) and stored in lower case, as Flask's uuid routes give them
+DatabaseId = Annotated[str, StringConstraints(pattern=_UUID, to_lower=True)]
 
 
 class SearchBody(Body):
@@ -154,7 +198,7 @@ class SearchBody(Body):
     columns: list[Identifier] | None = Field(default=None, min_length=1, max_length=100)
     searchMode: Literal["natural", "boolean", "semantic"] = "natural"
     limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=999)  # offset + limit <= 1000 (checked by the search)
     includeAnalytics: bool = False
 
     @field_validator("query")
@@ -182,10 +226,22 @@ class SearchHistoryQuery(Body):
     """`GET /search/history` (API key): a page of the key owner's searches, newest first."""
 
     limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_HISTORY_OFFSET)
 
 
 class AnalyticsHistoryQuery(SearchHistoryQuery):
     """`GET /analytics/search-history` (JWT): the same, in larger pages for dashboards."""
 
     limit: int = Field(default=100, ge=1, le=1000)
+
+
+class RangeQuery(Body):
+    """A span of days for analytics: `startDate`/`endDate` (inclusive), or the last `period`."""
+
+    startDate: Day | None = None
+    endDate: Day | None = None
+    period: Literal["day", "week", "month", "3months", "6months", "year"] = "week"
+
+
+class PopularQuery(RangeQuery):
+    limit: int = Field(default=20, ge=1, le=100)

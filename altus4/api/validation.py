@@ -6,6 +6,7 @@ from typing import TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from altus4.errors import ValidationFailed
 
@@ -21,6 +22,9 @@ def _details(exc: ValidationError) -> list[dict[str, str]]:
 
 def body(model: type[M]) -> M:
     """The JSON body as `model`; a missing or non-JSON body counts as `{}` only when nothing was sent."""
+    if request.content_length is None and len(request.data) >= (request.max_content_length or float("inf")):
+        # a chunked body has no Content-Length to refuse up front: werkzeug stops reading at the limit
+        raise RequestEntityTooLarge()
     if request.content_length or request.data:
         payload = request.get_json(silent=True)
         if payload is None:

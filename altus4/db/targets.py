@@ -10,7 +10,9 @@ owner (no password, no stack).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -41,32 +43,79 @@ class TargetSpec:
     replicas: tuple[tuple[str, int], ...] = ()  # read replicas of this database, searched instead of it
 
 
-def check_host_allowed(host: str, allowlist: tuple[str, ...]) -> None:
-    """:raise HostNotAllowed: when an allowlist is configured and `host` is outside it.
+def _resolve(host: str) -> list[str]:
+    """Every address `host` resolves to (an IP literal resolves to itself). :raise HostNotAllowed: no answer."""
+    try:
+        return sorted({str(info[4][0]).split("%")[0] for info in socket.getaddrinfo(host, None)})
+    except (socket.gaierror, UnicodeError):
+        raise HostNotAllowed(f"Host {host!r} does not resolve") from None
 
-    Names match `*.example.com` style patterns; CIDR entries are checked against
-    every address the name resolves to, so a friendly name cannot smuggle in an
-    internal address.
-    """
-    if not allowlist or "*" in allowlist:
-        return
-    lowered = host.lower().strip("[]")
-    if any(fnmatch.fnmatch(lowered, entry.lower()) for entry in allowlist if "/" not in entry):
-        return
-    networks = [ipaddress.ip_network(e, strict=False) for e in allowlist if "/" in e]
-    if networks:
+
+def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, private, link-local (cloud metadata lives at 169.254.169.254), reserved, multicast or unset."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global or address.is_multicast
+
+
+@functools.lru_cache(maxsize=8)
+def _own_addresses(settings: Settings) -> frozenset[str]:
+    """The addresses of this service's own metadata databases and Redis servers (never a tenant's target)."""
+    hosts = {settings.db_host, settings.redis_host}
+    hosts |= {h for h, _ in (*settings.db_read_hosts, *settings.redis_sentinels, *settings.redis_cluster_nodes)}
+    found: set[str] = set()
+    for host in hosts:
         try:
-            addresses = {info[4][0] for info in socket.getaddrinfo(lowered, None)}
-        except socket.gaierror:
-            raise HostNotAllowed(f"Host {host!r} does not resolve") from None
-        if addresses and all(any(ipaddress.ip_address(str(a).split("%")[0]) in n for n in networks) for a in addresses):
-            return
-    raise HostNotAllowed(f"Host {host!r} is not in ALLOWED_DATABASE_HOSTS")
+            found.update(_resolve(host))
+        except HostNotAllowed:
+            pass
+    return frozenset(found)
+
+
+def check_host_allowed(host: str, settings: Settings) -> list[str] | None:
+    """Whether a tenant may connect to `host`; the addresses to connect to when they were checked.
+
+    With `ALLOWED_DATABASE_HOSTS` set, a name matching one of its `*.example.com` patterns is allowed as
+    it is (None: connect by name), and otherwise every address the name resolves to must lie in one of
+    its CIDRs; `*` allows anything. Without it, production allows only public addresses that are not this
+    service's own metadata or Redis servers (no loopback, private, link-local or cloud-metadata targets);
+    development allows anything.
+    :raise HostNotAllowed: with the reason, fit for the tenant.
+    """
+    allowlist = settings.allowed_database_hosts
+    lowered = host.lower().strip("[]")
+    if "*" in allowlist or (not allowlist and settings.development):
+        return None
+    if any(fnmatch.fnmatch(lowered, entry.lower()) for entry in allowlist if "/" not in entry):
+        return None
+    addresses = _resolve(lowered)
+    if allowlist:
+        networks = [ipaddress.ip_network(e, strict=False) for e in allowlist if "/" in e]
+        if networks and all(any(ipaddress.ip_address(a) in n for n in networks) for a in addresses):
+            return addresses
+        raise HostNotAllowed(f"Host {host!r} is not in ALLOWED_DATABASE_HOSTS")
+    own = _own_addresses(settings)
+    refused = [a for a in addresses if _internal(ipaddress.ip_address(a)) or a in own]
+    if refused:
+        raise HostNotAllowed(
+            f"Host {host!r} resolves to an internal address ({refused[0]}); this server connects only to public"
+            " addresses unless its operator lists others in ALLOWED_DATABASE_HOSTS"
+        )
+    return addresses
 
 
 def connect_kwargs(spec: TargetSpec, settings: Settings, read_timeout: float | None = None) -> dict[str, Any]:
+    """Options for a tenant's database, its host checked again now (a name may resolve elsewhere than when it
+    was saved) and, without TLS, pinned to the address that was checked (no second, different answer).
+
+    :raise HostNotAllowed: the host is not allowed (any more).
+    """
+    try:
+        checked = check_host_allowed(spec.host, settings)
+    except HostNotAllowed as exc:
+        raise TargetError(str(exc)) from None
     kwargs = sql.client_options(
-        spec.host,
+        checked[0] if checked and not spec.ssl else spec.host,
         spec.port,
         spec.username,
         spec.password,
@@ -109,7 +158,20 @@ def describe_error(exc: BaseException, spec: TargetSpec) -> str:
         return f"Unknown database {spec.database!r}"
     if code == 1044:
         return f"User {spec.username!r} has no access to database {spec.database!r}"
+    if code == 1300:  # the server quotes the offending bytes of our handshake back
+        return "The server refused a character in the username, password or database name (not valid utf8mb4)"
+    text = _printable(text)
     return f"MySQL error {code}: {text}" if code else text
+
+
+_ESCAPED_BYTES = re.compile(r"'[^']*\\x[0-9A-Fa-f]{2}[^']*'")  # '...\x14\x0B...': bytes the server echoes
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """A server message fit to show its owner: no quoted protocol bytes, no control characters, bounded."""
+    text = " ".join(_CONTROL.sub(" ", _ESCAPED_BYTES.sub("'…'", text)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def ping(spec: TargetSpec, settings: Settings) -> None:

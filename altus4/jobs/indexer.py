@@ -31,19 +31,19 @@ class IndexFailed(Exception):
 
 def _batches(conn, q: planner.TableQuery, columns: tuple[str, ...], size: int) -> Iterator[list[dict[str, Any]]]:
     """Rows in primary-key order (keyset paging on a one-column key; offsets otherwise)."""
-    selected = ", ".join(planner.quote(c) for c in dict.fromkeys((*q.key, *columns)))
-    order = ", ".join(planner.quote(c) for c in q.key)
+    selected = ", ".join(planner.ident(c) for c in dict.fromkeys((*q.key, *columns)))
+    order = ", ".join(planner.ident(c) for c in q.key)
     last, offset = None, 0
     while True:
         with conn.cursor() as cur:
             if len(q.key) == 1 and last is not None:
                 cur.execute(
-                    f"SELECT {selected} FROM {planner.quote(q.table)} WHERE {order} > %s ORDER BY {order} LIMIT %s",
+                    f"SELECT {selected} FROM {planner.ident(q.table)} WHERE {order} > %s ORDER BY {order} LIMIT %s",
                     (last, size),
                 )
             else:
                 cur.execute(
-                    f"SELECT {selected} FROM {planner.quote(q.table)} ORDER BY {order} LIMIT %s OFFSET %s",
+                    f"SELECT {selected} FROM {planner.ident(q.table)} ORDER BY {order} LIMIT %s OFFSET %s",
                     (size, offset),
                 )
             rows = list(cur.fetchall())

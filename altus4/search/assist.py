@@ -99,9 +99,9 @@ class Assistant:
 
         def sample(row, q):
             spec = self.connections.spec(row)
-            columns = ", ".join(planner.quote(c) for c in q.match_groups[0])
+            columns = ", ".join(planner.ident(c) for c in q.match_groups[0])
             sql = (
-                f"SELECT {columns} FROM {planner.quote(q.table)}"
+                f"SELECT {columns} FROM {planner.ident(q.table)}"
                 f" WHERE MATCH ({columns}) AGAINST (%s IN BOOLEAN MODE) LIMIT %s"
             )
             with self.search.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
@@ -209,7 +209,7 @@ class Assistant:
                             "table": q.table,
                             "strategy": q.strategy,
                             "usesFulltextIndex": uses_fulltext,
-                            "sql": statement.sql,
+                            "sql": statement.sql.replace("%%", "%"),  # as a person would type it
                             "explain": plan_rows,
                         }
                     )

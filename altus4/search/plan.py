@@ -38,7 +38,14 @@ class UnknownIdentifier(ValueError):
 
 
 def quote(identifier: str) -> str:
+    """A MySQL identifier, backtick-quoted, as a person reads it (hints, messages)."""
     return "`" + identifier.replace("`", "``") + "`"
+
+
+def ident(identifier: str) -> str:
+    """`quote` for a statement: PyMySQL formats the SQL text with `%` when it has parameters, so a `%` in a
+    name (a table `pct%s`) is doubled; every statement built here is executed with a parameter tuple."""
+    return quote(identifier).replace("%", "%%")
 
 
 @dataclass(frozen=True)
@@ -152,32 +159,32 @@ def build_select(
 ) -> Statement:
     """The table's top `window` rows by score, each with the score and the count of every match."""
     if q.match_groups:
-        matches = [f"MATCH ({', '.join(quote(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
+        matches = [f"MATCH ({', '.join(ident(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
         score = " + ".join(matches)
         where = " OR ".join(matches)
         params = (text,) * len(matches) * 2
     else:
         score, where, params = _like_clauses(q.like_columns, like_terms, like_excluded)
-    ranked = f"({score}) AS {quote(SCORE)}, COUNT(*) OVER () AS {quote(TOTAL)} FROM {quote(q.table)} WHERE {where}"
+    ranked = f"({score}) AS {ident(SCORE)}, COUNT(*) OVER () AS {ident(TOTAL)} FROM {ident(q.table)} WHERE {where}"
     if not q.key_is_unique:
         sql = f"SELECT {_columns(q.columns)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s"
         return Statement(sql, (*params, window))
-    join = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in q.key)
+    join = " AND ".join(f"t.{ident(c)} = s.{ident(c)}" for c in q.key)
     sql = (
-        f"SELECT {_columns(q.columns, 't.')}, s.{quote(SCORE)}, s.{quote(TOTAL)}"
+        f"SELECT {_columns(q.columns, 't.')}, s.{ident(SCORE)}, s.{ident(TOTAL)}"
         f" FROM (SELECT {_columns(q.key)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s) AS s"
-        f" JOIN {quote(q.table)} AS t ON {join} ORDER BY {_order(q.key, 's.')}"
+        f" JOIN {ident(q.table)} AS t ON {join} ORDER BY {_order(q.key, 's.')}"
     )
     return Statement(sql, (*params, window))
 
 
 def _columns(columns: tuple[str, ...], prefix: str = "") -> str:
-    return ", ".join(prefix + quote(c) for c in columns)
+    return ", ".join(prefix + ident(c) for c in columns)
 
 
 def _order(key: tuple[str, ...], prefix: str = "") -> str:
     """Best score first; the key breaks ties, so every page of the same query sees the same order."""
-    return ", ".join([f"{prefix}{quote(SCORE)} DESC", *(prefix + quote(c) for c in key)])
+    return ", ".join([f"{prefix}{ident(SCORE)} DESC", *(prefix + ident(c) for c in key)])
 
 
 def build_fetch(q: TableQuery, keys: list[str]) -> Statement | None:
@@ -186,8 +193,8 @@ def build_fetch(q: TableQuery, keys: list[str]) -> Statement | None:
         return None
     marks = ", ".join(["%s"] * len(keys))
     return Statement(
-        f"SELECT {_columns(q.columns)}, 0 AS {quote(SCORE)}, 0 AS {quote(TOTAL)} FROM {quote(q.table)}"
-        f" WHERE {quote(q.key[0])} IN ({marks})",
+        f"SELECT {_columns(q.columns)}, 0 AS {ident(SCORE)}, 0 AS {ident(TOTAL)} FROM {ident(q.table)}"
+        f" WHERE {ident(q.key[0])} IN ({marks})",
         tuple(keys),
     )
 
@@ -198,11 +205,11 @@ def _like_clauses(
     """(score expression, WHERE, params for score then WHERE): any term in any column matches."""
     terms = terms[:MAX_LIKE_TERMS]
     pairs = [(c, t) for t in terms for c in columns]
-    score = " + ".join(f"({quote(c)} LIKE %s)" for c, _ in pairs)
-    where = "(" + " OR ".join(f"{quote(c)} LIKE %s" for c, _ in pairs) + ")"
+    score = " + ".join(f"({ident(c)} LIKE %s)" for c, _ in pairs)
+    where = "(" + " OR ".join(f"{ident(c)} LIKE %s" for c, _ in pairs) + ")"
     patterns = tuple(_like_pattern(t) for _, t in pairs)
     params = patterns + patterns
     for term in excluded[:MAX_LIKE_TERMS]:
-        where += " AND NOT (" + " OR ".join(f"COALESCE({quote(c)} LIKE %s, 0)" for c in columns) + ")"
+        where += " AND NOT (" + " OR ".join(f"COALESCE({ident(c)} LIKE %s, 0)" for c in columns) + ")"
         params += (_like_pattern(term),) * len(columns)
     return score, where, params

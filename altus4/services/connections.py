@@ -69,7 +69,7 @@ class ConnectionService:
 
     def _check_host(self, host: str) -> None:
         """:raise targets.HostNotAllowed: outside ALLOWED_DATABASE_HOSTS."""
-        targets.check_host_allowed(host, self.settings.allowed_database_hosts)
+        targets.check_host_allowed(host, self.settings)
 
     def _replicas(self, replicas: list[str] | None) -> str:
         """Validated `host:port,host:port` for storage; every host passes the allowlist."""
