@@ -6,7 +6,7 @@ PYTHON ?= python3
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install services tools migrate demo run test test-fast bench bench-relevance lint clean
+.PHONY: help install services tools migrate demo run test test-fast fuzz bench bench-relevance lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,8 +39,11 @@ tools: ## Install the tools the deployment tests run (nginx, HAProxy, promtool, 
 test: install services tools ## Run the test suite (real MariaDB, Redis, nginx, HAProxy...); T=path narrows it
 	$(PY) -m pytest $(T)
 
-test-fast: install services ## The quick loop: every test not marked slow (no replicas, proxies or fleets)
+test-fast: install services ## The quick loop: every test not marked slow (no replicas, proxies, fleets or fuzzing)
 	$(PY) -m pytest -m "not slow" $(T)
+
+fuzz: install services ## A longer, unseeded schemathesis run over every operation (FUZZ_EXAMPLES=100 per operation)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_RANDOM=1 $(PY) -m pytest -s tests/test_fuzz.py
 
 bench: install services ## Short performance benchmark: raw MySQL vs Altus 4 uncached/cached vs /health (about 5 minutes)
 	$(VENV)/bin/pip install -q -r bench/requirements.txt

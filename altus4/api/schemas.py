@@ -36,9 +36,14 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
 
+# a password is taken exactly as sent: the model's whitespace stripping does not apply to it
+Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=256)]
+NewPassword = Annotated[str, StringConstraints(strip_whitespace=False, min_length=8, max_length=256)]
+
+
 class RegisterBody(Body):
     email: EmailStr = Field(max_length=255)
-    password: str = Field(min_length=8, max_length=256)
+    password: NewPassword
     name: str = Field(min_length=2, max_length=255)
     role: Literal["user", "admin"] = "user"
 
@@ -51,8 +56,9 @@ class RegisterBody(Body):
 
 
 class LoginBody(Body):
-    email: EmailStr
-    password: str = Field(min_length=1, max_length=256)
+    # only looked up: an address that could never have registered simply matches no account (401)
+    email: str = Field(min_length=1, max_length=255)
+    password: Password
 
 
 class ProfileBody(Body):
@@ -61,8 +67,8 @@ class ProfileBody(Body):
 
 
 class ChangePasswordBody(Body):
-    currentPassword: str = Field(min_length=1, max_length=256)
-    newPassword: str = Field(min_length=8, max_length=256)
+    currentPassword: Password
+    newPassword: NewPassword
 
 
 # the days analytics can be asked about; outside them date arithmetic would overflow, and nothing was recorded

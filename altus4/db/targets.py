@@ -88,12 +88,14 @@ def check_host_allowed(host: str, settings: Settings) -> list[str] | None:
         return None
     if any(fnmatch.fnmatch(lowered, entry.lower()) for entry in allowlist if "/" not in entry):
         return None
-    addresses = _resolve(lowered)
     if allowlist:
         networks = [ipaddress.ip_network(e, strict=False) for e in allowlist if "/" in e]
-        if networks and all(any(ipaddress.ip_address(a) in n for n in networks) for a in addresses):
-            return addresses
+        if networks:  # no CIDR listed: nothing to resolve (no DNS query for a name that is refused anyway)
+            addresses = _resolve(lowered)
+            if all(any(ipaddress.ip_address(a) in n for n in networks) for a in addresses):
+                return addresses
         raise HostNotAllowed(f"Host {host!r} is not in ALLOWED_DATABASE_HOSTS")
+    addresses = _resolve(lowered)
     own = _own_addresses(settings)
     refused = [a for a in addresses if _internal(ipaddress.ip_address(a)) or a in own]
     if refused:
