@@ -130,8 +130,9 @@ def _prepare(case, fuzzed: Fixture, draw: int) -> dict[str, str]:
 
 # Rules the spec states in words, which JSON Schema cannot say: an expiry in the future, startDate not after
 # endDate, offset + limit <= 1000, table and column names that exist, a query with a searchable word and
-# valid boolean syntax, a host the host policy allows. A 400 that names only these fields (or carries only these codes) is the documented
-# answer to a request that breaks them, not a valid request refused.
+# valid boolean syntax, a host the host policy allows, an e-mail domain that is not special-use. A 400 that
+# names only these fields (or carries only these codes) is the documented answer to a request that breaks
+# them, not a valid request refused.
 QUERY_RULES = {"INVALID_QUERY", "UNKNOWN_IDENTIFIER"}
 STATED_RULES: dict[tuple[str, str], set[str]] = {
     # e-mail addresses on special-use domains (.test, .local, .invalid...) are refused when an account is made
