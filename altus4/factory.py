@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build an app from `settings` (default: the environment). No I/O happens until a request or CLI call."""
     settings = settings or Settings.from_env()
     app = Altus4("altus4")
+    app.url_map.strict_slashes = False  # `/api/v1/keys/` is `/api/v1/keys`, as Express matched it
     from altus4.api.json_codec import OrjsonProvider
 
     app.json = OrjsonProvider(app)

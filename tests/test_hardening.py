@@ -138,6 +138,13 @@ def test_e_connection_errors_echo_no_protocol_bytes(user):
     assert describe_error(other, spec) == "MySQL error 1105: unknown: '…' and more"
 
 
+def test_g_the_service_refuses_what_the_spec_forbids(user):
+    for body in ({"email": None}, {"name": None}):
+        r = user.call("PUT", "/api/v1/auth/profile", json=body)
+        assert r.status_code == 400, (body, r.get_json())
+    assert user.call("PUT", "/api/v1/auth/profile", json={"name": "New Name"}).status_code == 200
+
+
 def test_uppercase_connection_ids_are_the_same_connection(user, client, settings, targets):
     connection = user.connect_database(settings, targets["a"])
     headers = _api_key(user)

@@ -17,6 +17,7 @@ def _range(params: RangeQuery) -> Range:
 
 
 @bp.get("/search-trends")
+@bp.get("/trends")  # the path the official SDK calls
 @user_required
 def search_trends():
     return ok(services().reports.search_trends(g.user["id"], _range(query(RangeQuery))))
@@ -36,6 +37,7 @@ def popular_queries():
 
 
 @bp.get("/search-history")
+@bp.get("/history")  # the path the official SDK calls
 @user_required
 def search_history():
     params = query(AnalyticsHistoryQuery)

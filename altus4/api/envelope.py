@@ -49,8 +49,12 @@ def _meta(**extra: Any) -> dict[str, Any]:
     return meta
 
 
-def ok(data: Any = None, status: int = 200, **meta: Any) -> tuple[Response, int]:
-    return jsonify({"success": True, "data": data, "meta": _meta(**meta)}), status
+def ok(data: Any = None, status: int = 200, top_level: dict[str, Any] | None = None, **meta: Any) -> tuple[Response, int]:
+    """The success envelope; `top_level` adds fields beside it (only /health does, for older health checks)."""
+    envelope = {"success": True, "data": data, "meta": _meta(**meta)}
+    if top_level:
+        envelope.update(top_level, timestamp=envelope["meta"]["timestamp"])
+    return jsonify(envelope), status
 
 
 def error_response(

@@ -62,8 +62,17 @@ class LoginBody(Body):
 
 
 class ProfileBody(Body):
+    """Both optional; a field that is sent must have a value (the spec has no `null` for them)."""
+
     name: str | None = Field(default=None, min_length=2, max_length=255)
     email: EmailStr | None = None
+
+    @field_validator("name", "email", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("leave the field out instead of sending null")
+        return value
 
 
 class ChangePasswordBody(Body):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from flask import request
@@ -11,6 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from altus4.errors import ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
+_BRACKETS = re.compile(r"\[\d*\]$")
 
 
 def _details(exc: ValidationError) -> list[dict[str, str]]:
@@ -44,13 +46,15 @@ def body(model: type[M]) -> M:
 
 
 def query(model: type[M]) -> M:
-    """Query-string parameters as `model` (repeated keys become lists where the model wants one)."""
+    """Query-string parameters as `model`: repeated keys, comma lists and the bracket form of axios/qs
+    (`tables[]=x`, `tables[0]=x`) all become lists where the model wants one."""
+    sent: dict[str, list[str]] = {}
+    for name in request.args:
+        sent.setdefault(_BRACKETS.sub("", name), []).extend(request.args.getlist(name))
     data: dict[str, object] = {}
-    for key in request.args:
-        values = request.args.getlist(key)
+    for key, values in sent.items():
         annotation = model.model_fields.get(key)
-        wants_list = annotation is not None and "list" in str(annotation.annotation)
-        if wants_list:
+        if annotation is not None and "list" in str(annotation.annotation):
             data[key] = [v for item in values for v in item.split(",") if v]
         else:
             data[key] = values[-1]
