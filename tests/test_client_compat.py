@@ -34,7 +34,9 @@ def test_the_sdks_own_paths_answer(user, client):
     assert user.call("GET", "/api/v1/analytics/history").get_json()["data"].keys() >= {"items", "total"}
     trends = user.call("GET", "/api/v1/analytics/trends?period=week")
     assert trends.status_code == 200
-    assert trends.get_json()["data"] == user.call("GET", "/api/v1/analytics/search-trends?period=week").get_json()["data"]
+    assert (
+        trends.get_json()["data"] == user.call("GET", "/api/v1/analytics/search-trends?period=week").get_json()["data"]
+    )
 
 
 def test_health_has_status_at_the_top_level_too(client):

@@ -49,7 +49,9 @@ def _meta(**extra: Any) -> dict[str, Any]:
     return meta
 
 
-def ok(data: Any = None, status: int = 200, top_level: dict[str, Any] | None = None, **meta: Any) -> tuple[Response, int]:
+def ok(
+    data: Any = None, status: int = 200, top_level: dict[str, Any] | None = None, **meta: Any
+) -> tuple[Response, int]:
     """The success envelope; `top_level` adds fields beside it (only /health does, for older health checks)."""
     envelope = {"success": True, "data": data, "meta": _meta(**meta)}
     if top_level:
