@@ -13,7 +13,6 @@ Seeded (derandomized): the same cases every run. `FUZZ_EXAMPLES` sets the cases 
 from __future__ import annotations
 
 import os
-import time
 import uuid
 import zlib
 
@@ -105,7 +104,6 @@ def fuzz_schema(fuzzed):
 
 schema = schemathesis.pytest.from_fixture("fuzz_schema")
 CASES: dict[str, int] = {}  # operation -> cases sent, this run
-TIMES: dict[str, float] = {}
 
 
 def _prepare(case, fuzzed: Fixture, draw: int) -> dict[str, str]:
@@ -147,7 +145,7 @@ STATED_RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/search/suggestions"): QUERY_RULES,
     **{
         ("GET", f"/api/v1/analytics/{name}"): {"startDate"}
-        for name in ("search-trends", "performance", "popular-queries", "admin/user-activity")
+        for name in ("search-trends", "trends", "performance", "popular-queries", "admin/user-activity")
     },
 }
 
@@ -175,24 +173,21 @@ def _stated_rule(case, response) -> bool:
 def test_every_operation_holds_its_contract(case, fuzzed):
     label = f"{case.method.upper()} {case.operation.path}"  # unsupported-method probes count apart
     CASES[label] = CASES.get(label, 0) + 1
-    started = time.perf_counter()
     headers = _prepare(
         case, fuzzed, uuid.uuid4().int if not DERANDOMIZE else zlib.crc32(repr(case.path_parameters).encode())
     )
     response = case.call(headers=headers)
     checks = [c for c in CHECKS if c is not positive_data_acceptance] if _stated_rule(case, response) else CHECKS
     case.validate_response(response, checks=checks)
-    TIMES[label] = TIMES.get(label, 0.0) + time.perf_counter() - started
 
 
-def test_the_run_was_big_enough(fuzz_schema):
+def test_the_run_was_big_enough(fuzz_schema, capsys):
     """Runs after the fuzzing above (file order): every operation was called, and enough cases in all."""
     operations = {f"{op.ok().method.upper()} {op.ok().path}" for op in fuzz_schema.get_all_operations()}
     assert len(operations) >= 40
     assert operations <= set(CASES), sorted(operations - set(CASES))
     total = sum(CASES.values())
-    print(f"fuzz: {total} cases over {len(CASES)} operations")
-    for label, spent in sorted(TIMES.items(), key=lambda kv: -kv[1])[:12]:
-        print(f"  {label}: {CASES[label]} cases, {spent:.1f}s")
+    with capsys.disabled():  # in the CI log, whatever pytest's capture
+        print(f"\nfuzz: {total} cases sent ({len(CASES)} method/path pairs, {len(operations)} documented operations)")
 
     assert total >= 1000 if EXAMPLES >= 10 else total >= len(operations)
