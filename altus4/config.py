@@ -68,6 +68,11 @@ def read_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def read_exact(env: Mapping[str, str], name: str, default: Any) -> Any:
+    """The value as given, spaces included (passwords); unset means the default."""
+    return env.get(name, default)
+
+
 def read_str(env: Mapping[str, str], name: str, default: str) -> str:
     """A string; empty or unset means the default."""
     return env.get(name, "").strip() or default
@@ -238,11 +243,11 @@ class Settings:
     db_host: str = _setting("DB_HOST", "127.0.0.1")
     db_port: int = _setting("DB_PORT", 3306, read_int, 1, 65535)
     db_username: str = _setting("DB_USERNAME", "root")
-    db_password: str = _setting("DB_PASSWORD", "", lambda e, n, d: e.get(n, d), secret=True)
+    db_password: str = _setting("DB_PASSWORD", "", read_exact, secret=True)
     db_database: str = _setting("DB_DATABASE", "altus4")
     db_read_hosts: tuple[tuple[str, int], ...] = _setting("DB_READ_HOSTS", (), _hosts)
     db_read_username: str = _setting("DB_READ_USERNAME", "")
-    db_read_password: str | None = _setting("DB_READ_PASSWORD", None, lambda e, n, d: e.get(n, d), secret=True)
+    db_read_password: str | None = _setting("DB_READ_PASSWORD", None, read_exact, secret=True)
     db_replica_max_lag: float = _setting("DB_REPLICA_MAX_LAG", 5.0, read_float)
     db_replica_check_interval: float = _setting("DB_REPLICA_CHECK_INTERVAL", 2.0, read_float, 0.1)
     db_pool_size: int = 10  # DB_POOL_SIZE: its default depends on the machine, see from_env
@@ -251,7 +256,7 @@ class Settings:
     # redis
     redis_host: str = _setting("REDIS_HOST", "127.0.0.1")
     redis_port: int = _setting("REDIS_PORT", 6379, read_int, 1, 65535)
-    redis_password: str = _setting("REDIS_PASSWORD", "", lambda e, n, d: e.get(n, d), secret=True)
+    redis_password: str = _setting("REDIS_PASSWORD", "", read_exact, secret=True)
     redis_db: int = _setting("REDIS_DB", 0, read_int, 0, 15)
     redis_socket_timeout: float = _setting("REDIS_SOCKET_TIMEOUT", 0.5, read_float, 0.01)
     # REDIS_URL, when a single node is given as a URL

@@ -11,8 +11,6 @@ each gevent greenlet (one per request under gunicorn) has its own context, as ea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
@@ -39,16 +37,6 @@ def open_scope() -> Token[Scope | None]:
 
 def close_scope(token: Token[Scope | None]) -> None:
     _current.reset(token)
-
-
-@contextmanager
-def scope() -> Iterator[Scope]:
-    """A fresh scope for the duration of the block (a test or a job acting as one request)."""
-    token = open_scope()
-    try:
-        yield _current.get()  # type: ignore[misc]
-    finally:
-        close_scope(token)
 
 
 def bind(subject: str) -> None:

@@ -9,7 +9,10 @@ instead of 116 ms for /health (README, Performance).
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
+from datetime import UTC, datetime
 
 
 def take_turns(wsgi_app):
@@ -35,10 +38,6 @@ _GUNICORN_CODES = {
 
 def error_envelope(status: int, reason: str, message: str) -> bytes:
     """A whole HTTP/1.1 response in the API's error envelope, for gunicorn's own refusals."""
-    import json
-    import uuid
-    from datetime import UTC, datetime
-
     body = json.dumps(
         {
             "success": False,

@@ -199,6 +199,11 @@ class User:
         assert r.status_code == 201, r.get_json()
         return r.get_json()["data"]["secretKey"], r.get_json()["data"]["apiKey"]
 
+    def key_headers(self, **body) -> dict[str, str]:
+        """Authorization headers with a new API key of this user's."""
+        secret, _ = self.create_key(**body)
+        return {"Authorization": f"Bearer {secret}"}
+
     def connect_database(self, settings: Settings, database: str, **body) -> dict:
         payload = {
             "name": database,

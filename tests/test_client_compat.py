@@ -4,14 +4,9 @@ the official SDK's own paths, and health checks that read a top-level `status`."
 from __future__ import annotations
 
 
-def _key(user) -> dict[str, str]:
-    secret, _ = user.create_key()
-    return {"Authorization": f"Bearer {secret}"}
-
-
 def test_bracket_arrays_are_the_same_filter(user, client, settings, targets):
     user.connect_database(settings, targets["a"])
-    headers = _key(user)
+    headers = user.key_headers()
     plain = client.get("/api/v1/search/suggestions?query=gev&tables=nope", headers=headers).get_json()
     bracket = client.get("/api/v1/search/suggestions?query=gev&tables%5B%5D=nope", headers=headers).get_json()
     indexed = client.get("/api/v1/search/suggestions?query=gev&tables%5B0%5D=nope", headers=headers).get_json()
@@ -25,7 +20,7 @@ def test_bracket_arrays_are_the_same_filter(user, client, settings, targets):
 def test_trailing_slashes_match(user, client, settings, targets):
     user.connect_database(settings, targets["a"])
     assert user.call("GET", "/api/v1/keys/").status_code == 200
-    r = client.post("/api/v1/search/", json={"query": "gevent workers"}, headers=_key(user))
+    r = client.post("/api/v1/search/", json={"query": "gevent workers"}, headers=user.key_headers())
     assert r.status_code == 200 and r.get_json()["data"]["totalCount"] >= 1
 
 

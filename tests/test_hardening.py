@@ -24,13 +24,8 @@ from altus4.db.targets import HostNotAllowed, TargetSpec, check_host_allowed, de
 HUGE = "18446744073709551616"  # 2**64: one past what MySQL's LIMIT takes
 
 
-def _api_key(user) -> dict[str, str]:
-    secret, _ = user.create_key()
-    return {"Authorization": f"Bearer {secret}"}
-
-
 def test_a_offsets_past_mysqls_range_are_a_400(user, client):
-    headers = _api_key(user)
+    headers = user.key_headers()
     for offset in (HUGE, "1000001", "-1"):
         r = client.get(f"/api/v1/search/history?offset={offset}", headers=headers)
         assert r.status_code == 400 and r.get_json()["error"]["code"] == "VALIDATION_ERROR", (offset, r.get_json())
@@ -106,7 +101,7 @@ def percent_database(settings):
 
 def test_d_percent_signs_in_identifiers_search_like_any_other(user, client, settings, percent_database):
     user.connect_database(settings, percent_database)
-    headers = _api_key(user)
+    headers = user.key_headers()
     r = client.post("/api/v1/search", json={"query": "percent signs"}, headers=headers)
     body = r.get_json()
     assert r.status_code == 200, body
@@ -147,7 +142,7 @@ def test_g_the_service_refuses_what_the_spec_forbids(user):
 
 def test_uppercase_connection_ids_are_the_same_connection(user, client, settings, targets):
     connection = user.connect_database(settings, targets["a"])
-    headers = _api_key(user)
+    headers = user.key_headers()
     body = {"query": "gevent workers", "databases": [connection["id"].upper()]}
     r = client.post("/api/v1/search", json=body, headers=headers)
     assert r.status_code == 200, r.get_json()
