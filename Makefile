@@ -33,7 +33,7 @@ demo: migrate ## Load the demo database and print a fresh demo API key
 run: install services ## Migrate, load the demo data, print a demo API key, serve on 127.0.0.1:${PORT:-3000}
 	@bash scripts/run.sh
 
-tools: ## Install the tools the deployment tests run (nginx, HAProxy, promtool, docker CLI)
+tools: ## Install the tools the tests run (nginx, HAProxy, promtool, docker CLI, Node.js/npm)
 	@bash scripts/ensure-tools.sh
 
 test: install services tools ## Run the test suite (real MariaDB, Redis, nginx, HAProxy...); T=path narrows it

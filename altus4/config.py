@@ -267,6 +267,8 @@ class Settings:
     # secrets (required outside development: see from_env)
     jwt_secret: str = field(default=DEV_JWT_SECRET, repr=False)
     jwt_expires_in: int = _setting("JWT_EXPIRES_IN", 86400, _duration)
+    # how long a token replaced by /auth/refresh keeps working, for requests already sent with it
+    jwt_refresh_grace: int = _setting("JWT_REFRESH_GRACE", 30, read_int, 0, 300)
     encryption_key: bytes = field(default_factory=lambda: parse_encryption_key(DEV_ENCRYPTION_KEY), repr=False)
     # AI
     openai_api_key: str = _setting("OPENAI_API_KEY", "", secret=True)

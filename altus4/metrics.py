@@ -15,12 +15,22 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def merged(registry: CollectorRegistry) -> CollectorRegistry:
+    """Every worker's samples under gunicorn (the multiprocess directory), else this app's own registry."""
+    if not multiprocess():
+        return registry
+    out = CollectorRegistry()
+    MultiProcessCollector(out)
+    return out
 
 
 class CacheRatio:
@@ -125,3 +135,23 @@ class Metrics:
 
     def cache(self, kind: str, hit: bool) -> None:
         self.cache_requests.labels(kind, "hit" if hit else "miss").inc()
+
+    def summary(self) -> dict:
+        """Totals since this instance started (all its workers): requests, the 5xx share, cache hit ratios."""
+        requests = errors = 0.0
+        lookups: dict[str, float] = {}
+        hits: dict[str, float] = {}
+        for family in merged(self.registry).collect():
+            for sample in family.samples:
+                if family.name == "altus4_request_duration_seconds" and sample.name.endswith("_count"):
+                    requests += sample.value
+                    errors += sample.value if sample.labels["status_code"].startswith("5") else 0.0
+                elif family.name == "altus4_cache_requests" and sample.name.endswith("_total"):
+                    kind = sample.labels["cache_type"]
+                    lookups[kind] = lookups.get(kind, 0.0) + sample.value
+                    hits[kind] = hits.get(kind, 0.0) + (sample.value if sample.labels["result"] == "hit" else 0.0)
+        return {
+            "requests": int(requests),
+            "errorRate": round(errors / requests, 6) if requests else 0.0,
+            "cacheHitRatio": {k: round(hits[k] / n, 4) if n else 0.0 for k, n in sorted(lookups.items())},
+        }

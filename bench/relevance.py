@@ -214,7 +214,7 @@ def main() -> None:
                 if r.status_code != 200:
                     runs[qid] = []
                     continue
-                runs[qid] = [x["id"] for x in body["data"]["results"]]
+                runs[qid] = [x["rowId"] for x in body["data"]["results"]]
                 latencies.append(body["data"]["executionTime"])
                 used_ai += bool(body["data"].get("aiUsed"))
             results[mode] = {

@@ -4,7 +4,9 @@ import time
 
 import jwt
 import pytest
+from conftest import make_settings, register
 
+from altus4 import create_app
 from altus4.security import tokens
 
 
@@ -131,6 +133,8 @@ def test_change_password_invalidates_old_tokens(client, user):
     )
     assert r.status_code == 200
     assert user.call("GET", "/api/v1/auth/profile").status_code == 401
+    session = r.get_json()["data"]["token"]  # the session that changed it stays signed in
+    assert client.get("/api/v1/auth/profile", headers={"Authorization": f"Bearer {session}"}).status_code == 200
     old = client.post("/api/v1/auth/login", json={"email": user.email, "password": user.password})
     assert old.status_code == 401
     new = client.post("/api/v1/auth/login", json={"email": user.email, "password": "brand new password"})
@@ -148,13 +152,28 @@ def test_logout_revokes_exactly_that_token(client, user):
     assert r.status_code == 200
 
 
-def test_refresh_rotates_the_token(client, user):
+def test_refresh_rotates_the_token_after_a_grace(client, user, migrated):
     r = user.call("POST", "/api/v1/auth/refresh")
     assert r.status_code == 200
     new_token = r.get_json()["data"]["token"]
     assert new_token != user.token
+    # requests already sent with the old token (other tabs, an SDK's retry) still succeed for JWT_REFRESH_GRACE
+    assert user.call("GET", "/api/v1/auth/profile").status_code == 200
+    assert client.get("/api/v1/auth/profile", headers={"Authorization": f"Bearer {new_token}"}).status_code == 200
+    # logging out with the old token ends it at once, grace or not
+    assert user.call("POST", "/api/v1/auth/logout").status_code == 200
     assert user.call("GET", "/api/v1/auth/profile").status_code == 401
     assert client.get("/api/v1/auth/profile", headers={"Authorization": f"Bearer {new_token}"}).status_code == 200
+
+
+def test_without_a_grace_a_refreshed_token_dies_at_once(migrated):
+    app = create_app(make_settings(JWT_REFRESH_GRACE="0"))
+    try:
+        account = register(app.test_client())
+        assert account.call("POST", "/api/v1/auth/refresh").status_code == 200
+        assert account.call("GET", "/api/v1/auth/profile").status_code == 401
+    finally:
+        app.extensions["altus4"].close()
 
 
 def test_delete_account_cascades(client, user, settings, targets, db):

@@ -270,7 +270,7 @@ def test_ai_suggestions_and_their_fallback(migrated, ai_database, fake):
     fake.chat_reply = {"suggestions": [{"text": "x" * 500, "type": "spelling"}]}  # outside the allowed shape
     bad = user.client.get("/api/v1/search/suggestions?query=redis", headers=user.key_headers).get_json()["data"]
     assert bad["aiUsed"] is False and bad["aiReason"] == "invalid_response"
-    assert bad["suggestions"][0] == {"text": "redis cache", "score": 1.0, "type": "popular"}  # rules still answer
+    assert bad["suggestions"][0] == {"text": "redis cache", "score": 1.0, "type": "popular", "source": "history"}
     app.extensions["altus4"].close()
 
 

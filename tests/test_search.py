@@ -238,7 +238,7 @@ def test_bad_requests_are_400(searcher, body, code, needle):
 
 def test_unknown_table_error_lists_what_exists(searcher):
     _, data = search(searcher, query="x", tables=["nope"])
-    available = data["error"]["details"]["available"]
+    available = data["error"]["details"][0]["available"]
     assert set(available["altus4_test_target_a"]) >= {"kb", "plain", "products", "articles"}
 
 

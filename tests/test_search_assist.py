@@ -27,7 +27,7 @@ def test_suggestions_from_popular_queries_and_indexed_words(searcher):
     popular = [s for s in suggestions if s["type"] == "popular"]
     assert [s["text"] for s in popular] == ["gevent workers", "gevent pools"]
     assert popular[0]["score"] == 1.0 and popular[1]["score"] == 0.5
-    completions = [s["text"] for s in suggestions if s["type"] == "completion"]
+    completions = [s["text"] for s in suggestions if s.get("source") == "completion"]
     assert "gevent" in completions
 
 

@@ -287,13 +287,14 @@ class AIService:
             out = []
             for item in parsed["categories"][:5]:
                 name = str(item["name"]).strip()[:60]
-                members = [int(i) for i in item.get("results", [])]
+                members = sorted({int(i) for i in item.get("results", [])})
                 if not name or any(not 0 <= i < len(results) for i in members):
                     raise ValueError("category outside the allowed shape")
                 out.append(
                     {
                         "name": name,
-                        "count": len(set(members)),
+                        "count": len(members),
+                        "members": members,  # indexes into the page; the caller hands them to the results
                         "confidence": round(min(1.0, max(0.0, float(item.get("confidence", 0.5)))), 3),
                         "source": "ai",
                     }

@@ -17,6 +17,11 @@ def _user_payload(user: dict) -> dict:
     return present.user(user, services().users.connected_database_ids(user["id"]))
 
 
+def _signed_in(user: dict, token: str) -> dict:
+    """A session's token with its lifetime in seconds (the official SDK schedules its refresh from it)."""
+    return {"user": _user_payload(user), "token": token, "expiresIn": services().settings.jwt_expires_in}
+
+
 @bp.post("/register")
 @public
 @ip_limited("auth_rate_limit")
@@ -25,7 +30,7 @@ def register():
     users = services().users
     user = users.register(data.email, data.password, data.name)
     context.bind(user["id"])  # the account's first reads elsewhere wait for this write
-    return ok({"user": _user_payload(user), "token": users.issue_token(user)}, 201)
+    return ok(_signed_in(user, users.issue_token(user)), 201)
 
 
 @bp.post("/login")
@@ -36,7 +41,7 @@ def login():
     users = services().users
     user = users.authenticate(data.email, data.password)
     context.bind(user["id"])
-    return ok({"user": _user_payload(user), "token": users.issue_token(user)})
+    return ok(_signed_in(user, users.issue_token(user)))
 
 
 @bp.get("/profile")
@@ -55,19 +60,28 @@ def update_profile():
 @bp.post("/change-password")
 @user_required
 def change_password():
+    """Every earlier token stops working; the session that asked gets a new one and stays signed in."""
     data = body(schemas.ChangePasswordBody)
-    services().users.change_password(g.user["id"], data.currentPassword, data.newPassword)
-    return ok({"success": True, "message": "Password changed; sign in again with the new password"})
+    users = services().users
+    user = users.change_password(g.user["id"], data.currentPassword, data.newPassword)
+    return ok(
+        {
+            "success": True,
+            "token": users.issue_token(user),
+            "message": "Password changed; other sessions are signed out",
+        }
+    )
 
 
 @bp.post("/refresh")
 @user_required
 def refresh():
-    """A new token; the one presented is revoked so a refreshed token cannot be replayed."""
+    """A new token; the one presented is revoked after a short grace (JWT_REFRESH_GRACE), so requests already
+    sent with it still succeed, and it cannot be replayed later."""
     users = services().users
     token = users.issue_token(g.user)
-    users.revoke_token(g.claims)
-    return ok({"user": _user_payload(g.user), "token": token})
+    users.revoke_token(g.claims, services().settings.jwt_refresh_grace)
+    return ok(_signed_in(g.user, token))
 
 
 @bp.post("/logout")

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, g
 
+from altus4.api import presenters as present
 from altus4.api.auth import admin_required, user_required
 from altus4.api.envelope import ok
 from altus4.api.schemas import AnalyticsHistoryQuery, PopularQuery, RangeQuery
@@ -45,6 +46,13 @@ def search_history():
     return ok({"items": items, "total": total, "limit": params.limit, "offset": params.offset})
 
 
+@bp.get("/usage")  # the official SDK's getUsageStats
+@user_required
+def usage():
+    span = _range(query(RangeQuery))
+    return ok(present.account_usage(services().keys.account_usage(g.user["id"], span.start, span.end), span))
+
+
 @bp.get("/insights")
 @user_required
 def insights():
@@ -73,4 +81,6 @@ def user_activity():
 @admin_required
 def performance_metrics():
     svc = services()
-    return ok(svc.reports.performance_metrics(svc.db.primary.in_use, svc.db.primary.size))
+    return ok(
+        svc.reports.performance_metrics(svc.db.primary.in_use, svc.db.primary.size, svc.metrics.summary()["errorRate"])
+    )

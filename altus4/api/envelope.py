@@ -82,17 +82,25 @@ def _on_api_error(err: ApiError) -> Response:
 _TRANSLATIONS: dict[type[Exception], Callable[[Any], ApiError]] = {
     TargetError: lambda e: UpstreamFailed(str(e), code="DATABASE_UNREACHABLE"),
     HostNotAllowed: lambda e: ValidationFailed(
-        str(e), code="HOST_NOT_ALLOWED", details=[{"field": "host", "message": str(e)}]
+        str(e), code="HOST_NOT_ALLOWED", details=[{"field": "host", "code": "host_not_allowed", "message": str(e)}]
     ),
     QuerySyntaxError: lambda e: ValidationFailed(
         f"Malformed boolean query: {e}",
         code="INVALID_QUERY",
-        details=[{"field": "query", "message": e.message, "position": e.position + 1}],
+        details=[{"field": "query", "code": "query_syntax", "message": e.message, "position": e.position + 1}],
     ),
     UnknownIdentifier: lambda e: ValidationFailed(
         f"Unknown {e.kind}: {', '.join(e.names)}",
         code="UNKNOWN_IDENTIFIER",
-        details={"unknown": e.names, "available": e.available},
+        details=[
+            {
+                "field": e.kind,
+                "code": "unknown_identifier",
+                "message": f"not in the discovered schema: {', '.join(e.names)}",
+                "unknown": e.names,
+                "available": e.available,
+            }
+        ],
     ),
 }
 

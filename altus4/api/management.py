@@ -9,6 +9,7 @@ from altus4.api.auth import public, user_required
 from altus4.api.envelope import error_response, ok
 from altus4.api.keys import SHOWN_ONCE
 from altus4.container import services
+from altus4.times import iso, utcnow
 
 bp = Blueprint("management", __name__)
 
@@ -47,10 +48,14 @@ def _check_ai() -> dict:
     return services().ai.status()
 
 
+def _checks() -> dict[str, dict]:
+    return {"mysql": _check_mysql(), "redis": _check_redis(), "ai": _check_ai()}
+
+
 @bp.get("/api/v1/management/health")
 @public
 def dependency_health():
-    checks = {"mysql": _check_mysql(), "redis": _check_redis(), "ai": _check_ai()}
+    checks = _checks()
     data = {
         "status": "healthy",
         "version": current_app.config["ALTUS4_VERSION"],
@@ -71,7 +76,44 @@ def dependency_health():
     return ok(data)
 
 
+@bp.get("/api/v1/status")
+@public
+def system_status():
+    """The official SDK's `getSystemStatus`: the same checks as /management/health, as a list of services.
+    Always 200 (the SDK reads the body); `status` says healthy, degraded (Redis or AI down) or unhealthy."""
+    checks = _checks()
+    services_ = [
+        {
+            "name": name,
+            "status": "unhealthy" if check["status"] == "down" else "healthy",
+            **({"responseTime": check["latencyMs"]} if "latencyMs" in check else {}),
+            **({"message": check.get("reason") or check.get("error")} if check["status"] != "up" else {}),
+        }
+        for name, check in checks.items()
+    ]
+    overall = "unhealthy" if checks["mysql"]["status"] == "down" else "healthy"
+    if overall == "healthy" and any(s["status"] == "unhealthy" for s in services_):
+        overall = "degraded"
+    return ok(
+        {
+            "status": overall,
+            "timestamp": iso(utcnow()),
+            "services": services_,
+            "uptime": _uptime(),
+            "version": current_app.config["ALTUS4_VERSION"],
+        }
+    )
+
+
+@bp.get("/api/v1/metrics")
+@user_required
+def metrics_summary():
+    """The official SDK's `getMetrics`: this instance's totals as JSON (Prometheus text stays at /metrics)."""
+    return ok({**services().metrics.summary(), "uptime": _uptime()})
+
+
 @bp.post("/api/v1/management/setup")
+@bp.post("/api/v1/management/setup-initial-api-key")  # the official SDK's setupInitialApiKey
 @user_required
 def setup_first_key():
     row, secret = services().keys.setup_first_key(g.user["id"])

@@ -8,21 +8,16 @@ from typing import Any, cast
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_flask_exporter import PrometheusMetrics
 
-from altus4.metrics import CacheRatio, Metrics, Passthrough, multiprocess
+from altus4.metrics import CacheRatio, Metrics, Passthrough, merged
 
 
 class _Exporter(PrometheusMetrics):
     """prometheus-flask-exporter's /metrics endpoint, with the derived cache ratio added to every scrape."""
 
     def generate_metrics(self, accept_header=None, names=None):
-        registry = CollectorRegistry()
-        if multiprocess():
-            MultiProcessCollector(registry)
-        else:
-            registry = self.registry
+        registry = merged(self.registry)
         output = CollectorRegistry()
         output.register(Passthrough(registry))
         output.register(CacheRatio(registry))

@@ -6,12 +6,13 @@ view that owns it), so a field can be renamed for the wire without touching a se
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from altus4.db.schema import DatabaseSchema
 from altus4.services.api_keys import KeyUsage
 from altus4.services.connections import parse_replicas
+from altus4.services.reports import Range
 from altus4.times import iso
 
 
@@ -23,7 +24,7 @@ def user(row: dict[str, Any], connected: list[str] | None = None) -> dict[str, A
         "role": row["role"],
         "connectedDatabases": connected or [],
         "createdAt": iso(row["created_at"]),
-        "lastActive": iso(row["last_active"]),
+        "lastActive": iso(row["last_active"] or row["created_at"]),  # registering is the first activity
     }
 
 
@@ -61,6 +62,25 @@ def key_usage(usage: KeyUsage) -> dict[str, Any]:
             "remaining": status.remaining,
             "resetTime": datetime.fromtimestamp(status.reset_at, UTC).isoformat().replace("+00:00", "Z"),
         },
+    }
+
+
+def account_usage(rows: list[dict[str, Any]], span: Range) -> dict[str, Any]:
+    """API requests per day and per key over a range (the official SDK's `getUsageStats`)."""
+    daily: dict[str, int] = {}
+    keys: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        n = int(r["request_count"])
+        day = r["day"].isoformat()
+        daily[day] = daily.get(day, 0) + n
+        keys.setdefault(r["id"], {"apiKeyId": r["id"], "name": r["name"], "requests": 0})["requests"] += n
+    return {
+        "period": span.period,
+        "startDate": span.start.date().isoformat(),
+        "endDate": (span.end - timedelta(days=1)).date().isoformat(),
+        "totalRequests": sum(daily.values()),
+        "daily": [{"date": day, "requests": n} for day, n in daily.items()],
+        "keys": sorted(keys.values(), key=lambda k: (-k["requests"], k["name"])),
     }
 
 
@@ -102,7 +122,13 @@ def schema_tables(found: DatabaseSchema) -> list[dict[str, Any]]:
                 for name, kind in table.columns.items()
             ],
             "fullTextIndexes": [
-                {"name": ix.name, "columns": list(ix.columns), "type": "FULLTEXT", "cardinality": ix.cardinality}
+                {
+                    "name": ix.name,
+                    "columns": list(ix.columns),
+                    "type": "FULLTEXT",
+                    # MariaDB reports none for FULLTEXT: the table's estimated rows then (one entry per row)
+                    "cardinality": ix.cardinality if ix.cardinality is not None else table.row_estimate,
+                }
                 for ix in table.fulltext_indexes
             ],
         }

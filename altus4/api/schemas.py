@@ -206,11 +206,19 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 DatabaseId = Annotated[str, StringConstraints(pattern=_UUID, to_lower=True)]
 
 
+def _empty_means_all(value: list | None) -> list | None:
+    return value or None
+
+
+# an empty list filters nothing, as if it were not sent (the original contract accepts `[]`)
+AnyOf = AfterValidator(_empty_means_all)
+
+
 class SearchBody(Body):
     query: str = Field(min_length=1, max_length=500)
-    databases: list[DatabaseId] | None = Field(default=None, min_length=1, max_length=50)
-    tables: list[Identifier] | None = Field(default=None, min_length=1, max_length=50)
-    columns: list[Identifier] | None = Field(default=None, min_length=1, max_length=100)
+    databases: Annotated[list[DatabaseId] | None, AnyOf] = Field(default=None, max_length=50)
+    tables: Annotated[list[Identifier] | None, AnyOf] = Field(default=None, max_length=50)
+    columns: Annotated[list[Identifier] | None, AnyOf] = Field(default=None, max_length=100)
     searchMode: Literal["natural", "boolean", "semantic"] = "natural"
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=999)  # offset + limit <= 1000 (checked by the search)

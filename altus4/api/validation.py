@@ -17,7 +17,7 @@ _BRACKETS = re.compile(r"\[\d*\]$")
 
 def _details(exc: ValidationError) -> list[dict[str, str]]:
     return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "code": err["type"], "message": err["msg"]}
         for err in exc.errors(include_url=False)
     ]
 
@@ -31,13 +31,15 @@ def body(model: type[M]) -> M:
         payload = request.get_json(silent=True)
         if payload is None:
             raise ValidationFailed(
-                "Request body must be valid JSON", details=[{"field": "body", "message": "invalid JSON"}]
+                "Request body must be valid JSON",
+                details=[{"field": "body", "code": "json_invalid", "message": "invalid JSON"}],
             )
     else:
         payload = {}
     if not isinstance(payload, dict):
         raise ValidationFailed(
-            "Request body must be a JSON object", details=[{"field": "body", "message": "expected an object"}]
+            "Request body must be a JSON object",
+            details=[{"field": "body", "code": "dict_type", "message": "expected an object"}],
         )
     try:
         return model.model_validate(payload)

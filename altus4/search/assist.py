@@ -57,7 +57,10 @@ class Assistant:
         self.analytics.flush()
         popular = self.analytics.popular_prefix(user_id, text.strip(), 5)
         top = max((int(p["n"]) for p in popular), default=1)
-        out = [{"text": p["query_text"], "score": round(int(p["n"]) / top, 4), "type": "popular"} for p in popular]
+        out = [
+            {"text": p["query_text"], "score": round(int(p["n"]) / top, 4), "type": "popular", "source": "history"}
+            for p in popular
+        ]
         words = _WORD.findall(text)
         partial = words[-1] if words and not text[-1:].isspace() else ""
         vocabulary: list[tuple[str, float]] = []
@@ -69,7 +72,8 @@ class Assistant:
                 completion = head + word
                 if completion.lower() not in seen and word.lower() != partial.lower():
                     seen.add(completion.lower())
-                    out.append({"text": completion, "score": score, "type": "completion"})
+                    # the original's enum has no completion: a word of the user's data is its spelling
+                    out.append({"text": completion, "score": score, "type": "spelling", "source": "completion"})
         ai_meta: dict[str, Any] = {"aiUsed": False}
         if self.ai is None or not self.ai.enabled:
             ai_meta["aiReason"] = "not_configured"
@@ -78,7 +82,7 @@ class Assistant:
                 for item in self.ai.suggest(text, [w for w, _ in vocabulary], user_id, tier, AI_SUGGEST_BUDGET):
                     if item["text"].lower() not in seen:
                         seen.add(item["text"].lower())
-                        out.append({**item, "score": 0.5})
+                        out.append({**item, "score": 0.5, "source": "ai"})
                 ai_meta["aiUsed"] = True
             except AIUnavailable as exc:
                 ai_meta["aiReason"] = exc.reason

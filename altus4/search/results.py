@@ -9,6 +9,7 @@ import html
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from altus4.search.plan import SCORE, TOTAL, TableQuery
 
@@ -103,6 +104,11 @@ def row_key(row: dict[str, Any], key: tuple[str, ...]) -> str:
     return ":".join(str(json_value(row[k])) for k in key)
 
 
+def result_id(database: str, table: str, key: str) -> str:
+    """Unique in a response and stable across pages: `<database id>/<table, %-encoded>/<row key>`."""
+    return f"{database}/{quote(table, safe='')}/{key}"
+
+
 def render(hit: Hit, pattern: re.Pattern[str] | None, database_name: str) -> dict[str, Any]:
     row = {k: v for k, v in hit.row.items() if k not in (SCORE, TOTAL)}
     data, truncated = {}, []
@@ -118,8 +124,10 @@ def render(hit: Hit, pattern: re.Pattern[str] | None, database_name: str) -> dic
     # the snippet comes from the column where the terms occur most (ties: the longer text)
     best = max(matched, key=lambda c: (counts[c], len(texts[c])), default=None)
     source = texts[best] if best else next(iter(texts.values()), "")
+    key = row_key(row, hit.query.key) if hit.query.key else str(hit.position)
     result = {
-        "id": row_key(row, hit.query.key) if hit.query.key else str(hit.position),
+        "id": result_id(hit.database, hit.table, key),
+        "rowId": key,
         "database": hit.database,
         "databaseName": database_name,
         "table": hit.table,
@@ -127,6 +135,7 @@ def render(hit: Hit, pattern: re.Pattern[str] | None, database_name: str) -> dic
         "matchedColumns": matched,
         "data": data,
         "snippet": snippet(source, pattern),
+        "categories": [hit.table],  # the page's categories are its tables, unless the AI names topics
         "matchStrategy": hit.query.strategy,
     }
     if truncated:

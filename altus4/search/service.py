@@ -77,7 +77,7 @@ def compile_query(query: str, mode: str) -> CompiledQuery:
         raise ValidationFailed(
             "The query has no searchable words",
             code="INVALID_QUERY",
-            details=[{"field": "query", "message": "no searchable words"}],
+            details=[{"field": "query", "code": "no_searchable_words", "message": "no searchable words"}],
         )
     return CompiledQuery("natural", query, terms, ())
 
@@ -142,7 +142,7 @@ class SearchService:
         if params.offset + params.limit > MAX_WINDOW:
             raise ValidationFailed(
                 f"offset + limit may be at most {MAX_WINDOW}",
-                details=[{"field": "offset", "message": f"offset + limit > {MAX_WINDOW}"}],
+                details=[{"field": "offset", "code": "window_exceeded", "message": f"offset + limit > {MAX_WINDOW}"}],
             )
         compiled = compile_query(params.query, "natural" if params.mode == "semantic" else params.mode)
         ttl = self.settings.search_cache_ttl
@@ -179,13 +179,20 @@ class SearchService:
         return data
 
     def ai_categories(self, data: dict[str, Any], user_id: str, tier: str) -> list[dict[str, Any]]:
-        """Topic categories for the page from the AI when it answers in time; the table counts otherwise."""
+        """Topic categories for the page from the AI when it answers in time (each result then lists the topics
+        it belongs to); the table counts otherwise."""
         if self.ai is None or not self.ai.enabled or not data["results"]:
             return data["categories"]
         try:
-            return self.ai.categorise(data["results"], user_id, tier, AI_CATEGORIES_BUDGET)
+            topics = self.ai.categorise(data["results"], user_id, tier, AI_CATEGORIES_BUDGET)
         except AIUnavailable:
             return data["categories"]
+        for result in data["results"]:
+            result["categories"] = []
+        for topic in topics:
+            for i in topic.pop("members"):
+                data["results"][i]["categories"].append(topic["name"])
+        return topics
 
     def schemas(self, rows: list[dict[str, Any]]) -> tuple[dict[str, DatabaseSchema], dict[str, dict]]:
         """Schemas of the connections: the ones this process holds at once, the others (Redis, or discovery)

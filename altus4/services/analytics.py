@@ -152,7 +152,8 @@ class AnalyticsService:
                     "id": r["id"],
                     "query": r["query_text"],
                     "searchMode": r["search_mode"],
-                    "database": databases[0] if len(databases) == 1 else None,
+                    # the original's single id: the first database searched (`databases` has them all)
+                    "database": databases[0] if databases else "",
                     "databases": databases,
                     "resultCount": r["result_count"],
                     "executionTime": round(float(r["execution_time_ms"]), 2),

@@ -136,6 +136,15 @@ class ApiKeyService:
         self.admission.forget(old["key_hash"])
         return self.get(user_id, new_id), secret
 
+    def account_usage(self, user_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Requests per key and day in [start, end), over every key of the user's (revoked ones too)."""
+        self.usage_ledger.flush()
+        return self.db.fetch_all(
+            "SELECT k.id, k.name, u.day, u.request_count FROM api_key_usage u JOIN api_keys k ON k.id = u.api_key_id"
+            " WHERE k.user_id = %s AND u.day >= %s AND u.day < %s ORDER BY u.day, k.id",
+            (user_id, start.date(), end.date()),
+        )
+
     def forget_all(self, user_id: str) -> None:
         """Drop every cached key of a user (before the account is deleted)."""
         for row in self.db.fetch_all("SELECT key_hash FROM api_keys WHERE user_id = %s", (user_id,)):

@@ -8,6 +8,7 @@ still saved, with its status and the reason.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,7 +23,7 @@ from altus4.db.sql import set_clause
 from altus4.errors import NotFound
 from altus4.redis_store import RedisStore
 from altus4.security.secrets_box import DecryptionError, SecretBox
-from altus4.times import utcnow
+from altus4.times import iso, utcnow
 
 _COLUMNS = (
     "id, user_id, name, host, port, database_name, username, password_encrypted, ssl_enabled, read_replicas,"
@@ -215,17 +216,24 @@ class ConnectionService:
 
     def test(self, user_id: str, conn_id: str) -> dict[str, Any]:
         row = self.get(user_id, conn_id)
+        started = time.perf_counter()
         try:
             targets.ping(self.spec(row), self.settings)
             status, error = "connected", None
         except targets.TargetError as exc:
             status, error = "failed", str(exc)[:512]
+        tested = utcnow()
         self.db.execute(
             "UPDATE database_connections SET connection_status = %s, last_error = %s, last_tested = %s,"
             " updated_at = updated_at WHERE id = %s",
-            (status, error, utcnow(), conn_id),
+            (status, error, tested, conn_id),
         )
-        return {"connected": status == "connected", "message": "Connection successful" if error is None else error}
+        return {
+            "connected": status == "connected",
+            "message": "Connection successful" if error is None else error,
+            "responseTime": round((time.perf_counter() - started) * 1000, 2),
+            "timestamp": iso(tested),
+        }
 
     def statuses(self, user_id: str) -> dict[str, bool]:
         rows = self.owned_by(user_id)

@@ -46,12 +46,13 @@ def date_range(start: date | None, end: date | None, period: str) -> Range:
     first = start or (last - timedelta(days=PERIOD_DAYS[period] - 1))
     if first > last:
         raise ValidationFailed(
-            "startDate must not be after endDate", details=[{"field": "startDate", "message": "after endDate"}]
+            "startDate must not be after endDate",
+            details=[{"field": "startDate", "code": "date_order", "message": "after endDate"}],
         )
     if (last - first).days > MAX_RANGE_DAYS:
         raise ValidationFailed(
             f"date range may span at most {MAX_RANGE_DAYS} days",
-            details=[{"field": "startDate", "message": "range too long"}],
+            details=[{"field": "startDate", "code": "range_too_long", "message": "range too long"}],
         )
     return Range(_midnight(first), _midnight(last) + timedelta(days=1), period)
 
@@ -379,7 +380,7 @@ class ReportService:
             ],
         }
 
-    def performance_metrics(self, pool_in_use: int, pool_size: int) -> dict[str, Any]:
+    def performance_metrics(self, pool_in_use: int, pool_size: int, error_rate: float) -> dict[str, Any]:
         self.analytics.flush()
         since = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=1)
         hour = self.db.fetch_aggregate(
@@ -392,9 +393,9 @@ class ReportService:
             "api": {
                 "requestsPerSecond": round(int(hour["n"] or 0) / 3600, 4),
                 "averageResponseTime": _ms(hour["avg_ms"]),
-                "errorRate": None,
-                "note": "rates count searches in the last hour; failed requests are not"
-                " recorded in analytics, so errorRate is not computed here",
+                "errorRate": error_rate,
+                "note": "requestsPerSecond and averageResponseTime count searches in the last hour; errorRate is"
+                " the share of this instance's requests answered 5xx since it started",
             },
             "database": {
                 "connectionPoolUsage": round(pool_in_use / pool_size, 4) if pool_size else 0.0,

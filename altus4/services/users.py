@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -68,9 +68,10 @@ class UserService:
         :raise Unauthorized: the user is gone or disabled, the token was revoked or predates a password change.
         """
         row = self.db.fetch_one(
-            f"SELECT {_USER_COLUMNS}, EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = %s) AS revoked "
+            f"SELECT {_USER_COLUMNS}, "
+            "EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = %s AND effective_at <= %s) AS revoked "
             "FROM users WHERE id = %s",
-            (claims.jti, claims.user_id),
+            (claims.jti, utcnow(), claims.user_id),
         )
         if row is None or not row["is_active"] or row["revoked"]:
             raise Unauthorized("Token is no longer valid", code="INVALID_TOKEN")
@@ -95,27 +96,35 @@ class UserService:
                 raise Conflict("User with this email already exists", code="USER_EXISTS") from None
         return self.get(user_id)
 
-    def change_password(self, user_id: str, current: str, new: str) -> None:
+    def change_password(self, user_id: str, current: str, new: str) -> dict[str, Any]:
+        """The user, with the password changed; every token issued before now stops working."""
         row = self.db.fetch_one("SELECT password_hash FROM users WHERE id = %s", (user_id,))
         if row is None or not passwords.verify_password(row["password_hash"], current):
             raise Unauthorized("Current password is incorrect", code="INVALID_CREDENTIALS")
         if current == new:
             raise ValidationFailed(
                 "New password must differ from the current one",
-                details=[{"field": "newPassword", "message": "must differ from currentPassword"}],
+                details=[{"field": "newPassword", "code": "unchanged", "message": "must differ from currentPassword"}],
             )
-        # every token issued before this instant stops working (see live_user)
+        # whole milliseconds, as stored (MySQL 8 rounds, MariaDB truncates): a token issued after this
+        # instant (iat_ms, truncated) is never taken for an earlier one by live_user
+        now = utcnow()
+        changed = now.replace(microsecond=now.microsecond // 1000 * 1000)
         self.db.execute(
             "UPDATE users SET password_hash = %s, password_changed_at = %s WHERE id = %s",
-            (passwords.hash_password(new), utcnow(), user_id),
+            (passwords.hash_password(new), changed, user_id),
         )
+        return self.get(user_id)
 
-    def revoke_token(self, claims: tokens.TokenClaims) -> None:
+    def revoke_token(self, claims: tokens.TokenClaims, grace_seconds: int = 0) -> None:
+        """Revoke the token, `grace_seconds` from now; revoking it again never extends the grace."""
         expires = datetime.fromtimestamp(claims.expires_at, UTC).replace(tzinfo=None)
+        effective = utcnow() + timedelta(seconds=grace_seconds)
         with self.db.write() as cur:
             cur.execute(
-                "INSERT IGNORE INTO revoked_tokens (jti, user_id, expires_at) VALUES (%s, %s, %s)",
-                (claims.jti, claims.user_id, expires),
+                "INSERT INTO revoked_tokens (jti, user_id, expires_at, effective_at) VALUES (%s, %s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE effective_at = LEAST(effective_at, %s)",
+                (claims.jti, claims.user_id, expires, effective, effective),
             )
             cur.execute("DELETE FROM revoked_tokens WHERE expires_at < %s LIMIT 100", (utcnow(),))
 

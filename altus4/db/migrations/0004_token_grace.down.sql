@@ -1,0 +1,1 @@
+ALTER TABLE revoked_tokens DROP COLUMN effective_at;
