@@ -98,10 +98,12 @@ def test_every_default_is_the_one_from_env_gives():
     assert replace(parsed, db_pool_size=Settings().db_pool_size) == replace(Settings(), env="development")
 
 
-def test_gunicorn_config_uses_the_same_parsers(monkeypatch):
+def test_gunicorn_config_uses_the_same_parsers(monkeypatch, tmp_path):
     import runpy
     from pathlib import Path
 
+    # the config sets this for the process it runs in: set (and so undone) here, not leaked to later tests
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     conf = str(Path(__file__).resolve().parent.parent / "config" / "gunicorn.conf.py")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     assert runpy.run_path(conf)["workers"] == 3
