@@ -29,7 +29,7 @@ class Altus4(Flask):
 def create_app(settings: Settings | None = None) -> Flask:
     """Build an app from `settings` (default: the environment). No I/O happens until a request or CLI call."""
     settings = settings or Settings.from_env()
-    app = Altus4("altus4")
+    app = Altus4("altus4", static_folder=None)  # the console serves its own files (altus4.api.console)
     app.url_map.strict_slashes = False  # `/api/v1/keys/` is `/api/v1/keys`, as Express matched it
     from altus4.api.json_codec import OrjsonProvider
 

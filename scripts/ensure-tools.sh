@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the tools the deployment tests run for real: nginx, HAProxy, promtool, the docker CLI
 # (for `docker stack config`, no daemon needed) and the Redis/MariaDB server binaries for the
-# replica/sentinel/cluster tests, Node.js and npm for the official SDK test. Debian packages; idempotent; needs root only when something is missing.
+# replica/sentinel/cluster tests, Node.js and npm for the official SDK test,
+# Debian's Chromium and ChromeDriver for the console's browser test. Debian packages; idempotent;
+# needs root only when something is missing.
 set -euo pipefail
 
 need=()
@@ -15,6 +17,9 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v pgrep >/dev/null || need+=(procps)
 command -v node >/dev/null || need+=(nodejs)                 # the official SDK's test builds and runs it
 command -v npm >/dev/null || need+=(npm)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)                 # the console's browser test (no browser download here)
+[[ -x /usr/bin/chromedriver ]] || need+=(chromium-driver)
+fc-list 2>/dev/null | grep -qi dejavu || need+=(fonts-dejavu-core)
 
 if (( ${#need[@]} )); then
   echo "installing ${need[*]}"
@@ -23,4 +28,4 @@ if (( ${#need[@]} )); then
   # services are not started here (no init system); the tests start their own instances
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-echo "tools: nginx haproxy promtool docker redis-server mariadbd node npm present"
+echo "tools: nginx haproxy promtool docker redis-server mariadbd node npm chromium chromedriver present"

@@ -8,4 +8,5 @@ export APP_ENV=${APP_ENV:-${NODE_ENV:-development}}
 .venv/bin/altus4 migrate
 if [ "${ALTUS4_DEMO:-1}" != "0" ]; then .venv/bin/altus4 demo; fi  # says in one line why when it cannot
 echo "Altus 4 on http://${HOST:-127.0.0.1}:${PORT:-3000}  (curl http://${HOST:-127.0.0.1}:${PORT:-3000}/health)"
+echo "web console: http://${HOST:-127.0.0.1}:${PORT:-3000}/console  (sign in as the demo user; paste the demo API key in the playground)"
 exec .venv/bin/gunicorn -c config/gunicorn.conf.py app:app

@@ -53,11 +53,21 @@ def _assert_no_failures(statuses: list[int], expected: int) -> None:
     assert len(statuses) == expected and not failures, f"{len(statuses)} requests, failures by status: {failures}"
 
 
+def _assert_console_served(base: str) -> None:
+    """The web console comes through the TLS site with its own security headers, each sent once."""
+    status, body, headers = call(base + "/console")
+    assert status == 200 and '<script src="/console/console.js"' in body
+    assert "script-src 'self'" in headers["Content-Security-Policy"] and headers["X-Content-Type-Options"] == "nosniff"
+    status, script, _ = call(base + "/console/console.js")
+    assert status == 200 and "async function api(" in script
+
+
 def test_nginx_kill_one_app_server_mid_stream(fleet, tmp_path):
     apps, backup, key = fleet
     nginx = start_nginx(tmp_path / "nginx", apps, backup)
     try:
         assert call(f"http://127.0.0.1:{nginx.http_port}/api/v1/search")[0] == 301  # HTTP -> HTTPS
+        _assert_console_served(nginx.https)
         statuses = _stream(nginx.https, key, clients=4, per_client=50, pause=0.1, during=apps[1].kill)
         _assert_no_failures(statuses, 200)
         assert call(nginx.https + "/metrics")[0] == 200  # loopback is a private address
@@ -70,6 +80,7 @@ def test_haproxy_kill_one_app_server_mid_stream(fleet, tmp_path):
     haproxy = start_haproxy(tmp_path / "haproxy", apps, backup)
     try:
         assert call(f"http://127.0.0.1:{haproxy.http_port}/api/v1/search")[0] == 301
+        _assert_console_served(haproxy.https)
         statuses = _stream(haproxy.https, key, clients=4, per_client=50, pause=0.1, during=apps[2].kill)
         _assert_no_failures(statuses, 200)
         stats = call(f"http://127.0.0.1:{haproxy.extra_ports['stats']}/stats;csv")[1]

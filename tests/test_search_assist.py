@@ -76,7 +76,7 @@ def test_analyze_explains_our_own_sql_with_recommendations(searcher):
     assert "'the' is an InnoDB stopword" in recs
     assert "'plain' has text columns but no FULLTEXT index" in recs
     index_hint = next(o for o in data["optimization"] if o["type"] == "index")
-    assert index_hint["sqlSuggestion"] == "ALTER TABLE `plain` ADD FULLTEXT INDEX `ft_plain` (`note`)"
+    assert index_hint["sqlSuggestion"] == "ALTER TABLE `plain` ADD FULLTEXT INDEX `ft_plain_note` (`note`)"
 
 
 def test_analyze_never_runs_user_sql(searcher, db, targets):

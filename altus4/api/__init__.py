@@ -2,12 +2,12 @@
 
 from flask import Flask
 
-from altus4.api import accounts, analytics, auth, databases, docs, envelope, keys, management, search
+from altus4.api import accounts, analytics, auth, console, databases, docs, envelope, keys, management, search
 
 
 def init_app(app: Flask) -> None:
     envelope.init_app(app)
     auth.init_app(app)
-    for blueprint in (management.bp, accounts.bp, keys.bp, databases.bp, search.bp, analytics.bp, docs.bp):
+    for blueprint in (management.bp, accounts.bp, keys.bp, databases.bp, search.bp, analytics.bp, docs.bp, console.bp):
         app.register_blueprint(blueprint)
     auth.check_all_routes_declare_auth(app)

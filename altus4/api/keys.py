@@ -27,7 +27,7 @@ def create_key():
 @bp.get("")
 @user_required
 def list_keys():
-    rows = services().keys.owned_by(g.user["id"])
+    rows = services().keys.owned_by(g.user["id"], current_usage=True)
     return ok({"apiKeys": [present.api_key(r) for r in rows], "total": len(rows)})
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from altus4.db.schema import DatabaseSchema
+from altus4.search.plan import fulltext_ddl
 from altus4.services.api_keys import KeyUsage
 from altus4.services.connections import parse_replicas
 from altus4.services.reports import Range
@@ -131,6 +132,12 @@ def schema_tables(found: DatabaseSchema) -> list[dict[str, Any]]:
                 }
                 for ix in table.fulltext_indexes
             ],
+            # what would make an unindexed table searchable (its first three text columns)
+            "suggestedIndex": (
+                fulltext_ddl(table.name, table.text_columns[:3])
+                if table.text_columns and not table.fulltext_indexes
+                else None
+            ),
         }
         for table in found.tables.values()
     ]

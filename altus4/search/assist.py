@@ -222,7 +222,6 @@ class Assistant:
         indexed = {q.table for q in queries}
         for table in schema.tables.values():
             if table.name not in indexed and table.text_columns:
-                columns = ", ".join(planner.quote(c) for c in table.text_columns[:3])
                 recs.append(
                     f"{row['name']}: table {table.name!r} has text columns but no FULLTEXT index,"
                     " so search skips it unless named (then it falls back to LIKE)."
@@ -232,8 +231,7 @@ class Assistant:
                         "type": "index",
                         "impact": "high",
                         "description": f"Add a FULLTEXT index to {table.name} to make it searchable",
-                        "sqlSuggestion": f"ALTER TABLE {planner.quote(table.name)} ADD FULLTEXT INDEX"
-                        f" {planner.quote(('ft_' + table.name)[:64])} ({columns})",
+                        "sqlSuggestion": planner.fulltext_ddl(table.name, table.text_columns[:3]),
                     }
                 )
         min_token = int(limits["min_token"] or 3)

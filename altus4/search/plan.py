@@ -42,6 +42,12 @@ def quote(identifier: str) -> str:
     return "`" + identifier.replace("`", "``") + "`"
 
 
+def fulltext_ddl(table: str, columns: list[str] | tuple[str, ...]) -> str:
+    """The statement that makes `columns` of `table` searchable, as suggested to users (never run by us)."""
+    name = quote(f"ft_{table}_{'_'.join(columns)}"[:64])
+    return f"ALTER TABLE {quote(table)} ADD FULLTEXT INDEX {name} ({', '.join(quote(c) for c in columns)})"
+
+
 def ident(identifier: str) -> str:
     """`quote` for a statement: PyMySQL formats the SQL text with `%` when it has parameters, so a `%` in a
     name (a table `pct%s`) is doubled; every statement built here is executed with a parameter tuple."""

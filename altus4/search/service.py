@@ -377,7 +377,12 @@ class SearchService:
             ],
             "suggestions": [],
             "queryOptimization": [
-                {"type": "index", "description": note, "impact": "high", "sqlSuggestion": self._index_hint(q)}
+                {
+                    "type": "index",
+                    "description": note,
+                    "impact": "high",
+                    "sqlSuggestion": planner.fulltext_ddl(q.table, q.like_columns),
+                }
                 for _, q in jobs
                 if q.strategy == "like"
                 for note in q.notes
@@ -453,12 +458,6 @@ class SearchService:
                 for i, r in enumerate(fetched)
             ]
         return extra
-
-    @staticmethod
-    def _index_hint(q: planner.TableQuery) -> str:
-        columns = ", ".join(planner.quote(c) for c in q.like_columns)
-        name = planner.quote(f"ft_{q.table}_{'_'.join(q.like_columns)}"[:64])
-        return f"ALTER TABLE {planner.quote(q.table)} ADD FULLTEXT INDEX {name} ({columns})"
 
     def _run_table(
         self, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery, window: int

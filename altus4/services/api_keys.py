@@ -70,7 +70,10 @@ class ApiKeyService:
             raise Conflict("API key already exists for this user", code="API_KEY_EXISTS")
         return self.create(user_id, "Default API Key", "test", ["search", "analytics"], "free", None)
 
-    def owned_by(self, user_id: str) -> list[dict[str, Any]]:
+    def owned_by(self, user_id: str, current_usage: bool = False) -> list[dict[str, Any]]:
+        """The user's keys, newest first; `current_usage` writes queued use counts first (what a list shows)."""
+        if current_usage:
+            self.usage_ledger.flush()
         return self.db.fetch_all(
             f"SELECT {_COLUMNS} FROM api_keys WHERE user_id = %s ORDER BY created_at DESC", (user_id,)
         )
