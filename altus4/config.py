@@ -288,6 +288,12 @@ class Settings:
     ai_breaker_reset: float = _setting("AI_BREAKER_RESET_SECONDS", 15.0, read_float, 0.1)
     # lexical candidates per table re-ranked in semantic mode
     semantic_candidates: int = _setting("SEMANTIC_CANDIDATES", 100, read_int, 1, 1000)
+    # BM25 re-ranking (altus4.search.bm25): each table's top BM25_WINDOW matches by MySQL's order are re-scored
+    bm25_window: int = _setting("BM25_WINDOW", 50, read_int, 1, 1000)
+    bm25_k1: float = _setting("BM25_K1", 0.9, read_float, 0.0, 10.0)
+    bm25_b: float = _setting("BM25_B", 0.4, read_float, 0.0, 1.0)
+    bm25_df_cap: int = _setting("BM25_DF_CAP", 50_000, read_int, 100)
+    bm25_stats_ttl: int = _setting("BM25_STATS_TTL", 3600, read_int, 10)
     semantic_rrf_k: int = _setting("SEMANTIC_RRF_K", 60, read_int, 1, 10_000)
     semantic_lexical_weight: float = _setting("SEMANTIC_LEXICAL_WEIGHT", 1.0, read_float)
     semantic_vector_weight: float = _setting("SEMANTIC_VECTOR_WEIGHT", 1.0, read_float)

@@ -55,9 +55,10 @@ def _assert_no_failures(statuses: list[int], expected: int) -> None:
 
 def _assert_console_served(base: str) -> None:
     """The web console comes through the TLS site with its own security headers, each sent once."""
-    status, body, headers = call(base + "/console")
+    status, body, raw = call(base + "/console")
+    headers = {name.lower(): value for name, value in raw.items()}  # HAProxy sends header names in lower case
     assert status == 200 and '<script src="/console/console.js"' in body
-    assert "script-src 'self'" in headers["Content-Security-Policy"] and headers["X-Content-Type-Options"] == "nosniff"
+    assert "script-src 'self'" in headers["content-security-policy"] and headers["x-content-type-options"] == "nosniff"
     status, script, _ = call(base + "/console/console.js")
     assert status == 200 and "async function api(" in script
 

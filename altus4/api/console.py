@@ -2,34 +2,57 @@
 
 The page talks only to the public API, with the user's JWT and an API key they choose. Every response here
 carries a strict Content-Security-Policy: scripts and styles from this origin only, no inline code, no
-framing, and fetches to this origin only.
+framing, and fetches to this origin only. The few files are read once and served from memory: only names
+that exist in the folder are served, so no path from a request reaches the filesystem.
 """
 
+from functools import lru_cache
 from pathlib import Path
 
-from flask import Blueprint, Response, send_from_directory
+from flask import Blueprint, Response
 
 from altus4.api.auth import public
+from altus4.errors import NotFound
 
 bp = Blueprint("console", __name__)
 ASSETS = Path(__file__).resolve().parent.parent / "console"
+TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
 
+@lru_cache(maxsize=1)
+def _files() -> dict[str, tuple[bytes, str]]:
+    return {
+        path.name: (path.read_bytes(), TYPES[path.suffix])
+        for path in ASSETS.iterdir()
+        if path.is_file() and path.suffix in TYPES
+    }
+
+
+def _serve(name: str, max_age: int) -> Response:
+    found = _files().get(name)
+    if found is None:
+        raise NotFound("No such console file")
+    body, kind = found
+    response = Response(body, mimetype=kind)
+    response.headers["Cache-Control"] = f"public, max-age={max_age}" if max_age else "no-cache"
+    return response
+
+
 @bp.get("/console")
 @public
 def page():
-    return send_from_directory(ASSETS, "index.html", max_age=0)
+    return _serve("index.html", 0)
 
 
 @bp.get("/console/<path:asset>")
 @public
 def asset(asset: str):
-    """The console's scripts and styles (send_from_directory refuses paths outside the folder: 404)."""
-    return send_from_directory(ASSETS, asset, max_age=300)
+    """The console's scripts and styles."""
+    return _serve(asset, 300)
 
 
 @bp.after_request

@@ -223,6 +223,7 @@ class SearchBody(Body):
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=999)  # offset + limit <= 1000 (checked by the search)
     includeAnalytics: bool = False
+    ranking: Literal["bm25", "mysql"] = "bm25"
 
     @field_validator("query")
     @classmethod

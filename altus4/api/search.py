@@ -29,6 +29,7 @@ def search():
         columns=_tuple(data.columns),
         limit=data.limit,
         offset=data.offset,
+        ranking=data.ranking,
     )
     return ok(svc.searches.run(g.api_key, params, include_analytics=data.includeAnalytics))
 

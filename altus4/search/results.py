@@ -82,9 +82,10 @@ class Hit:
     score: float  # normalised to [0, 1], comparable across tables
     row: dict[str, Any]
     query: TableQuery
+    segment: int = 0  # BM25 ranking: 0 for the re-scored window, 1 for MySQL's order beyond it
 
     def sort_key(self) -> tuple:
-        return (-self.score, self.database_order, self.table, self.position)
+        return (self.segment, -self.score, self.database_order, self.table, self.position)
 
 
 def normalise(rows: list[dict[str, Any]], q: TableQuery, like_predicates: int) -> list[float]:

@@ -27,6 +27,7 @@ from altus4.db.target_pools import TargetPools
 from altus4.errors import ApiError, ServiceUnavailable, UpstreamFailed, ValidationFailed
 from altus4.metrics import Metrics
 from altus4.redis_store import RedisStore
+from altus4.search import bm25
 from altus4.search import plan as planner
 from altus4.search.boolean import natural_terms, parse_boolean
 from altus4.search.results import Hit, normalise, render, row_key, term_pattern
@@ -56,6 +57,7 @@ class SearchParams:
     columns: tuple[str, ...] | None = None
     limit: int = 20
     offset: int = 0
+    ranking: str = "bm25"  # or "mysql": MySQL's own order
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,16 @@ Job = tuple[dict[str, Any], planner.TableQuery]  # (connection row, the statemen
 
 
 @dataclass
+class TableAnswer:
+    """One table's matches in MySQL's order, with BM25 scores for the top of them when asked and possible."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    bm25: list[float] | None = None  # None: not re-scored (MySQL ranking, LIKE, or `note` says why)
+    note: str | None = None
+
+
+@dataclass
 class Merged:
     """What the tables answered, merged: hits in rank order, match counts per table, status per database."""
 
@@ -115,6 +127,8 @@ class Merged:
     hits: list[Hit] = field(default_factory=list)
     per_table: dict[tuple[str, str], int] = field(default_factory=dict)
     statuses: list[dict[str, Any]] = field(default_factory=list)
+    ranking: str = "mysql"
+    notes: set[str] = field(default_factory=set)
 
 
 class SearchService:
@@ -135,6 +149,7 @@ class SearchService:
         self.metrics = metrics or Metrics()
         self.ai = ai
         self.vectors = vectors
+        self.bm25 = bm25.StatsStore(store, settings.bm25_stats_ttl, settings.bm25_df_cap)
 
     # ---- public -------------------------------------------------------------------
     def search(self, user_id: str, params: SearchParams, tier: str = "free") -> dict[str, Any]:
@@ -229,6 +244,7 @@ class SearchService:
                 sorted(params.columns or []),
                 params.offset,
                 params.limit,
+                params.ranking,
             ]
         )
         return f"search:{user_id}:{hashlib.sha256(material.encode()).hexdigest()}"
@@ -268,14 +284,17 @@ class SearchService:
         if expansion:  # natural mode ORs its words, so the expanded text finds the union of candidates
             compiled = compile_query(f"{params.query} {' '.join(expansion)}", "natural")
         window = params.offset + params.limit
-        # semantic mode re-ranks a generous lexical candidate set; natural and boolean need only the page
+        # semantic mode re-ranks a generous lexical candidate set; BM25 re-scores a fixed window of each table's
+        # top matches (the same for every page, so pages concatenate); MySQL's order needs only the page
         fetch = max(window, self.settings.semantic_candidates) if semantic else window
+        if params.ranking == "bm25":
+            fetch = max(fetch, self.settings.bm25_window)
         jobs = self._plan(rows, schemas, params)
         outcomes = run_parallel(
-            [lambda j=j: self._run_table(j[0], j[1], compiled, fetch) for j in jobs],
+            [lambda j=j: self._run_table(j[0], j[1], compiled, fetch, params.ranking) for j in jobs],
             self.settings.search_timeout_ms / 1000,
         )
-        merged = self._merge(rows, jobs, outcomes, failed, compiled)
+        merged = self._merge(rows, jobs, outcomes, failed, compiled, params.ranking)
         ai_used, reason = False, None
         if semantic:
             try:
@@ -286,6 +305,7 @@ class SearchService:
         return {
             **self._page(merged, jobs, compiled, params, rows),
             "modeUsed": "semantic" if ai_used else compiled.mode,
+            "rankingUsed": merged.ranking,
             **({"expandedTerms": expansion} if expansion else {}),
             "aiUsed": ai_used,
             **({} if reason is None else {"aiReasonCode": reason, "aiReason": AI_REASONS.get(reason, reason)}),
@@ -306,24 +326,49 @@ class SearchService:
         outcomes: list[tuple[str, Any]],
         failed: dict[str, dict[str, Any]],
         compiled: CompiledQuery,
+        ranking: str = "mysql",
     ) -> Merged:
         """Every table's rows as scored hits in one order, plus each database's status.
+
+        BM25 ranking: every table's re-scored window first, by BM25 score across tables and databases (the
+        scores share a scale), then the rows beyond the windows in MySQL's normalised order. When a table
+        cannot be re-scored (LIKE, a parser not mirrored), the whole request keeps MySQL's order and says why.
 
         :raise UpstreamFailed: (ServiceUnavailable if all timed out) no database could be searched.
         """
         merged = Merged(order={row["id"]: i for i, row in enumerate(rows)})
         like_predicates = len(compiled.terms[: planner.MAX_LIKE_TERMS])
+        answered: list[tuple[dict[str, Any], planner.TableQuery, TableAnswer]] = []
         for (row, q), (status, value) in zip(jobs, outcomes, strict=False):
             if status != "ok":
                 failed.setdefault(row["id"], self._failure(row, status, value))
                 continue
-            table_rows, total = value
-            merged.per_table[(row["id"], q.table)] = total
-            scores = normalise(table_rows, q, like_predicates * len(q.like_columns))
-            for position, (r, score) in enumerate(zip(table_rows, scores, strict=False)):
+            answered.append((row, q, value))
+            merged.per_table[(row["id"], q.table)] = value.total
+            if value.note:
+                merged.notes.add(value.note)
+            elif ranking == "bm25" and q.strategy == "like":
+                merged.notes.add(f"{q.table!r} is searched with LIKE, which has no BM25 statistics")
+        use_bm25 = ranking == "bm25" and all(a.bm25 is not None for _, _, a in answered)
+        if ranking == "bm25" and not use_bm25:
+            merged.notes = {f"MySQL's order is used: {n}" for n in merged.notes}
+        merged.ranking = "bm25" if use_bm25 else "mysql"
+        for row, q, answer in answered:
+            scores = normalise(answer.rows, q, like_predicates * len(q.like_columns))
+            rescored = answer.bm25 if use_bm25 and answer.bm25 is not None else []
+            for position, (r, score) in enumerate(zip(answer.rows, scores, strict=False)):
+                windowed = position < len(rescored)
                 merged.hits.append(
                     Hit(
-                        row["id"], merged.order[row["id"]], q.table, position, float(r[planner.SCORE] or 0), score, r, q
+                        row["id"],
+                        merged.order[row["id"]],
+                        q.table,
+                        position,
+                        float(r[planner.SCORE] or 0),
+                        rescored[position] if windowed else score,
+                        r,
+                        q,
+                        segment=0 if windowed or not use_bm25 else 1,
                     )
                 )
         for row in rows:
@@ -343,6 +388,8 @@ class SearchService:
                 details={"databases": merged.statuses},
             )
         merged.hits.sort(key=Hit.sort_key)
+        if use_bm25:
+            _scale_bm25(merged.hits)
         return merged
 
     def _page(
@@ -387,7 +434,7 @@ class SearchService:
                 if q.strategy == "like"
                 for note in q.notes
             ],
-            "warnings": sorted({note for _, q in jobs for note in q.notes}),
+            "warnings": sorted({note for _, q in jobs for note in q.notes} | merged.notes),
         }
 
     def _expand(self, query: str, user_id: str, tier: str, started: float) -> list[str]:
@@ -460,14 +507,50 @@ class SearchService:
         return extra
 
     def _run_table(
-        self, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery, window: int
-    ) -> tuple[list[dict[str, Any]], int]:
+        self, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery, window: int, ranking: str
+    ) -> TableAnswer:
         spec = self.connections.spec(row)
         select = planner.build_select(q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, window)
         try:
             with self.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
                 cur.execute(select.sql, select.params)
                 found = list(cur.fetchall())
-                return found, int(found[0][planner.TOTAL]) if found else 0
+                answer = TableAnswer(found, int(found[0][planner.TOTAL]) if found else 0)
+                if ranking == "bm25" and q.strategy == "fulltext":
+                    try:
+                        answer.bm25 = self._bm25(cur, row, q, compiled, found[: self.settings.bm25_window])
+                    except bm25.Unmirrored as exc:
+                        answer.note = str(exc)
+                return answer
         except pymysql.MySQLError as exc:
             raise targets.TargetError(targets.describe_error(exc, spec)) from None
+
+    def _bm25(
+        self, cur, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery, rows: list[dict[str, Any]]
+    ) -> list[float]:
+        """Each row's BM25 score, summed over the FULLTEXT groups the table is searched by (as MySQL sums its
+        MATCHes); statistics come from `self.bm25`, counted on this connection when new."""
+        scores = [0.0] * len(rows)
+        if not rows:
+            return scores
+        for group in q.match_groups:
+            key = self.bm25.key(row["id"], row["schema_version"], q.table, group)
+            tokenizer = self.bm25.tokenizer(cur, key, q.table, group)
+            terms = bm25.query_terms(compiled.terms, tokenizer)
+            if not terms:
+                continue
+            stats = self.bm25.get(cur, key, q.table, group, terms)
+            k1, b = self.settings.bm25_k1, self.settings.bm25_b
+            for i, r in enumerate(rows):
+                scores[i] += bm25.score(tokenizer.tokens(bm25.document(r, group)), terms, stats, k1, b)
+        return scores
+
+
+def _scale_bm25(hits: list[Hit]) -> None:
+    """relevanceScore in [0, 1] and never rising down the list: BM25 scores over the request's best one (the
+    windows are the same on every page, so the scale is too); rows beyond the windows below the lowest."""
+    windowed = [h.score for h in hits if h.segment == 0]
+    top = max(windowed, default=0.0) or 1.0
+    floor = min(windowed, default=top) / top
+    for h in hits:
+        h.score = h.score / top if h.segment == 0 else h.score * floor

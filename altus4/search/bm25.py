@@ -1,0 +1,237 @@
+"""BM25 over MySQL FULLTEXT candidates: MySQL finds and orders the matches, the top of each table's list is
+re-scored with BM25 (document-length normalised, tunable), as Lucene ranks.
+
+Documents are tokenised the way InnoDB's built-in parser indexes them (runs of word characters, lower-cased,
+`innodb_ft_min_token_size`..`innodb_ft_max_token_size` long, InnoDB's default stopwords unless the server
+turns them off), so a term counts here exactly when MySQL matched it. A table with another parser (`ngram`,
+`mecab`) or a server stopword table is not mirrored: its search keeps MySQL's order and says so.
+
+Statistics per (connection, schema version, table, FULLTEXT column group) live in Redis with a TTL, shared
+by every worker: the row count (the exact count up to `EXACT_COUNT_LIMIT` rows, the server's estimate
+above), the average document length (from the first `SAMPLE_ROWS` rows) and each term's document frequency,
+counted by MySQL itself with a capped boolean-mode query the first time a term is seen (so a very common term
+on a huge table costs at most `df_cap` row reads, and is then taken as that common).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from altus4.redis_store import RedisStore
+from altus4.search.plan import ident, quote
+
+# InnoDB's default stopword list (INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD, the same on MySQL 8 and
+# MariaDB), built in because reading that table needs the PROCESS privilege a read-only user lacks
+DEFAULT_STOPWORDS = frozenset(
+    "a about an are as at be by com de en for from how i in is it la of on or that the this to was what when"
+    " where who will with und www".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+SAMPLE_ROWS = 1000
+EXACT_COUNT_LIMIT = 100_000
+LOCAL_TTL = 30.0
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    min_len: int = 3
+    max_len: int = 84
+    stopwords: frozenset[str] = DEFAULT_STOPWORDS
+
+    def tokens(self, text: str) -> list[str]:
+        words = (w.lower() for w in _WORD.findall(text))
+        return [w for w in words if self.min_len <= len(w) <= self.max_len and w not in self.stopwords]
+
+
+def query_terms(terms: tuple[str, ...], tokenizer: Tokenizer) -> list[str]:
+    """The distinct index terms of the query's positive terms (phrases give their words; `pre*` stays a prefix)."""
+    out: list[str] = []
+    for term in terms:
+        if term.endswith("*"):
+            stem = term[:-1].lower()
+            if stem and _WORD.fullmatch(stem):
+                out.append(stem + "*")
+            continue
+        out.extend(tokenizer.tokens(term))
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class GroupStats:
+    """What BM25 needs about one FULLTEXT column group of one table."""
+
+    rows: int
+    avgdl: float
+    df: dict[str, int]
+
+
+def score(doc_tokens: list[str], terms: list[str], stats: GroupStats, k1: float, b: float) -> float:
+    """Okapi BM25 with Lucene's IDF, ln(1 + (N - df + 0.5) / (df + 0.5)); a `pre*` term counts every token that
+    starts with the stem."""
+    counts = Counter(doc_tokens)
+    length_norm = k1 * (1 - b + b * len(doc_tokens) / (stats.avgdl or 1.0))
+    total = 0.0
+    for term in terms:
+        if term.endswith("*"):
+            stem = term[:-1]
+            tf = sum(n for token, n in counts.items() if token.startswith(stem))
+        else:
+            tf = counts.get(term, 0)
+        if not tf:
+            continue
+        df = min(stats.df.get(term, 0), stats.rows)
+        idf = math.log(1 + (stats.rows - df + 0.5) / (df + 0.5))
+        total += idf * tf * (k1 + 1) / (tf + length_norm)
+    return total
+
+
+class Unmirrored(Exception):
+    """The table's FULLTEXT index is built by something this tokenizer does not reproduce."""
+
+
+class StatsStore:
+    """Per-group statistics: an in-process layer in front of Redis, filled from the target database."""
+
+    def __init__(self, store: RedisStore, ttl: int, df_cap: int):
+        self.store = store
+        self.ttl = ttl
+        self.df_cap = df_cap
+        self._local: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    @staticmethod
+    def key(connection_id: str, version: int, table: str, columns: tuple[str, ...]) -> str:
+        return f"bm25:{connection_id}:{version}:{table}:{','.join(columns)}"
+
+    def tokenizer(self, cur, key: str, table: str, columns: tuple[str, ...]) -> Tokenizer:
+        """How the server tokenised this group; :raise Unmirrored: not something reproduced here."""
+        entry = self._entry(cur, key, table, columns)
+        return Tokenizer(
+            int(entry["min"]), int(entry["max"]), DEFAULT_STOPWORDS if entry["stop"] == "1" else frozenset()
+        )
+
+    def get(self, cur, key: str, table: str, columns: tuple[str, ...], terms: list[str]) -> GroupStats:
+        """Statistics for the group, counting the document frequency of any term not seen before."""
+        entry = self._entry(cur, key, table, columns)
+        missing = [t for t in terms if "t:" + t not in entry]
+        if missing:
+            counted = self._count(cur, table, columns, missing)
+            entry.update({"t:" + t: n for t, n in counted.items()})
+            self._write(key, entry, counted)
+        return GroupStats(
+            rows=int(entry["rows"]),
+            avgdl=float(entry["avgdl"]),
+            df={t: int(entry["t:" + t]) for t in terms},
+        )
+
+    def _entry(self, cur, key: str, table: str, columns: tuple[str, ...]) -> dict[str, Any]:
+        entry = self._read(key)
+        if entry is None:
+            entry = self._describe(cur, table, columns)
+            self._write(key, entry, {})
+        if entry.get("unmirrored"):
+            raise Unmirrored(entry["unmirrored"])
+        return entry
+
+    # ---- internals ------------------------------------------------------------------
+    def _read(self, key: str) -> dict[str, Any] | None:
+        hit = self._local.get(key)
+        if hit and hit[0] > time.monotonic():
+            return dict(hit[1])
+        raw = self.store.safe(lambda r: r.hgetall(key), None)
+        if not raw:
+            return None
+        entry = {_text(k): _text(v) for k, v in raw.items()}
+        if "rows" not in entry and "unmirrored" not in entry:
+            return None
+        self._local[key] = (time.monotonic() + LOCAL_TTL, entry)
+        return dict(entry)
+
+    def _write(self, key: str, entry: dict[str, Any], new: dict[str, int]) -> None:
+        if len(self._local) > 10_000:
+            self._local.clear()
+        self._local[key] = (time.monotonic() + LOCAL_TTL, dict(entry))
+        fields = {k: str(v) for k, v in entry.items() if not k.startswith("t:")}
+        fields.update({"t:" + t: str(n) for t, n in new.items()})
+
+        def write(r) -> None:
+            pipe = r.pipeline(transaction=False)
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, self.ttl, nx=True)  # the entry ages from its first fill: new terms do not renew it
+            pipe.execute()
+
+        self.store.safe(write, None)
+
+    def _describe(self, cur, table: str, columns: tuple[str, ...]) -> dict[str, Any]:
+        """The server's tokenizer settings, the row count and the average document length (or why this
+        group cannot be mirrored: a parser plugin, a server stopword table)."""
+        cur.execute(
+            "SELECT @@innodb_ft_min_token_size AS min_len, @@innodb_ft_max_token_size AS max_len,"
+            " @@innodb_ft_enable_stopword AS stopwords, @@innodb_ft_server_stopword_table AS stopword_table"
+        )
+        server = cur.fetchone()
+        if server["stopword_table"]:
+            return {"unmirrored": "the server uses its own stopword table (innodb_ft_server_stopword_table)"}
+        cur.execute(f"SHOW CREATE TABLE {quote(table)}")  # no parameters: `quote`, not `ident` (see plan.ident)
+        ddl = str(list(cur.fetchone().values())[-1])
+        parser = re.search(r"WITH PARSER\s+`?(\w+)", ddl, re.IGNORECASE)
+        if parser:
+            return {"unmirrored": f"{table!r} is indexed by the {parser.group(1)} parser, which is not mirrored"}
+        if not re.search(r"ENGINE=InnoDB", ddl, re.IGNORECASE):
+            return {"unmirrored": f"{table!r} is not an InnoDB table (only InnoDB's tokenizer is mirrored)"}
+        tokenizer = Tokenizer(
+            int(server["min_len"]),
+            int(server["max_len"]),
+            DEFAULT_STOPWORDS if int(server["stopwords"]) else frozenset(),
+        )
+        cur.execute(
+            "SELECT TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+            (table,),
+        )
+        estimate = int((cur.fetchone() or {}).get("n") or 0)
+        if estimate < EXACT_COUNT_LIMIT:
+            cur.execute(f"SELECT COUNT(*) AS n FROM {quote(table)}")
+            estimate = int(cur.fetchone()["n"])
+        cur.execute(f"SELECT {', '.join(ident(c) for c in columns)} FROM {ident(table)} LIMIT %s", (SAMPLE_ROWS,))
+        sample = cur.fetchall()
+        lengths = [len(tokenizer.tokens(document(r, columns))) for r in sample]
+        avgdl = sum(lengths) / len(lengths) if lengths else 1.0
+        return {
+            "rows": max(estimate, len(sample)),
+            "avgdl": round(max(avgdl, 1.0), 4),
+            "min": tokenizer.min_len,
+            "max": tokenizer.max_len,
+            "stop": "1" if tokenizer.stopwords else "0",
+        }
+
+    def _count(self, cur, table: str, columns: tuple[str, ...], terms: list[str]) -> dict[str, int]:
+        """Each term's document frequency in one round trip, each capped at `df_cap` rows."""
+        match = f"MATCH ({', '.join(ident(c) for c in columns)})"
+        part = (
+            f"SELECT %s AS term, COUNT(*) AS n FROM (SELECT 1 FROM {ident(table)}"
+            f" WHERE {match} AGAINST (%s IN BOOLEAN MODE) LIMIT %s) AS m"
+        )
+        params: list[Any] = []
+        for term in terms:
+            params += [term, term if term.endswith("*") else f'+"{term}"', self.df_cap]
+        cur.execute(" UNION ALL ".join([part] * len(terms)), tuple(params))
+        return {r["term"]: int(r["n"]) for r in cur.fetchall()}
+
+
+def document(row: dict[str, Any], columns: tuple[str, ...]) -> str:
+    """A row's text for a column group, as the index saw it (NULLs left out)."""
+    parts = []
+    for column in columns:
+        value = row.get(column)
+        if value is None:
+            continue
+        parts.append(value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value))
+    return " ".join(parts)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,149 @@
+"""BM25 ranking on MySQL FULLTEXT: scores as computed by hand, a tokenizer that agrees with what MySQL matches,
+exact paging across the re-scoring window, MySQL's order on request and where BM25 cannot be mirrored."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import redis
+from conftest import TEST_REDIS_DB, connect_admin, fresh_fulltext_table, make_settings, register
+
+from altus4 import create_app
+from altus4.search.bm25 import Tokenizer
+
+DB = "altus4_test_bm25"
+DOCS = [
+    (1, "apple banana apple"),
+    (2, "apple cherry"),
+    (3, "banana banana banana cherry dates"),
+    (4, "grape melon"),
+]
+
+
+def user_settings():
+    return make_settings()
+
+
+def _table(settings, table: str, rows: list, engine: str = "InnoDB") -> None:
+    fresh_fulltext_table(
+        settings,
+        DB,
+        table,
+        f"CREATE TABLE {table} (id INT PRIMARY KEY, body TEXT, FULLTEXT KEY ft_body (body))"
+        f" ENGINE={engine} DEFAULT CHARSET=utf8mb4",
+        f"INSERT INTO {table} VALUES (%s, %s)",
+        rows,
+    )
+
+
+@pytest.fixture
+def searcher(migrated, targets):
+    """A user with the BM25 test database connected and a key, on an app with a 3-row re-scoring window."""
+    _table(migrated, "docs", DOCS)
+    _table(migrated, "many", [(i, f"zeta {'omega ' * (i % 4)}filler{i}") for i in range(1, 13)])
+    app = create_app(make_settings(BM25_WINDOW="3"))
+    user = register(app.test_client())
+    user.connect_database(migrated, DB)
+    yield user, user.key_headers()
+    app.extensions["altus4"].close()
+
+
+def _search(user, headers, **body):
+    r = user.client.post("/api/v1/search", json={"limit": 20, **body}, headers=headers)
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()["data"]
+
+
+def _bm25(doc: str, query: list[str], docs: list[str], k1: float = 0.9, b: float = 0.4) -> float:
+    """Okapi BM25 with Lucene's idf, written out independently of the service's code."""
+    lengths = [len(d.split()) for d in docs]
+    avgdl = sum(lengths) / len(lengths)
+    words = doc.split()
+    total = 0.0
+    for term in query:
+        df = sum(term in d.split() for d in docs)
+        idf = math.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
+        tf = words.count(term)
+        total += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(words) / avgdl))
+    return total
+
+
+def test_scores_are_bm25_as_computed_by_hand(searcher):
+    user, headers = searcher
+    data = _search(user, headers, query="apple banana", tables=["docs"])
+    assert data["rankingUsed"] == "bm25"
+    texts = [d for _, d in DOCS]
+    expected = {i: _bm25(d, ["apple", "banana"], texts) for i, d in DOCS}
+    found = [(r["data"]["id"], r["relevanceScore"]) for r in data["results"]]
+    assert [i for i, _ in found] == sorted((i for i in expected if expected[i]), key=lambda i: -expected[i])
+    best = max(expected.values())
+    for i, score in found:
+        assert score == pytest.approx(expected[i] / best, abs=1e-5)
+    # MySQL's own order on request: the statement's order, run directly
+    mysql = _search(user, headers, query="apple banana", tables=["docs"], ranking="mysql")
+    conn = connect_admin(user_settings(), DB)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id FROM docs WHERE MATCH (body) AGAINST (%s) ORDER BY MATCH (body) AGAINST (%s) DESC, id",
+            ("apple banana", "apple banana"),
+        )
+        direct = [r[0] for r in cur.fetchall()]
+    conn.close()
+    assert mysql["rankingUsed"] == "mysql" and [r["data"]["id"] for r in mysql["results"]] == direct
+
+
+def test_statistics_are_shared_in_redis(searcher, migrated):
+    user, headers = searcher
+    _search(user, headers, query="cherry", tables=["docs"])
+    connection = user.call("GET", "/api/v1/databases").get_json()["data"][0]["id"]
+    r = redis.Redis(host=migrated.redis_host, port=migrated.redis_port, db=TEST_REDIS_DB)
+    key = f"bm25:{connection}:1:docs:body"
+    assert r.hget(key, "t:cherry") == b"2" and r.hget(key, "rows") == b"4" and r.hget(key, "t:apple") is None
+    assert 0 < r.ttl(key) <= migrated.bm25_stats_ttl
+
+
+def test_paging_is_exact_across_the_window(searcher):
+    user, headers = searcher
+    whole = _search(user, headers, query="zeta omega", tables=["many"], limit=12)
+    assert whole["totalCount"] == 12 and whole["rankingUsed"] == "bm25"
+    ids = [r["id"] for r in whole["results"]]
+    pages = []
+    for offset in range(0, 12, 2):
+        pages += [
+            r["id"]
+            for r in _search(user, headers, query="zeta omega", tables=["many"], limit=2, offset=offset)["results"]
+        ]
+    assert pages == ids and len(set(ids)) == 12
+    scores = [r["relevanceScore"] for r in whole["results"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] == 1.0
+    # the window (3 rows) is BM25's order: rows with more "omega" in short documents first
+    omegas = [r["data"]["body"].count("omega") for r in whole["results"][:3]]
+    assert omegas == [3, 3, 3]
+
+
+def test_a_table_bm25_cannot_mirror_keeps_mysql_order(searcher, migrated):
+    user, headers = searcher
+    _table(migrated, "myisam_docs", DOCS, engine="MyISAM")
+    # MyISAM has its own tokenizer and stopwords: MySQL's order is kept, and the response says why
+    data = _search(user, headers, query="cherry dates", tables=["myisam_docs", "docs"])
+    assert data["rankingUsed"] == "mysql"
+    assert any("not an InnoDB table" in w for w in data["warnings"])
+
+
+def test_the_tokenizer_agrees_with_what_mysql_matches(migrated, targets):
+    text = "The quick_brown fox ab jumps over 42 lazy dogs: e-mail x9y, naïve OVER-engineering is it"
+    _table(migrated, "tokens", [(1, text)])
+    conn = connect_admin(migrated, DB)
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@innodb_ft_min_token_size, @@innodb_ft_max_token_size, @@innodb_ft_enable_stopword")
+        low, high, stop = cur.fetchone()
+        tokenizer = Tokenizer(int(low), int(high)) if int(stop) else Tokenizer(int(low), int(high), frozenset())
+        kept = set(tokenizer.tokens(text))
+        assert {"quick_brown", "fox", "jumps", "over", "lazy", "dogs", "mail", "x9y", "naïve", "engineering"} <= kept
+        words = {w.lower() for w in __import__("re").findall(r"\w+", text)}
+        for word in words:
+            cur.execute("SELECT COUNT(*) FROM tokens WHERE MATCH (body) AGAINST (%s IN BOOLEAN MODE)", (f'+"{word}"',))
+            matched = cur.fetchone()[0] == 1
+            assert matched == (word in kept), word
+    conn.close()
