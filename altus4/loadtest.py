@@ -157,10 +157,13 @@ class HttpClient:
             self._opened.clear()
 
 
-def search_step(client: HttpClient, queries: list[str], modes: list[str], limit: int = 20):
+def search_step(client: HttpClient, queries: list[str], modes: list[str], limit: int = 20, ranking: str = ""):
+    extra = {"ranking": ranking} if ranking else {}
+
     def step(user: int, n: int) -> str:
         query = queries[(user * 7919 + n) % len(queries)]
         mode = modes[(user + n) % len(modes)]
-        return client.request("POST", "/api/v1/search", {"query": query, "searchMode": mode, "limit": limit})
+        body = {"query": query, "searchMode": mode, "limit": limit, **extra}
+        return client.request("POST", "/api/v1/search", body)
 
     return step

@@ -83,25 +83,34 @@ def http_load(
     queries_file: Path | None = None,
     limit: int = 20,
     delay_ms: float = 0.0,
+    ranking: str = "",
 ) -> Summary:
     """`users` keep-alive connections for `duration`: searches (with a key and queries) or GET /health;
-    with `delay_ms` (wrk only) each connection pauses that long on average between requests."""
+    with `delay_ms` (wrk only) each connection pauses that long on average between requests; `ranking` is
+    sent when given (the service's default otherwise)."""
     if client == "wrk":
-        return _wrk(base, users, duration, key, queries_file, limit, delay_ms)
+        return _wrk(base, users, duration, key, queries_file, limit, delay_ms, ranking)
     http = HttpClient(base, {"Authorization": f"Bearer {key}"} if key else {})
     try:
         if queries_file is None:
             return run_workers(users, duration, lambda u, n: http.request("GET", "/health"))
         queries = [q for q in queries_file.read_text().splitlines() if q]
-        return run_workers(users, duration, search_step(http, queries, ["natural"], limit))
+        return run_workers(users, duration, search_step(http, queries, ["natural"], limit, ranking))
     finally:
         http.close()
 
 
 def _wrk(
-    base: str, users: int, duration: float, key: str | None, queries_file: Path | None, limit: int, delay_ms: float
+    base: str,
+    users: int,
+    duration: float,
+    key: str | None,
+    queries_file: Path | None,
+    limit: int,
+    delay_ms: float,
+    ranking: str = "",
 ) -> Summary:
-    env = {**os.environ, "API_KEY": key or "", "LIMIT": str(limit), "DELAY_MS": f"{delay_ms:.3f}"}
+    env = {**os.environ, "API_KEY": key or "", "LIMIT": str(limit), "DELAY_MS": f"{delay_ms:.3f}", "RANKING": ranking}
     env.pop("QUERIES_FILE", None)
     if queries_file is not None:
         env["QUERIES_FILE"] = str(queries_file)

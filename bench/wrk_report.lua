@@ -7,6 +7,7 @@
 local queries = {}
 local headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. (os.getenv("API_KEY") or "") }
 local limit = os.getenv("LIMIT") or "20"
+local ranking = os.getenv("RANKING") or ""
 local threads = {}
 local turn = 0
 
@@ -33,7 +34,8 @@ if os.getenv("QUERIES_FILE") then
   function request()
     turn = turn + 1
     local query = queries[turn % #queries + 1]
-    local body = '{"query":' .. json_string(query) .. ',"searchMode":"natural","limit":' .. limit .. '}'
+    local extra = ranking ~= "" and (',"ranking":"' .. ranking .. '"') or ""
+    local body = '{"query":' .. json_string(query) .. ',"searchMode":"natural","limit":' .. limit .. extra .. '}'
     return wrk.format("POST", nil, headers, body)
   end
 end
