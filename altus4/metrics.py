@@ -33,6 +33,23 @@ def merged(registry: CollectorRegistry) -> CollectorRegistry:
     return out
 
 
+def cache_ratios(families) -> dict[str, float]:
+    """Cache hits / lookups by cache type, from collected metric families (merged across workers or not)."""
+    hits: dict[str, float] = {}
+    totals: dict[str, float] = {}
+    for family in families:
+        if family.name != "altus4_cache_requests":
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            kind = sample.labels["cache_type"]
+            totals[kind] = totals.get(kind, 0.0) + sample.value
+            if sample.labels["result"] == "hit":
+                hits[kind] = hits.get(kind, 0.0) + sample.value
+    return {kind: hits.get(kind, 0.0) / total if total else 0.0 for kind, total in sorted(totals.items())}
+
+
 class CacheRatio:
     """altus4_cache_hit_ratio{cache_type}, computed from the (merged) request counters at scrape time."""
 
@@ -40,23 +57,11 @@ class CacheRatio:
         self.source = source
 
     def collect(self):
-        hits: dict[str, float] = {}
-        totals: dict[str, float] = {}
-        for family in self.source.collect():
-            if family.name != "altus4_cache_requests":
-                continue
-            for sample in family.samples:
-                if not sample.name.endswith("_total"):
-                    continue
-                kind = sample.labels["cache_type"]
-                totals[kind] = totals.get(kind, 0.0) + sample.value
-                if sample.labels["result"] == "hit":
-                    hits[kind] = hits.get(kind, 0.0) + sample.value
         ratio = GaugeMetricFamily(
             "altus4_cache_hit_ratio", "Cache hits / lookups since start, by cache", labels=["cache_type"]
         )
-        for kind, total in sorted(totals.items()):
-            ratio.add_metric([kind], hits.get(kind, 0.0) / total if total else 0.0)
+        for kind, value in cache_ratios(self.source.collect()).items():
+            ratio.add_metric([kind], value)
         yield ratio
 
 
@@ -138,20 +143,17 @@ class Metrics:
 
     def summary(self) -> dict:
         """Totals since this instance started (all its workers): requests, the 5xx share, cache hit ratios."""
+        families = list(merged(self.registry).collect())
         requests = errors = 0.0
-        lookups: dict[str, float] = {}
-        hits: dict[str, float] = {}
-        for family in merged(self.registry).collect():
+        for family in families:
+            if family.name != "altus4_request_duration_seconds":
+                continue
             for sample in family.samples:
-                if family.name == "altus4_request_duration_seconds" and sample.name.endswith("_count"):
+                if sample.name.endswith("_count"):
                     requests += sample.value
                     errors += sample.value if sample.labels["status_code"].startswith("5") else 0.0
-                elif family.name == "altus4_cache_requests" and sample.name.endswith("_total"):
-                    kind = sample.labels["cache_type"]
-                    lookups[kind] = lookups.get(kind, 0.0) + sample.value
-                    hits[kind] = hits.get(kind, 0.0) + (sample.value if sample.labels["result"] == "hit" else 0.0)
         return {
             "requests": int(requests),
             "errorRate": round(errors / requests, 6) if requests else 0.0,
-            "cacheHitRatio": {k: round(hits[k] / n, 4) if n else 0.0 for k, n in sorted(lookups.items())},
+            "cacheHitRatio": {kind: round(value, 4) for kind, value in cache_ratios(families).items()},
         }

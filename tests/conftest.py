@@ -178,6 +178,19 @@ def db(settings: Settings):
     conn.close()
 
 
+def connection_body(settings: Settings, database: str, **extra) -> dict:
+    """POST /databases for `database` on the test server, through the read-only account."""
+    return {
+        "name": database,
+        "host": settings.db_host,
+        "port": settings.db_port,
+        "database": database,
+        "username": READER[0],
+        "password": READER[1],
+        **extra,
+    }
+
+
 class User:
     def __init__(self, client, email: str, password: str, body: dict):
         self.client = client
@@ -205,16 +218,7 @@ class User:
         return {"Authorization": f"Bearer {secret}"}
 
     def connect_database(self, settings: Settings, database: str, **body) -> dict:
-        payload = {
-            "name": database,
-            "host": settings.db_host,
-            "port": settings.db_port,
-            "database": database,
-            "username": READER[0],
-            "password": READER[1],
-            **body,
-        }
-        r = self.call("POST", "/api/v1/databases", json=payload)
+        r = self.call("POST", "/api/v1/databases", json=connection_body(settings, database, **body))
         assert r.status_code == 201, r.get_json()
         return r.get_json()["data"]
 

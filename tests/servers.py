@@ -62,7 +62,7 @@ def call(url: str, method: str = "GET", body=None, token: str | None = None, hea
 
 def account(base: str, settings, database: str, tier: str = "free") -> tuple[str, str]:
     """Over HTTP: a new user with `database` connected (read-only account) and an API key -> (token, key)."""
-    from conftest import READER
+    from conftest import connection_body
 
     email = f"http-{uuid.uuid4().hex[:10]}@example.com"
     status, body, _ = call(
@@ -70,19 +70,7 @@ def account(base: str, settings, database: str, tier: str = "free") -> tuple[str
     )
     assert status == 201, body
     token = body["data"]["token"]
-    status, conn, _ = call(
-        base + "/api/v1/databases",
-        "POST",
-        {
-            "name": database,
-            "host": settings.db_host,
-            "port": settings.db_port,
-            "database": database,
-            "username": READER[0],
-            "password": READER[1],
-        },
-        token,
-    )
+    status, conn, _ = call(base + "/api/v1/databases", "POST", connection_body(settings, database), token)
     assert status == 201 and conn["data"]["connectionStatus"] == "connected", conn
     status, key, _ = call(
         base + "/api/v1/keys", "POST", {"name": "http key", "environment": "test", "rateLimitTier": tier}, token

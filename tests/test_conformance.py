@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import READER, TARGET_A, TARGET_B, make_settings
+from conftest import TARGET_A, TARGET_B, connection_body, make_settings
 from openapi_schema_validator import OAS30Validator
 from reference import original_spec
 
@@ -110,18 +110,6 @@ def _register(c: Contract) -> tuple[str, str]:
     return email, body["data"]["token"]
 
 
-def _connection_body(settings, database: str) -> dict:
-    return {
-        "name": database,
-        "host": settings.db_host,
-        "port": settings.db_port,
-        "database": database,
-        "username": READER[0],
-        "password": READER[1],
-        "ssl": False,
-    }
-
-
 def test_every_operation_of_the_original_contract(contract, app, settings, targets):
     c = contract
     missing = str(uuid.uuid4())
@@ -168,8 +156,10 @@ def test_every_operation_of_the_original_contract(contract, app, settings, targe
     c.call("POST", regen, 404, token, path=f"/api/v1/keys/{missing}/regenerate")
 
     # databases
-    conn = c.call("POST", "/api/v1/databases", 201, token, json=_connection_body(settings, TARGET_A))["data"]
-    second = c.call("POST", "/api/v1/databases", 201, token, json=_connection_body(settings, TARGET_B))["data"]
+    conn = c.call("POST", "/api/v1/databases", 201, token, json=connection_body(settings, TARGET_A, ssl=False))["data"]
+    second = c.call("POST", "/api/v1/databases", 201, token, json=connection_body(settings, TARGET_B, ssl=False))[
+        "data"
+    ]
     c.call("POST", "/api/v1/databases", 400, token, json={"name": "no host"})
     c.call("GET", "/api/v1/databases", 200, token)
     c.call("GET", "/api/v1/databases/status", 200, token)
@@ -275,7 +265,7 @@ def test_rate_limited_search_answers_as_the_original_does(migrated, targets):
         c = Contract(app.test_client())
         _, token = _register(c)
         secret = c.call("POST", "/api/v1/keys", 201, token, json={"name": "limited", "environment": "test"})["data"]
-        c.call("POST", "/api/v1/databases", 201, token, json=_connection_body(migrated, TARGET_A))
+        c.call("POST", "/api/v1/databases", 201, token, json=connection_body(migrated, TARGET_A, ssl=False))
         for _ in range(2):
             c.call("POST", "/api/v1/search", 200, secret["secretKey"], json={"query": "gevent"})
         c.call("POST", "/api/v1/search", 429, secret["secretKey"], json={"query": "gevent"})

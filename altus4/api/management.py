@@ -87,7 +87,7 @@ def system_status():
             "name": name,
             "status": "unhealthy" if check["status"] == "down" else "healthy",
             **({"responseTime": check["latencyMs"]} if "latencyMs" in check else {}),
-            **({"message": check.get("reason") or check.get("error")} if check["status"] != "up" else {}),
+            **({"message": why} if (why := check.get("reason") or check.get("error")) else {}),
         }
         for name, check in checks.items()
     ]

@@ -107,35 +107,33 @@ class StatsStore:
     def key(connection_id: str, version: int, table: str, columns: tuple[str, ...]) -> str:
         return f"bm25:{connection_id}:{version}:{table}:{','.join(columns)}"
 
-    def tokenizer(self, cur, key: str, table: str, columns: tuple[str, ...]) -> Tokenizer:
-        """How the server tokenised this group; :raise Unmirrored: not something reproduced here."""
-        entry = self._entry(cur, key, table, columns)
-        return Tokenizer(
-            int(entry["min"]), int(entry["max"]), DEFAULT_STOPWORDS if entry["stop"] == "1" else frozenset()
-        )
-
-    def get(self, cur, key: str, table: str, columns: tuple[str, ...], terms: list[str]) -> GroupStats:
-        """Statistics for the group, counting the document frequency of any term not seen before."""
-        entry = self._entry(cur, key, table, columns)
-        missing = [t for t in terms if "t:" + t not in entry]
-        if missing:
-            counted = self._count(cur, table, columns, missing)
-            entry.update({"t:" + t: n for t, n in counted.items()})
-            self._write(key, entry, counted)
-        return GroupStats(
-            rows=int(entry["rows"]),
-            avgdl=float(entry["avgdl"]),
-            df={t: int(entry["t:" + t]) for t in terms},
-        )
-
-    def _entry(self, cur, key: str, table: str, columns: tuple[str, ...]) -> dict[str, Any]:
+    def lookup(
+        self, cur, key: str, table: str, columns: tuple[str, ...], query: tuple[str, ...]
+    ) -> tuple[Tokenizer, GroupStats]:
+        """How the server tokenised this group, and the statistics of the query's index terms (the keys of
+        `GroupStats.df`, in query order), from one read of the entry; terms not seen before are counted on
+        `cur` and stored. :raise Unmirrored: the group is not tokenised the way reproduced here."""
         entry = self._read(key)
+        fresh = entry is None
         if entry is None:
             entry = self._describe(cur, table, columns)
-            self._write(key, entry, {})
         if entry.get("unmirrored"):
+            if fresh:
+                self._write(key, entry, {})
             raise Unmirrored(entry["unmirrored"])
-        return entry
+        tokenizer = Tokenizer(
+            int(entry["min"]), int(entry["max"]), DEFAULT_STOPWORDS if entry["stop"] == "1" else frozenset()
+        )
+        terms = query_terms(query, tokenizer)
+        missing = [t for t in terms if "t:" + t not in entry]
+        counted = self._count(cur, table, columns, missing) if missing else {}
+        entry.update({"t:" + t: n for t, n in counted.items()})
+        if fresh or counted:
+            self._write(key, entry, counted)
+        stats = GroupStats(
+            rows=int(entry["rows"]), avgdl=float(entry["avgdl"]), df={t: int(entry["t:" + t]) for t in terms}
+        )
+        return tokenizer, stats
 
     # ---- internals ------------------------------------------------------------------
     def _read(self, key: str) -> dict[str, Any] | None:

@@ -355,7 +355,7 @@ class SearchService:
         merged.ranking = "bm25" if use_bm25 else "mysql"
         for row, q, answer in answered:
             scores = normalise(answer.rows, q, like_predicates * len(q.like_columns))
-            rescored = answer.bm25 if use_bm25 and answer.bm25 is not None else []
+            rescored = (answer.bm25 or []) if use_bm25 else []
             for position, (r, score) in enumerate(zip(answer.rows, scores, strict=False)):
                 windowed = position < len(rescored)
                 merged.hits.append(
@@ -535,11 +535,10 @@ class SearchService:
             return scores
         for group in q.match_groups:
             key = self.bm25.key(row["id"], row["schema_version"], q.table, group)
-            tokenizer = self.bm25.tokenizer(cur, key, q.table, group)
-            terms = bm25.query_terms(compiled.terms, tokenizer)
+            tokenizer, stats = self.bm25.lookup(cur, key, q.table, group, compiled.terms)
+            terms = list(stats.df)
             if not terms:
                 continue
-            stats = self.bm25.get(cur, key, q.table, group, terms)
             k1, b = self.settings.bm25_k1, self.settings.bm25_b
             for i, r in enumerate(rows):
                 scores[i] += bm25.score(tokenizer.tokens(bm25.document(r, group)), terms, stats, k1, b)
