@@ -7,10 +7,12 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 COPY pyproject.toml README.md app.py ./
 COPY altus4 ./altus4
-COPY config/gunicorn.conf.py ./config/gunicorn.conf.py
+COPY config/gunicorn.conf.py config/docker-entrypoint.sh ./config/
 RUN pip install --no-deps . && useradd --system --uid 10001 altus4
 USER 10001
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3000/health', timeout=2)"
+# runs the command; on SIGTERM keeps serving SHUTDOWN_DELAY seconds first (see the script)
+ENTRYPOINT ["/app/config/docker-entrypoint.sh"]
 CMD ["gunicorn", "-c", "config/gunicorn.conf.py", "app:app"]

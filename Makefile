@@ -6,7 +6,7 @@ PYTHON ?= python3
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install services tools migrate demo run test test-fast fuzz bench bench-relevance lint clean
+.PHONY: help install services tools migrate demo run test test-stack test-fast fuzz bench bench-relevance lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ tools: ## Install the tools the tests run (nginx, HAProxy, promtool, docker CLI,
 
 test: install services tools ## Run the test suite (real MariaDB, Redis, nginx, HAProxy...); T=path narrows it
 	$(PY) -m pytest $(T)
+
+test-stack: install ## Deploy swarm-stack.yml on a local one-node swarm and kill/scale/update it under load (~5 min)
+	$(PY) tests/stack/run_stack.py
 
 test-fast: install services ## The quick loop: every test not marked slow (no replicas, proxies, fleets or fuzzing)
 	$(PY) -m pytest -m "not slow" $(T)

@@ -58,6 +58,7 @@ def test_nginx_configuration_says_what_the_scaling_guide_promises():
     site = (ROOT / "nginx" / "altus4.conf").read_text()
     upstream = (ROOT / "nginx" / "upstream.conf").read_text()
     assert "least_conn;" in upstream and "keepalive 64;" in upstream and " backup;" in upstream
+    assert "default altus4_app;" in upstream and "proxy_pass http://altus4_app" not in site
     assert "proxy_timeout" not in site  # a stream-module directive: invalid in http
     assert "return 301 https://" in site and "ssl_protocols TLSv1.2 TLSv1.3;" in site
     assert "limit_req zone=altus4_api" in site and "proxy_http_version 1.1;" in site
@@ -76,9 +77,8 @@ def test_swarm_upstream_is_valid_too(tmp_path):
         text = text.replace("/etc/nginx/certs/altus4.crt", str(crt)).replace("/etc/nginx/certs/altus4.key", str(key))
         (tmp_path / name).write_text(text)
     upstream = (ROOT / "nginx" / "upstream.swarm.conf").read_text()
-    (tmp_path / "upstream.conf").write_text(
-        upstream.replace("tasks.api:3000", "127.0.0.1:3000").replace("api-backup:3000", "127.0.0.1:3001")
-    )
+    assert "resolver 127.0.0.11 valid=5s" in upstream and "default tasks.api:3000;" in upstream
+    (tmp_path / "upstream.conf").write_text(upstream.replace("127.0.0.11", "127.0.0.1"))
     result = run(
         tool("nginx"),
         "-t",
@@ -182,6 +182,13 @@ def test_swarm_stack_is_valid():
     assert stack["networks"]["backend"]["driver"] == "overlay"
     for ref in (v["file"] for v in stack["configs"].values() if "file" in v):
         assert Path(ref).exists(), ref  # docker stack config does not check these
+    # what `make test-stack` showed a swarm needs (the reasons are in the stack file's header)
+    for name, service in stack["services"].items():
+        assert service["deploy"].get("endpoint_mode") == "dnsrr", name  # no virtual IP between services
+    edge = stack["services"]["nginx"]
+    assert edge["deploy"]["mode"] == "global" and {p["mode"] for p in edge["ports"]} == {"host"}
+    assert stack["services"]["migrate"]["command"] == ["altus4", "migrate"]
+    assert int(env["SHUTDOWN_DELAY"]) > 5  # longer than nginx caches tasks.api (resolver valid=5s)
 
 
 def test_kubernetes_manifests_are_valid():

@@ -104,10 +104,15 @@ class Migrator:
                 raise MigrationError(f"{path.name} failed at: {statement[:120]}… → {exc}") from exc
 
     def migrate(self) -> list[str]:
+        """Apply what is pending. Runs under a named lock, so instances started together (a Swarm stack's
+        migrate task and a rolling update, several containers' entrypoints) apply each migration once."""
         conn = self._connect()
         done = []
         try:
             with conn.cursor() as cur:
+                cur.execute("SELECT GET_LOCK('altus4_migrate', 60) AS locked")
+                if not cur.fetchone()["locked"]:
+                    raise MigrationError("another migration has held the lock 'altus4_migrate' for 60 s")
                 cur.execute("SELECT version FROM schema_migrations")
                 applied = {row["version"] for row in cur.fetchall()}
                 cur.execute("SELECT COALESCE(MAX(batch), 0) + 1 AS next FROM schema_migrations")
