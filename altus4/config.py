@@ -295,7 +295,7 @@ class Settings:
     bm25_df_cap: int = _setting("BM25_DF_CAP", 50_000, read_int, 100)
     bm25_stats_ttl: int = _setting("BM25_STATS_TTL", 3600, read_int, 10)
     semantic_rrf_k: int = _setting("SEMANTIC_RRF_K", 60, read_int, 1, 10_000)
-    semantic_lexical_weight: float = _setting("SEMANTIC_LEXICAL_WEIGHT", 1.0, read_float)
+    semantic_lexical_weight: float = _setting("SEMANTIC_LEXICAL_WEIGHT", 2.0, read_float)
     semantic_vector_weight: float = _setting("SEMANTIC_VECTOR_WEIGHT", 1.0, read_float)
     # a chat call per semantic search widens the candidates
     semantic_query_expansion: bool = _setting("SEMANTIC_QUERY_EXPANSION", False, read_bool)
@@ -303,6 +303,8 @@ class Settings:
     allowed_database_hosts: tuple[str, ...] = _setting("ALLOWED_DATABASE_HOSTS", (), _networks)
     database_ssl_ca: str = _setting("DATABASE_SSL_CA", "")
     connection_timeout: float = _setting("CONNECTION_TIMEOUT", 5.0, read_float, 0.1)
+    # a connected database (or its replica) that failed is answered at once with its error for this long
+    target_retry_seconds: float = _setting("TARGET_RETRY_SECONDS", 5.0, read_float, 0.0, 3600.0)
     # connections per connected database, per worker
     target_pool_size: int = _setting("TARGET_POOL_SIZE", 5, read_int, 1, 500)
     # connected databases with an open pool, per worker (LRU beyond)
