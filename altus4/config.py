@@ -253,6 +253,8 @@ class Settings:
     db_pool_size: int = 10  # DB_POOL_SIZE: its default depends on the machine, see from_env
     db_pool_timeout: float = _setting("DB_POOL_TIMEOUT", 2.0, read_float)
     db_connect_timeout: float = _setting("DB_CONNECT_TIMEOUT", 5.0, read_float, 0.1)
+    # a metadata server that refused a connection is answered at once as unavailable for this long
+    db_retry_seconds: float = _setting("DB_RETRY_SECONDS", 1.0, read_float, 0.0, 60.0)
     # redis
     redis_host: str = _setting("REDIS_HOST", "127.0.0.1")
     redis_port: int = _setting("REDIS_PORT", 6379, read_int, 1, 65535)

@@ -30,6 +30,7 @@ from altus4.services.key_admission import KeyAdmission
 from altus4.services.key_usage import UsageLedger
 from altus4.services.rate_limits import RateLimiter
 from altus4.services.reports import ReportService
+from altus4.services.revocations import Revocations
 from altus4.services.users import UserService
 from altus4.write_behind import WriteBehind
 
@@ -74,7 +75,7 @@ class Services:
         connections.listeners.append(vectors.forget)
         search = SearchService(connections, pools, store, settings, metrics, ai, vectors)
         users = UserService(db, settings)
-        keys = ApiKeyService(db, limiter, admission, usage)
+        keys = ApiKeyService(db, limiter, admission, usage, Revocations(db, store, admission, write_behind))
         reports = ReportService(db, analytics, started, ai)
         return cls(
             settings=settings,

@@ -12,7 +12,9 @@ in what it reads.
 
 The background thread also takes each written-to sink's flush lock (SET NX
 EX); the process that gets it moves the sink's Redis queue to MySQL in one
-batch, never on the request path. Without Redis items are written to MySQL
+batch, never on the request path. A process keeps trying for a sink it wrote
+to until it wins the lock once, so the last items before the load stops are
+flushed within the lock's period, not left until someone reads. Without Redis items are written to MySQL
 directly. Lost on a SIGKILL: at most `interval` seconds of items; a clean exit
 sends what is left.
 """
@@ -83,11 +85,11 @@ class WriteBehind:
                 taken, self._items = self._items, {}
                 self._unflushed.update(taken)
                 lock = list(self._unflushed) if flush else []
-                if flush:
-                    self._unflushed.clear()
             if not taken and not lock:
                 return
             won = self._send(taken, lock)
+            with self._lock:  # a sink stays due until this process wins its lock: an idle tail gets flushed too
+                self._unflushed.difference_update(won)
         for name in won:
             try:
                 self._sinks[name].flush()
@@ -114,11 +116,20 @@ class WriteBehind:
                     log.exception("%s: %d buffered items lost (no Redis, and MySQL refused them)", name, len(items))
             return []
 
+    def retry_later(self, name: str) -> None:
+        """Keep `name` due: the background thread tries its flush lock again next interval (a flush that found
+        MySQL unavailable)."""
+        with self._lock:
+            self._unflushed.add(name)
+        if self._owner != os.getpid():
+            self._start()
+
     def _start(self) -> None:
         with self._lock:
             if self._owner == os.getpid():
                 return
             self._owner = os.getpid()
+            self._unflushed.update(self._sinks)  # a new process also takes over what a dead one left queued
         threading.Thread(target=self._run, name="altus4-write-behind", daemon=True).start()
         atexit.register(self.push, False)
 

@@ -351,3 +351,108 @@ class ClusterSet(_Instances):
     def stop(self) -> None:
         for port in list(self.procs):
             _stop(self.procs.pop(port))
+
+
+# ---- a TCP proxy the test controls --------------------------------------------------------------
+class TcpProxy:
+    """Forwards 127.0.0.1:`port` to `target_port` until told otherwise:
+    `refuse()` closes every connection and the listener (a server that is down), `black_hole()` keeps
+    accepting but forwards nothing and cuts the live connections' traffic (a server that hangs), `heal()`
+    forwards again."""
+
+    def __init__(self, target_port: int):
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.mode = "forward"
+        self._conns: list = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._listen()
+
+    def _listen(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(client)
+            if self.mode == "black_hole":
+                continue  # held open, never answered
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns.append(upstream)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src, dst) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                while self.mode == "black_hole":  # traffic stops; the sockets stay open
+                    time.sleep(0.05)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def refuse(self) -> None:
+        self.mode = "refuse"
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self._close_all()
+
+    def black_hole(self) -> None:
+        self.mode = "black_hole"
+
+    def heal(self) -> None:
+        was = self.mode
+        self.mode = "forward"
+        if was == "black_hole":
+            self._close_all()  # what was held is lost, as after a real network fault
+        if self._listener is None:
+            self._listen()
+
+    def close(self) -> None:
+        self.refuse()

@@ -15,6 +15,14 @@ one whose replication threads stopped, or that lags more than DB_REPLICA_MAX_LAG
 or that cannot be reached, is taken out and put back once it is healthy again.
 A bounded semaphore caps the wait for a connection: an exhausted pool answers
 503 with Retry-After instead of queueing requests forever.
+
+Reads outlive the primary. A server that refused a connection is answered at once
+as unavailable for DB_RETRY_SECONDS (then one caller probes it), so an outage
+costs no reconnect storm. While the primary is unavailable, reads go to any
+replica that still applies what it has (its SQL thread runs, its IO thread lost
+the primary): it is as fresh as the primary's last write it received, which is
+what every reader saw before the outage; a reader who wrote in the last seconds
+is served there only once the replica has applied that write (GTID wait), else 503.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -41,6 +49,7 @@ log = logging.getLogger("altus4.db")
 
 # client errors that mean "the server went away", not "your SQL is wrong"
 _CONNECTION_LOST = {1040, 1053, 2003, 2006, 2013, 2055}
+_RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock: the transaction was rolled back, run it again
 RYW_TTL = 10  # seconds a writer's reads wait for replicas to catch up
 GTID_WAIT_SECONDS = 0.5
 
@@ -73,9 +82,13 @@ class Pool:
         ping: int = 0,
         metrics: Metrics | None = None,
         label: str | None = None,
+        retry_seconds: float = 0.0,
         **connect: Any,
     ):
         self.name = name
+        self.retry_seconds = retry_seconds  # > 0: fail fast this long after a refused connection
+        self.down_until = 0.0  # while in the future, connections are refused without trying
+        self._probing = threading.Lock()
         self.metrics = metrics or Metrics()  # unexported unless the app serves it
         self.label = label or name
         self.size = size
@@ -108,28 +121,46 @@ class Pool:
         self.served += 1
         active = self.metrics.connections_active.labels(self.label)
         active.inc()
+        probe = False
         try:
+            if self.down_until:
+                probe = time.monotonic() >= self.down_until and self._probing.acquire(blocking=False)
+                if not probe:
+                    raise DatabaseUnavailable(f"The {self.name} database is unavailable", retry_after=1)
             try:
                 conn = self._pool.connection()
             except pymysql.MySQLError as exc:
                 log.warning("cannot connect to %s database: %s", self.name, exc)
+                if self.retry_seconds:
+                    self.down_until = time.monotonic() + self.retry_seconds
                 raise DatabaseUnavailable() from exc
+            if self.down_until:
+                log.info("%s database is back", self.name)
+                self.down_until = 0.0
             try:
                 yield conn
             except pymysql.err.InterfaceError as exc:  # PyMySQL's "this connection is already closed"
-                log.warning("lost the %s database: %s", self.name, exc)
-                raise DatabaseUnavailable() from exc
+                raise self._lost(exc) from exc
             except pymysql.err.OperationalError as exc:
                 if exc.args and exc.args[0] in _CONNECTION_LOST:
-                    log.warning("lost the %s database: %s", self.name, exc)
-                    raise DatabaseUnavailable() from exc
+                    raise self._lost(exc) from exc
                 raise
             finally:
                 conn.close()  # back to the pool
         finally:
+            if probe:
+                self._probing.release()
             self.in_use -= 1
             active.dec()
             self._slots.release()
+
+    def _lost(self, exc: Exception) -> DatabaseUnavailable:
+        """A connection that broke in use. The checkout's ping had found it alive or reconnected it, so the
+        server has just gone: it is answered as down at once too, until a probe finds it back."""
+        log.warning("lost the %s database: %s", self.name, exc)
+        if self.retry_seconds:
+            self.down_until = time.monotonic() + self.retry_seconds
+        return DatabaseUnavailable()
 
     def close(self) -> None:
         self._pool.close()
@@ -148,15 +179,16 @@ class Replica:
         self.interval = interval
         self.max_lag = max_lag
         self.healthy = True
+        self.detached = False  # applying what it has, cut off from the primary: a reader of last resort
         self.lag: float | None = None
         self.reason: str | None = None
         self._next_check = 0.0
         self._checking = threading.Lock()
 
-    def mark_down(self, reason: str) -> None:
+    def mark_down(self, reason: str, detached: bool = False) -> None:
         if self.healthy:
             log.warning("replica %s taken out: %s", self.pool.name, reason)
-        self.healthy, self.reason = False, reason
+        self.healthy, self.reason, self.detached = False, reason, detached
         self._next_check = time.monotonic() + self.interval
 
     def check_if_due(self) -> None:
@@ -186,14 +218,16 @@ class Replica:
             io = _status_value(status, "Slave_IO_Running", "Replica_IO_Running")
             sql = _status_value(status, "Slave_SQL_Running", "Replica_SQL_Running")
         self.lag = None if lag is None else float(lag)
-        if io != "Yes" or sql != "Yes" or self.lag is None:
+        if sql == "Yes" and io != "Yes":
+            self.mark_down(f"cut off from the primary (IO {io}): serves reads only while the primary is down", True)
+        elif io != "Yes" or sql != "Yes" or self.lag is None:
             self.mark_down(f"replication not running (IO {io}, SQL {sql})")
         elif self.lag > self.max_lag:
             self.mark_down(f"lagging {self.lag:.0f}s > {self.max_lag:.0f}s")
         else:
             if not self.healthy:
                 log.info("replica %s back in (lag %.0fs)", self.pool.name, self.lag)
-            self.healthy, self.reason = True, None
+            self.healthy, self.reason, self.detached = True, None, False
 
 
 class Database:
@@ -208,6 +242,7 @@ class Database:
             timeout,
             ping=1,
             metrics=metrics,
+            retry_seconds=settings.db_retry_seconds,
             **connect_kwargs(settings, settings.db_host, settings.db_port, settings.db_database),
         )
         self.replicas = [
@@ -218,6 +253,7 @@ class Database:
                     timeout,
                     metrics=metrics,
                     label=f"replica:{h}:{p}",
+                    retry_seconds=settings.db_retry_seconds,
                     **connect_kwargs(
                         settings,
                         h,
@@ -256,6 +292,20 @@ class Database:
             if self.replicas and scope is not None:
                 scope.position = self._position(conn) or scope.position
                 self.publish(scope)
+
+    def write_retrying(self, work: Callable[[DictCursor], None], attempts: int = 3) -> None:
+        """`work` in a write transaction, run again (after a short pause) when MySQL picked it as a deadlock
+        victim or its lock wait timed out: batched upserts from several workers can collide."""
+        for attempt in range(attempts):
+            try:
+                with self.write() as cur:
+                    work(cur)
+                return
+            except pymysql.err.OperationalError as exc:
+                if not exc.args or exc.args[0] not in _RETRYABLE or attempt == attempts - 1:
+                    raise
+                log.info("write retried after MySQL error %s", exc.args[0])
+                time.sleep(0.02 * (attempt + 1))
 
     def _position(self, conn) -> str | None:
         with conn.cursor() as cur:
@@ -339,9 +389,37 @@ class Database:
                 finally:
                     on_replica.close()
             if chosen is None:
-                conn = stack.enter_context(self.primary.connection())
+                try:
+                    conn = stack.enter_context(self.primary.connection())
+                except DatabaseUnavailable as exc:
+                    conn, chosen = self._stand_in(stack, exc)
             cursor = stack.enter_context(conn.cursor())
             yield cursor, chosen
+
+    def _stand_in(self, stack: ExitStack, unavailable: DatabaseUnavailable) -> tuple[pymysql.Connection, Replica]:
+        """A replica connection for a read the primary cannot serve: a healthy replica, or one cut off from
+        the primary that still applies what it received, once it has applied this reader's own last write.
+        :raise DatabaseUnavailable: `unavailable` (why the primary could not) when no replica can."""
+        if unavailable.code == "POOL_EXHAUSTED":
+            raise unavailable
+        for replica in self.replicas:
+            replica.check_if_due()
+            if not (replica.healthy or replica.detached):
+                continue
+            attempt = ExitStack()
+            try:
+                conn = attempt.enter_context(replica.pool.connection())
+                if not self._caught_up(conn):
+                    raise unavailable  # it has not seen this reader's write: say so rather than answer stale
+                stack.push(attempt.pop_all())
+                return conn, replica
+            except (DatabaseUnavailable, pymysql.MySQLError) as exc:
+                if exc is unavailable:
+                    raise
+                replica.mark_down(str(getattr(exc, "__cause__", None) or exc))
+            finally:
+                attempt.close()
+        raise unavailable
 
     @contextmanager
     def read(self) -> Iterator[DictCursor]:
@@ -349,17 +427,19 @@ class Database:
             yield cursor
 
     def _query(self, sql: str, params: Any, fetch) -> Any:
-        """Run a read; a replica that fails mid-query is taken out and the read retried on the primary."""
+        """Run a read; a replica that fails mid-query is taken out and the read retried on the primary, and a
+        primary that fails mid-query, on a replica standing in for it."""
         replica = None
         try:
             with self._reader() as (cursor, replica):
                 cursor.execute(sql, params)
                 return fetch(cursor), replica
         except DatabaseUnavailable as exc:
-            if replica is None or exc.code == "POOL_EXHAUSTED":
+            if exc.code == "POOL_EXHAUSTED":
                 raise
-            replica.mark_down(str(exc.__cause__ or exc))
-        return self._query_primary(sql, params, fetch)
+            if replica is not None:
+                replica.mark_down(str(exc.__cause__ or exc))
+        return self._query_primary(sql, params, fetch)  # or a replica standing in for it
 
     def fetch_one(self, sql: str, params: Any = None, primary: bool = False) -> dict[str, Any] | None:
         """One row; a miss on a replica is asked again on the primary (it may be replication lag).
@@ -381,9 +461,17 @@ class Database:
         return row
 
     def _query_primary(self, sql: str, params: Any, fetch) -> Any:
-        with self.primary.connection() as conn, conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            return fetch(cursor), None
+        """A read on the primary; while it is unavailable, on a replica that can stand in for it."""
+        try:
+            with self.primary.connection() as conn, conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                return fetch(cursor), None
+        except DatabaseUnavailable as exc:
+            with ExitStack() as stack:
+                conn, replica = self._stand_in(stack, exc)
+                with conn.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    return fetch(cursor), replica
 
     def fetch_all(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         rows, _ = self._query(sql, params, lambda c: list(c.fetchall()))

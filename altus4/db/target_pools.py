@@ -5,6 +5,12 @@ host, port, credentials or TLS, so a pool never outlives the settings it was
 opened with; `discard()` closes a connection's pool when it is changed or deleted.
 Each new connection carries a server-side statement time limit, set the way
 the server understands it (MariaDB `max_statement_time`, MySQL `max_execution_time`).
+
+A sick database fails fast: an endpoint that could not be connected to, or whose
+connection broke mid-query, is not tried again for TARGET_RETRY_SECONDS. Until then
+it is answered at once with the error it last gave (a black-holed server would
+otherwise hold every search for the connect timeout); after it, one caller probes
+while the others keep failing fast, and a success closes the circuit.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pymysql
 
@@ -32,7 +38,13 @@ def time_limit_statement(version: str, milliseconds: int) -> str:
     return f"SET SESSION max_execution_time = {int(milliseconds)}"
 
 
-ENDPOINT_RETRY_SECONDS = 10.0
+@dataclass
+class _Circuit:
+    """An endpoint that failed: answered with `error` until `retry_at`, then probed by one caller."""
+
+    error: str
+    retry_at: float
+    probing: bool = False
 
 
 class TargetPools:
@@ -40,7 +52,7 @@ class TargetPools:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._pools: OrderedDict[tuple, Pool] = OrderedDict()
-        self._down: dict[tuple[str, int], float] = {}  # endpoint -> when to try it again
+        self._circuits: dict[tuple[str, str, int], _Circuit] = {}  # (connection id, host, port) that failed
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._opening: dict[tuple, threading.Lock] = {}  # one opener per pool key: others wait, then share
@@ -75,6 +87,9 @@ class TargetPools:
             existing = self._pools.get(key)
             if existing is not None:  # another greenlet opened it while this one waited
                 return existing
+            failed = self._circuits.get((spec.id, spec.host, spec.port))
+            if failed is not None and not failed.probing:  # the opener this one waited for has just failed
+                raise targets.TargetError(failed.error)
             pool = self._open(spec)
             with self._lock:
                 self._opening.pop(key, None)
@@ -87,36 +102,66 @@ class TargetPools:
         return pool
 
     def _endpoints(self, spec: targets.TargetSpec) -> list[targets.TargetSpec]:
-        """The database's replicas (rotating, skipping ones that failed lately), then the database itself."""
-        now = time.monotonic()
-        replicas = [r for r in spec.replicas if self._down.get(r, 0.0) <= now]
+        """The database's replicas (rotating), then the database itself."""
+        replicas = list(spec.replicas)
         if replicas:
             start = next(self._turn) % len(replicas)
             replicas = replicas[start:] + replicas[:start]
         return [replace(spec, host=h, port=p, replicas=()) for h, p in replicas] + [spec]
 
+    def _admitted(self, where: tuple[str, str, int]) -> _Circuit | None:
+        """None when the endpoint may be tried (healthy, or this caller is its one probe); else its circuit."""
+        circuit = self._circuits.get(where)
+        if circuit is None:
+            return None
+        with self._lock:
+            if not circuit.probing and time.monotonic() >= circuit.retry_at:
+                circuit.probing = True
+                return None
+        return circuit
+
+    def _failed(self, where: tuple[str, str, int], error: str) -> None:
+        with self._lock:
+            self._circuits[where] = _Circuit(error, time.monotonic() + self.settings.target_retry_seconds)
+
     @contextmanager
     def connection(self, spec: targets.TargetSpec, version: int) -> Iterator[pymysql.Connection]:
-        """:raise targets.TargetError: unreachable, refused, or the connection broke mid-query."""
+        """:raise targets.TargetError: unreachable, refused, failing fast, or the connection broke mid-query."""
         endpoints = self._endpoints(spec)
         for endpoint in endpoints:
             last = endpoint is endpoints[-1]
+            where = (spec.id, endpoint.host, endpoint.port)
+            circuit = self._admitted(where)
+            if circuit is not None:
+                if last:
+                    wait = max(0.0, circuit.retry_at - time.monotonic())
+                    raise targets.TargetError(f"{circuit.error} (not retried for another {wait:.0f} s)")
+                continue
             try:
                 pool = self._pool(endpoint, version)
                 stack = ExitStack()
                 conn = stack.enter_context(pool.connection())
-            except (targets.TargetError, DatabaseUnavailable) as exc:
+            except targets.TargetError as exc:
+                self._failed(where, str(exc))
                 if last:
-                    if isinstance(exc, targets.TargetError):
-                        raise
-                    raise targets.TargetError(targets.describe_error(exc.__cause__ or exc, endpoint)) from None
-                self._down[(endpoint.host, endpoint.port)] = time.monotonic() + ENDPOINT_RETRY_SECONDS
+                    raise
                 continue
-            with stack:
-                try:
+            except DatabaseUnavailable as exc:
+                message = targets.describe_error(exc.__cause__ or exc, endpoint)
+                if exc.code != "POOL_EXHAUSTED":  # busy is not sick
+                    self._failed(where, message)
+                if last:
+                    raise targets.TargetError(message) from None
+                continue
+            if where in self._circuits:
+                self._circuits.pop(where, None)
+            try:
+                with stack:
                     yield conn
-                except DatabaseUnavailable as exc:
-                    raise targets.TargetError(targets.describe_error(exc.__cause__ or exc, endpoint)) from None
+            except DatabaseUnavailable as exc:  # the pool's word for a connection that broke mid-query
+                message = targets.describe_error(exc.__cause__ or exc, endpoint)
+                self._failed(where, message)
+                raise targets.TargetError(message) from None
             return
 
     def served(self, connection_id: str) -> dict[str, int]:
@@ -126,6 +171,8 @@ class TargetPools:
     def discard(self, connection_id: str) -> None:
         with self._lock:
             closing = [self._pools.pop(k) for k in list(self._pools) if k[0] == connection_id]
+            for where in [w for w in self._circuits if w[0] == connection_id]:
+                del self._circuits[where]  # changed settings deserve a fresh try
         for pool in closing:
             pool.close()
 

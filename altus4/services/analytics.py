@@ -20,6 +20,7 @@ import redis
 
 from altus4.db.pool import Database
 from altus4.db.sql import escape_like
+from altus4.errors import DatabaseUnavailable
 from altus4.redis_store import RedisStore
 from altus4.times import iso
 from altus4.write_behind import Sink, WriteBehind
@@ -119,6 +120,10 @@ class AnalyticsService:
             rows = [_row(json.loads(e)) for e in entries]
             try:
                 self._insert(rows)
+            except DatabaseUnavailable as exc:  # kept in Redis for the next flush; readers read what is in MySQL
+                self._requeue(entries)
+                log.warning("analytics flush postponed: %s", exc.message)
+                return written
             except Exception:
                 self._requeue(entries)
                 raise
@@ -131,8 +136,7 @@ class AnalyticsService:
         self.store.safe(lambda r: r.lpush(_PENDING, *reversed(entries)), None)
 
     def _insert(self, rows: list[tuple]) -> None:
-        with self.db.write() as cur:
-            cur.executemany(_INSERT, rows)
+        self.db.write_retrying(lambda cur: cur.executemany(_INSERT, rows))
 
     def history(self, user_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         self.flush()

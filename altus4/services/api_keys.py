@@ -18,6 +18,7 @@ from altus4.security import api_keys as keygen
 from altus4.services.key_admission import KeyAdmission
 from altus4.services.key_usage import UsageLedger
 from altus4.services.rate_limits import RateLimiter, Verdict
+from altus4.services.revocations import Revocations
 from altus4.times import naive_utc, utcnow
 
 _COLUMNS = (
@@ -38,11 +39,19 @@ class KeyUsage:
 
 
 class ApiKeyService:
-    def __init__(self, db: Database, limiter: RateLimiter, admission: KeyAdmission, usage_ledger: UsageLedger):
+    def __init__(
+        self,
+        db: Database,
+        limiter: RateLimiter,
+        admission: KeyAdmission,
+        usage_ledger: UsageLedger,
+        revocations: Revocations,
+    ):
         self.db = db
         self.limiter = limiter
         self.admission = admission
         self.usage_ledger = usage_ledger
+        self.revocations = revocations
 
     def create(
         self, user_id: str, name: str, environment: str, permissions: list[str], tier: str, expires_at: datetime | None
@@ -111,9 +120,9 @@ class ApiKeyService:
         return self.get(user_id, key_id)
 
     def revoke(self, user_id: str, key_id: str) -> None:
+        """At once for every worker, even while MySQL is down (`altus4.services.revocations`)."""
         row = self.get(user_id, key_id)
-        self.db.execute("UPDATE api_keys SET is_active = 0 WHERE id = %s AND user_id = %s", (key_id, user_id))
-        self.admission.forget(row["key_hash"])
+        self.revocations.revoke(key_id, user_id, row["key_hash"])
 
     def regenerate(self, user_id: str, key_id: str) -> tuple[dict[str, Any], str]:
         """A new secret under a new id with the same settings; the old key stops working at once."""

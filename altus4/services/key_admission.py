@@ -1,8 +1,9 @@
 """API-key admission, the hot path: is this key valid, within its tier's limit, and allowed this?
 
 The request path never writes to MySQL: a key is validated from a Redis cache (dropped at once on
-revoke/update through `forget`, so every worker sees it) in the same round trip that counts the request
-against the key's rate limit. Only while Redis is unavailable does each worker keep keys for a few seconds.
+update through `forget`, replaced by a tombstone on revoke through `bury`, so every worker sees it) in
+the same round trip that counts the request against the key's rate limit. Only while Redis is
+unavailable does each worker keep keys for a few seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from altus4.services.rate_limits import RateLimiter, Verdict
 
 KEY_CACHE_TTL = 60  # bounds staleness if an invalidation is lost while Redis is unreachable
 LOCAL_TTL = 5.0  # in-process cache, used only while Redis is unavailable
+TOMBSTONE_TTL = 7 * 86400  # a revoked key's entry: far longer than any outage its MySQL write may wait out
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class KeyAdmission:
         self.store.count_cache("api_key", bool(cached))
         if cached:
             data = json.loads(cached)
+            if data.get("revoked"):  # a tombstone (`bury`)
+                raise InvalidApiKey("API key has been revoked")
             principal = ApiKeyPrincipal(**{**data, "permissions": tuple(data["permissions"])})
         elif local and local[0] > time.monotonic() and not self.store.available:
             principal = local[1]
@@ -133,8 +137,17 @@ class KeyAdmission:
             expires_at=expires,
             is_active=bool(row["is_active"] and row["user_active"]),
         )
-        self.store.safe(lambda r: r.set(f"apikey:{digest}", json.dumps(asdict(principal)), ex=KEY_CACHE_TTL), None)
+        entry = json.dumps(asdict(principal))
+        # nx: a tombstone written while this look-up ran (a revocation) is never overwritten
+        self.store.safe(lambda r: r.set(f"apikey:{digest}", entry, ex=KEY_CACHE_TTL, nx=True), None)
         return principal
+
+    def bury(self, digest: str) -> bool:
+        """Refuse a revoked key everywhere from the next request on, whatever MySQL says or whether it
+        answers: its cache entry becomes a tombstone. False when Redis is unavailable."""
+        self._local.pop(digest, None)
+        tombstone = json.dumps({"revoked": True})
+        return self.store.safe(lambda r: bool(r.set(f"apikey:{digest}", tombstone, ex=TOMBSTONE_TTL)), False)
 
     def forget(self, digest: str) -> None:
         """Stop accepting a key's cached entry everywhere (revoke, update, regenerate, account deletion)."""

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import redis
 
 from altus4.db.pool import Database
+from altus4.errors import DatabaseUnavailable
 from altus4.redis_store import RedisStore
 from altus4.services.key_admission import ApiKeyPrincipal
 from altus4.times import utcnow
@@ -75,9 +76,15 @@ class UsageLedger:
             last_used[key_id] = (float(ts), ip or None)
         try:
             self._write_usage(counts, last_used)
-        except Exception:
+        except Exception as exc:
+            self.store.safe(
+                lambda r: _stage_tallies(r.pipeline(transaction=False), counts, last_used, keep_newer=True).execute(),
+                None,
+            )
+            if isinstance(exc, DatabaseUnavailable):  # kept in Redis for the next flush
+                log.warning("usage flush postponed: %s", exc.message)
+                return 0
             log.exception("usage flush failed; %d counters put back", len(counts))
-            self.store.safe(lambda r: [r.hincrby(_PENDING, f"{k}|{d}", n) for (k, d), n in counts.items()], None)
             raise
         return len(last_used)
 
@@ -90,8 +97,10 @@ class UsageLedger:
         totals: dict[str, int] = {}
         for (key_id, _), n in counts.items():
             totals[key_id] = totals.get(key_id, 0) + n
-        with self.db.write() as cur:
-            rows = [(k, d, n) for (k, d), n in counts.items() if k in existing]
+        # rows in one order in every worker, so concurrent batches lock them in the same order
+        rows = sorted((k, d, n) for (k, d), n in counts.items() if k in existing)
+
+        def write(cur) -> None:
             if rows:
                 # VALUES() in ON DUPLICATE KEY works on MariaDB and MySQL 8 (deprecated there, not removed)
                 cur.executemany(
@@ -111,6 +120,8 @@ class UsageLedger:
                     (totals.get(key_id, 0), when, when, ip, key_id),
                 )
 
+        self.db.write_retrying(write)
+
 
 def _tally(uses: list[tuple[str, str, float, str | None]]):
     """(requests per (key id, day), the latest (time, ip) per key id) of buffered uses."""
@@ -123,7 +134,15 @@ def _tally(uses: list[tuple[str, str, float, str | None]]):
 
 
 def _stage_usage(pipe, uses: list[tuple[str, str, float, str | None]]) -> None:
-    counts, last_used = _tally(uses)
+    _stage_tallies(pipe, *_tally(uses))
+
+
+def _stage_tallies(
+    pipe, counts: dict[tuple[str, str], int], last_used: dict[str, tuple[float, str | None]], keep_newer: bool = False
+):
+    """Stage the tallies on `pipe`; `keep_newer` (putting back a failed flush) leaves a newer last use alone."""
     for (key_id, day), n in counts.items():
         pipe.hincrby(_PENDING, f"{key_id}|{day}", n)
-    pipe.hset(_LAST_USED, mapping={k: f"{at:.3f}|{ip or ''}" for k, (at, ip) in last_used.items()})
+    for key_id, (at, ip) in last_used.items():
+        (pipe.hsetnx if keep_newer else pipe.hset)(_LAST_USED, key_id, f"{at:.3f}|{ip or ''}")
+    return pipe

@@ -1,0 +1,247 @@
+"""Outages of what Altus 4 depends on, injected for real on loopback: a connected database that goes
+down or hangs (through a TCP proxy the test controls). Each test counts what the client saw."""
+
+import statistics
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import TEST_REDIS_DB, env_for_tests, make_settings, register
+from infra import APP_PASSWORD, APP_USER, ReplSet, TcpProxy, wait_for
+from servers import account, call, start_gunicorn
+
+from altus4.db.migrate import Migrator
+from altus4.factory import create_app
+
+RETRY = 2.0  # TARGET_RETRY_SECONDS in these tests
+
+
+@pytest.fixture
+def outage_app(migrated):
+    app = create_app(
+        make_settings(
+            CONNECTION_TIMEOUT="1", SEARCH_TIMEOUT_MS="2000", TARGET_RETRY_SECONDS=str(RETRY), SEARCH_CACHE_TTL="0"
+        )
+    )
+    yield app
+    app.extensions["altus4"].close()
+
+
+@pytest.fixture
+def proxy(settings):
+    p = TcpProxy(settings.db_port)
+    yield p
+    p.close()
+
+
+def _searcher(app, settings, targets, proxy):
+    """A user with database a direct and database b behind the proxy, and a search function."""
+    client = app.test_client()
+    user = register(client)
+    good = user.connect_database(settings, targets["a"])
+    sick = user.connect_database(settings, targets["b"], host="127.0.0.1", port=proxy.port)
+    secret, _ = user.create_key()
+
+    def search() -> tuple[float, dict[str, dict]]:
+        started = time.monotonic()
+        r = client.post(
+            "/api/v1/search", json={"query": "gevent workers"}, headers={"Authorization": f"Bearer {secret}"}
+        )
+        elapsed = time.monotonic() - started
+        assert r.status_code == 200, r.get_json()
+        return elapsed, {d["id"]: d for d in r.get_json()["data"]["databases"]}
+
+    return good["id"], sick["id"], search
+
+
+def test_a_stopped_database_is_named_in_the_error_and_answered_at_once(outage_app, settings, targets, proxy):
+    good, sick, search = _searcher(outage_app, settings, targets, proxy)
+    _, first = search()
+    assert first[good]["status"] == first[sick]["status"] == "ok"
+    proxy.refuse()
+    _, down = search()
+    assert down[good]["status"] == "ok" and down[sick]["status"] == "failed"
+    error = down[sick]["error"]
+    assert "metadata" not in error.lower()  # it is the user's database that is down, not ours
+    assert f"127.0.0.1:{proxy.port}" in error or "Lost connection" in error, error
+    times = [search()[0] for _ in range(5)]  # the circuit is open: no connection attempt at all
+    again = search()[1][sick]
+    assert again["status"] == "failed" and "not retried for another" in again["error"], again
+    assert max(times) < 0.5, times
+    proxy.heal()
+    time.sleep(RETRY + 0.2)
+    _, back = search()  # one probe, which succeeds and closes the circuit
+    assert back[sick]["status"] == "ok", back[sick]
+
+
+def test_a_black_holed_database_costs_one_search_then_fails_fast(outage_app, settings, targets, proxy):
+    good, sick, search = _searcher(outage_app, settings, targets, proxy)
+    search()
+    proxy.black_hole()  # the pooled connection hangs, new ones are accepted and never answered
+    hung_for, hung = search()
+    assert hung[good]["status"] == "ok" and hung[sick]["status"] in ("timeout", "failed")
+    assert hung_for < 3.5  # the 2 s search budget, not the pool's or the socket's timeouts
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the hung query's socket times out in the background: the circuit opens
+        elapsed, answer = search()
+        if answer[sick]["status"] == "failed" and "not retried" in answer[sick]["error"]:
+            break
+    else:
+        pytest.fail("the black-holed database never failed fast")
+    fast = [search() for _ in range(10)]
+    assert all(a[good]["status"] == "ok" and a[sick]["status"] == "failed" for _, a in fast)
+    assert max(t for t, _ in fast) < 0.5, [round(t, 3) for t, _ in fast]
+    proxy.heal()
+    time.sleep(RETRY + 0.2)
+    _, back = search()
+    assert back[sick]["status"] == "ok", back[sick]
+
+
+# ---- the metadata primary down under load --------------------------------------------------------------
+OUTAGE_PORTS = [3327, 3328, 3329]
+OUTAGE_DATABASE = "altus4_outage"
+PRIMARY_DOWN_SECONDS = 30
+
+
+@dataclass
+class Traffic:
+    """Threads calling a running server, every answer counted by kind and status, with its latency."""
+
+    base: str
+    key: str
+    token: str
+    seen: list = field(default_factory=list)  # (kind, status, seconds, monotonic time)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list = field(default_factory=list)
+
+    def _search(self, n: int) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            query = "gevent workers" if i % 2 else f"gunicorn {n} {i}"  # half repeats (cached), half new
+            self._call("search", "/api/v1/search", "POST", {"query": query, "limit": 5}, self.key)
+            time.sleep(0.03)
+
+    def _jwt(self) -> None:
+        paths = ["/api/v1/auth/profile", "/api/v1/keys", "/api/v1/databases"]
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            self._call("jwt", paths[i % 3], "GET", None, self.token)
+            time.sleep(0.05)
+
+    def _call(self, kind: str, path: str, method: str, body, token: str) -> None:
+        started = time.monotonic()
+        try:
+            status = call(self.base + path, method, body, token, timeout=20)[0]
+        except OSError:
+            status = 0
+        self.seen.append((kind, status, time.monotonic() - started, started))
+
+    def __enter__(self):
+        self._threads = [threading.Thread(target=self._search, args=(n,)) for n in range(4)]
+        self._threads.append(threading.Thread(target=self._jwt))
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def between(self, kind: str, start: float, end: float) -> list[tuple]:
+        return [s for s in self.seen if s[0] == kind and start <= s[3] < end]
+
+
+@pytest.fixture(scope="module")
+def outage_fleet(settings, targets, tmp_path_factory):
+    rs = ReplSet(Path("/tmp/altus4-tests/mariadb-outage"), OUTAGE_PORTS).start()
+    env = env_for_tests(
+        DB_PORT=str(OUTAGE_PORTS[0]),
+        DB_USERNAME=APP_USER,
+        DB_PASSWORD=APP_PASSWORD,
+        DB_DATABASE=OUTAGE_DATABASE,
+        DB_READ_HOSTS=",".join(f"127.0.0.1:{p}" for p in OUTAGE_PORTS[1:]),
+        DB_REPLICA_CHECK_INTERVAL="0.5",
+        DB_CONNECT_TIMEOUT="1",
+    )
+    Migrator(make_settings(**env)).fresh()
+    server = start_gunicorn(env, tmp_path_factory.mktemp("outage"), workers=2)
+    yield rs, server
+    server.stop()
+    rs.stop()
+
+
+@pytest.mark.slow
+def test_the_metadata_primary_down_for_30_s_costs_no_read_and_loses_nothing(outage_fleet, settings, targets):
+    rs, server = outage_fleet
+    token, key = account(server.url, settings, targets["a"], tier="enterprise")
+    cache = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
+    status, created, _ = call(server.url + "/api/v1/keys", "POST", {"name": "doomed", "environment": "test"}, token)
+    doomed, doomed_id = created["data"]["secretKey"], created["data"]["apiKey"]["id"]
+    assert _search_with(server, doomed)[0] == 200
+    with Traffic(server.url, key, token) as traffic:
+        time.sleep(5)
+        down_at = time.monotonic()
+        rs.stop_one(OUTAGE_PORTS[0])
+        # what the workers cached expires mid-outage: keys and connection lists must come from the replicas
+        for name in [*cache.scan_iter("apikey:*"), *cache.scan_iter("conns:*")]:
+            cache.delete(name)
+        time.sleep(2)
+        status, body, headers = call(server.url + "/api/v1/auth/profile", "PUT", {"name": "During"}, token)
+        assert status == 503 and headers.get("Retry-After"), body  # writes wait for the primary, and say so
+        # a revocation is not a write that can wait: it takes effect at once, and reaches MySQL later
+        status, body, _ = call(server.url + f"/api/v1/keys/{doomed_id}", "DELETE", token=token)
+        assert status == 200, body
+        assert _search_with(server, doomed)[0] == 401
+        time.sleep(PRIMARY_DOWN_SECONDS - 2)
+        up_at = time.monotonic()
+        rs.start_one(OUTAGE_PORTS[0])
+        time.sleep(5)
+    before = traffic.between("search", 0, down_at)
+    during = {kind: traffic.between(kind, down_at, up_at) for kind in ("search", "jwt")}
+    after = traffic.between("search", up_at, float("inf"))
+    report = {kind: Counter(s[1] for s in traffic.seen if s[0] == kind) for kind in ("search", "jwt")}
+    print(f"primary down {PRIMARY_DOWN_SECONDS} s: {report}")
+    assert len(during["search"]) > 100 and len(during["jwt"]) > 50, report
+    assert [s for s in traffic.seen if s[1] != 200] == [], report
+    median = {
+        name: statistics.median(s[2] for s in rows) for name, rows in (("before", before), ("during", during["search"]))
+    }
+    print(f"median search latency: {median}")
+    assert median["during"] <= max(2 * median["before"], median["before"] + 0.010), median
+    assert after, "no search after the primary came back"
+    # nothing recorded was lost: every search answered is in the history and counted against the key
+    searches = len([s for s in traffic.seen if s[0] == "search"])
+
+    def recorded() -> tuple:
+        _, history, _ = call(server.url + "/api/v1/analytics/search-history?limit=1", token=token)
+        _, keys, _ = call(server.url + "/api/v1/keys", token=token)
+        used = next(k["usageCount"] for k in keys["data"]["apiKeys"] if k["id"] != doomed_id)
+        return history["data"]["total"] - 1, used  # less the doomed key's one search
+
+    try:
+        wait_for(lambda: recorded() == (searches, searches), 30, "every search recorded", interval=1)
+    except TimeoutError:
+        pytest.fail(f"{searches} searches answered; (history, usage count) = {recorded()}")
+    # the revocation reached MySQL: with its Redis tombstone gone, the key is still refused
+    with rs.root(OUTAGE_PORTS[0], OUTAGE_DATABASE) as conn, conn.cursor() as cur:
+        wait_for(
+            lambda: cur.execute("SELECT is_active FROM api_keys WHERE id = %s", (doomed_id,)) is not None
+            and cur.fetchone()["is_active"] == 0,
+            10,
+            "the revocation in MySQL",
+            interval=0.5,
+        )
+    for name in cache.scan_iter("apikey:*"):
+        cache.delete(name)
+    assert _search_with(server, doomed)[0] == 401
+
+
+def _search_with(server, key: str) -> tuple:
+    return call(server.url + "/api/v1/search", "POST", {"query": "gevent workers", "limit": 1}, key)
