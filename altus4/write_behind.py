@@ -15,8 +15,11 @@ EX); the process that gets it moves the sink's Redis queue to MySQL in one
 batch, never on the request path. A process keeps trying for a sink it wrote
 to until it wins the lock once, so the last items before the load stops are
 flushed within the lock's period, not left until someone reads. Without Redis items are written to MySQL
-directly. Lost on a SIGKILL: at most `interval` seconds of items; a clean exit
-sends what is left.
+directly. Lost on a SIGKILL: at most `interval` seconds of items, and what a
+flush of that process had taken and not yet written; a clean exit finishes its
+flush and sends what is left. Lost if Redis loses its data (restarts empty): nothing that
+a process still runs for, since each keeps what it pushed until a flush has
+taken it (`Sink.epoch_key`) and pushes it again into the new dataset.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +50,13 @@ class Sink:
     flush: Callable[[], object]  # Redis queue -> MySQL, run by the process that takes the lock
     lock_key: str
     lock_seconds: int
+    # the counter the sink's flush increments as it takes the queue (in the {pending} slot): with it, the
+    # process keeps what it pushed until a flush has taken it, and pushes it again if Redis lost it
+    epoch_key: str | None = None
+
+
+GENERATION = "write-behind:{pending}:generation"  # in the queues' slot, so one MULTI reads it with the pushes
+KEEP_MAX = 100_000  # items kept per sink for re-sending; past it the oldest go
 
 
 class WriteBehind:
@@ -56,10 +67,13 @@ class WriteBehind:
         self._items: dict[str, list] = {}
         self._lock = threading.Lock()  # guards the buffer
         self._pushing = threading.Lock()  # one push at a time: a reader's push waits for one in flight
+        self._flushing = threading.Lock()  # held while this process runs a flush it won: an exit waits for it
         self._owner: int | None = None  # pid whose background thread runs (a forked child starts its own)
         self._closed = threading.Event()
         self._last_sent: dict[str, float] = {}  # per sink: when an item last went at once
         self._unflushed: set[str] = set()  # sinks written to Redis since their last flush-lock attempt
+        self._kept: dict[str, list[tuple[int, list]]] = {}  # sink -> (its epoch when pushed, items) not yet taken
+        self._generation: str | None = None  # the Redis dataset the kept items were pushed to
 
     def register(self, name: str, sink: Sink) -> None:
         self._sinks[name] = sink
@@ -85,29 +99,30 @@ class WriteBehind:
                 taken, self._items = self._items, {}
                 self._unflushed.update(taken)
                 lock = list(self._unflushed) if flush else []
-            if not taken and not lock:
+            if not taken and not lock and not any(self._kept.values()):
                 return
             won = self._send(taken, lock)
             with self._lock:  # a sink stays due until this process wins its lock: an idle tail gets flushed too
                 self._unflushed.difference_update(won)
         for name in won:
-            try:
-                self._sinks[name].flush()
-            except Exception:
-                log.exception("%s flush failed", name)
+            with self._flushing:  # a flush holds what it took from Redis until MySQL has it
+                try:
+                    self._sinks[name].flush()
+                except Exception:
+                    log.exception("%s flush failed", name)
 
     def _send(self, taken: dict[str, list], lock: list[str]) -> list[str]:
         try:
             with self.store.guard() as client:
+                self._push(client, taken)
+                if not lock:
+                    return []
                 pipe = client.pipeline(transaction=False)
-                for name, items in taken.items():
-                    self._sinks[name].stage(pipe, items)
-                first_lock = len(pipe)
                 for name in lock:
                     sink = self._sinks[name]
                     pipe.set(sink.lock_key, "1", nx=True, ex=sink.lock_seconds)
                 replies = pipe.execute()
-            return [name for name, reply in zip(lock, replies[first_lock:], strict=True) if reply]
+            return [name for name, reply in zip(lock, replies, strict=True) if reply]
         except redis.RedisError:
             for name, items in taken.items():
                 try:
@@ -124,6 +139,56 @@ class WriteBehind:
         if self._owner != os.getpid():
             self._start()
 
+    def take(self, queue: str, epoch: str, also: Callable[[Any], object] | None = None) -> list:
+        """For a sink's flush: push this process's buffer, then take the sink's whole Redis queue and move its
+        epoch in one MULTI (how buffers learn that a flush has taken what they pushed). Returns the queue's
+        items, then the replies to the commands `also` added to the MULTI.
+        :raise redis.RedisError: Redis is unavailable."""
+        self.push(flush=False)
+        with self.store.guard() as client:
+            pipe = client.pipeline(transaction=True)
+            pipe.lrange(queue, 0, -1)
+            pipe.delete(queue)
+            pipe.incr(epoch)
+            if also is not None:
+                also(pipe)
+            replies = pipe.execute()
+        return [replies[0], *replies[3:]]
+
+    def _push(self, client, taken: dict[str, list], again: bool = False) -> None:
+        """One MULTI: the items, plus the dataset's generation and each kept sink's epoch as of this push.
+        Batches a flush has taken since (epoch moved on) are dropped from what is kept; if the generation
+        changed, Redis lost its data (restarted empty, failed over without it) and what is kept goes again,
+        batch by batch as first staged (a sink may recognise a batch it has already written)."""
+        batches = {name: (items if again else [items]) for name, items in taken.items()}
+        epoch_sinks = [name for name, sink in self._sinks.items() if sink.epoch_key]
+        pipe = client.pipeline(transaction=True)
+        pipe.set(GENERATION, uuid.uuid4().hex, nx=True)
+        pipe.get(GENERATION)
+        for name in epoch_sinks:
+            pipe.get(self._sinks[name].epoch_key)
+        for name, staged in batches.items():
+            for batch in staged:
+                self._sinks[name].stage(pipe, batch)
+        replies = pipe.execute()
+        generation, epochs = replies[1], dict(zip(epoch_sinks, replies[2 : 2 + len(epoch_sinks)], strict=True))
+        lost: dict[str, list] = {}
+        if self._generation is not None and generation != self._generation:
+            lost = {name: [batch for _, batch in kept] for name, kept in self._kept.items() if kept}
+            self._kept = {}
+        self._generation = generation
+        for name, epoch in epochs.items():
+            now = int(epoch or 0)
+            kept = [(at, batch) for at, batch in self._kept.get(name, []) if at >= now]
+            kept += [(now, batch) for batch in batches.get(name, [])]
+            while sum(len(batch) for _, batch in kept) > KEEP_MAX and len(kept) > 1:
+                kept.pop(0)
+            self._kept[name] = kept
+        if lost:
+            count = sum(len(batch) for staged in lost.values() for batch in staged)
+            log.warning("Redis lost its queues: sending again %d items no flush had taken", count)
+            self._push(client, lost, again=True)
+
     def _start(self) -> None:
         with self._lock:
             if self._owner == os.getpid():
@@ -131,11 +196,14 @@ class WriteBehind:
             self._owner = os.getpid()
             self._unflushed.update(self._sinks)  # a new process also takes over what a dead one left queued
         threading.Thread(target=self._run, name="altus4-write-behind", daemon=True).start()
-        atexit.register(self.push, False)
+        atexit.register(self.close)
 
-    def close(self) -> None:
-        """Stop the background thread and send what is left (no flush: the app is going away)."""
+    def close(self, wait: float = 10.0) -> None:
+        """Stop the background thread, let a flush in progress finish (what it took from Redis is in no
+        queue until MySQL has it) and send what is left (no new flush: the process is going away)."""
         self._closed.set()
+        if self._flushing.acquire(timeout=wait):
+            self._flushing.release()
         self.push(flush=False)
 
     def _run(self) -> None:

@@ -210,6 +210,45 @@ class ReplSet(_Instances):
 
 
 # ---- Redis Sentinel -------------------------------------------------------------------------------
+def start_redis(directory: Path, port: int, *extra: str) -> subprocess.Popen:
+    """A redis-server on 127.0.0.1:`port` that keeps nothing on disk, answering before this returns."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "stdout.log", "ab") as log:
+        proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--repl-diskless-sync-delay",
+                "0",
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: redis.Redis(port=port, socket_timeout=0.5).ping(),
+            20,
+            f"redis {port}",
+            alive=lambda: proc.poll() is None,
+        )
+    except BaseException:
+        _stop(proc, sig=signal.SIGKILL)
+        raise
+    return proc
+
+
 @dataclass
 class SentinelSet(_Instances):
     base: Path
@@ -220,38 +259,7 @@ class SentinelSet(_Instances):
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
 
     def _server(self, port: int, *extra: str) -> None:
-        d = self.base / str(port)
-        d.mkdir(parents=True, exist_ok=True)
-        with open(d / "stdout.log", "ab") as log:
-            self.procs[port] = subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--daemonize",
-                    "no",
-                    "--dir",
-                    str(d),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--repl-diskless-sync-delay",
-                    "0",
-                    *extra,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        proc = self.procs[port]
-        wait_for(
-            lambda: redis.Redis(port=port, socket_timeout=0.5).ping(),
-            20,
-            f"redis {port}",
-            alive=lambda: proc.poll() is None,
-        )
+        self.procs[port] = start_redis(self.base / str(port), port, *extra)
 
     def _sentinel(self, port: int) -> None:
         d = self.base / f"s{port}"
@@ -304,38 +312,11 @@ class ClusterSet(_Instances):
         ensure_free(*self.ports)
         shutil.rmtree(self.base, ignore_errors=True)
         for port in self.ports:
-            d = self.base / str(port)
-            d.mkdir(parents=True)
-            with open(d / "stdout.log", "ab") as log:
-                self.procs[port] = subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--daemonize",
-                        "no",
-                        "--dir",
-                        str(d),
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "2000",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--repl-diskless-sync-delay",
-                        "0",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-        for port in self.ports:
-            wait_for(lambda p=port: redis.Redis(port=p, socket_timeout=0.5).ping(), 20, f"redis {port}")
+            self.procs[port] = start_redis(
+                self.base / str(port),
+                port,
+                *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"),
+            )
         # the shipped bootstrap script forms the cluster and waits for cluster_state:ok on every node
         script = Path(__file__).resolve().parent.parent / "config" / "redis" / "cluster-bootstrap.sh"
         with open(self.base / "create.log", "wb") as log:

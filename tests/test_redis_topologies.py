@@ -99,7 +99,7 @@ def test_cluster_key_layout_and_features(migrated, targets, cluster_set):
     # keys used together (MULTI, pipelines) share a slot through their {hash tag}
     node = redis.Redis(port=CLUSTER[0])
     slot = lambda key: node.execute_command("CLUSTER KEYSLOT", key)  # noqa: E731
-    assert slot("usage:{pending}") == slot("usage:{pending}:last")
+    assert slot("usage:{pending}:batches") == slot("usage:{pending}:epoch") == slot("write-behind:{pending}:generation")
     key_id = user.call("GET", "/api/v1/keys").get_json()["data"]["apiKeys"][0]["id"]
     assert len({slot(f"rl:{{key:{key_id}}}:3600:{w}") for w in (0, 3600, 7200)}) == 1
     usage = user.call("GET", f"/api/v1/keys/{key_id}/usage").get_json()["data"]["usage"]

@@ -127,9 +127,14 @@ class Pool:
                 probe = time.monotonic() >= self.down_until and self._probing.acquire(blocking=False)
                 if not probe:
                     raise DatabaseUnavailable(f"The {self.name} database is unavailable", retry_after=1)
+            conn = None
             try:
                 conn = self._pool.connection()
+                if probe:  # DBUtils may hand out a dead connection: ask the server, reconnecting if need be
+                    conn.ping(True)
             except pymysql.MySQLError as exc:
+                if conn is not None:
+                    conn.close()
                 log.warning("cannot connect to %s database: %s", self.name, exc)
                 if self.retry_seconds:
                     self.down_until = time.monotonic() + self.retry_seconds

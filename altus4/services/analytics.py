@@ -28,6 +28,7 @@ from altus4.write_behind import Sink, WriteBehind
 log = logging.getLogger("altus4.analytics")
 
 _PENDING = "analytics:{pending}"
+_EPOCH = "analytics:{pending}:epoch"  # moved by each flush as it takes the queue (`altus4.write_behind`)
 _FLUSH_LOCK = "analytics:flush-lock"
 FLUSH_INTERVAL = 5
 BATCH = 500
@@ -68,6 +69,7 @@ class AnalyticsService:
                 flush=self.flush,
                 lock_key=_FLUSH_LOCK,
                 lock_seconds=FLUSH_INTERVAL,
+                epoch_key=_EPOCH,
             ),
         )
 
@@ -102,34 +104,24 @@ class AnalyticsService:
         )
 
     def flush(self) -> int:
-        """Move queued entries to MySQL in batches; returns how many were written."""
-        self.write_behind.push(flush=False)
-        written = 0
-        while True:
+        """Move the queued entries to MySQL (the whole queue, taken in one MULTI that also moves the epoch the
+        write-behind buffers watch), in batches; returns how many were written."""
+        try:
+            entries = self.write_behind.take(_PENDING, _EPOCH)[0]
+        except redis.RedisError as exc:
+            log.warning("analytics flush skipped: %s", exc)
+            return 0
+        for start in range(0, len(entries), BATCH):
+            batch = entries[start : start + BATCH]
             try:
-                with self.store.guard() as client:
-                    pipe = client.pipeline(transaction=True)
-                    pipe.lrange(_PENDING, 0, BATCH - 1)
-                    pipe.ltrim(_PENDING, BATCH, -1)
-                    entries, _ = pipe.execute()
-            except redis.RedisError as exc:
-                log.warning("analytics flush skipped: %s", exc)
-                return written
-            if not entries:
-                return written
-            rows = [_row(json.loads(e)) for e in entries]
-            try:
-                self._insert(rows)
-            except DatabaseUnavailable as exc:  # kept in Redis for the next flush; readers read what is in MySQL
-                self._requeue(entries)
+                self._insert([_row(json.loads(e)) for e in batch])
+            except Exception as exc:
+                self._requeue(entries[start:])  # kept in Redis for the next flush; readers read what is in MySQL
+                if not isinstance(exc, DatabaseUnavailable):
+                    raise
                 log.warning("analytics flush postponed: %s", exc.message)
-                return written
-            except Exception:
-                self._requeue(entries)
-                raise
-            written += len(rows)
-            if len(entries) < BATCH:
-                return written
+                return start
+        return len(entries)
 
     def _requeue(self, entries: list[str]) -> None:
         """Put entries MySQL refused back at the head of the queue, in their order."""

@@ -1,15 +1,19 @@
 """API-key usage counts: buffered per worker, queued in Redis, flushed to MySQL in batches.
 
 Counting a request costs no MySQL write: `record_use` goes through the write-behind buffer
-(`altus4.write_behind`), which batches into Redis per worker; whichever worker takes the flush lock moves
-the queue to MySQL. Without Redis the counts go straight to MySQL.
+(`altus4.write_behind`), which queues one batch per worker push in Redis; whichever worker takes the flush
+lock moves the queue to MySQL. Each batch is applied once (its id goes in `write_batches`), so a batch
+pushed again after Redis lost its data is not counted twice. Without Redis the counts go straight to MySQL.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import redis
 
@@ -22,10 +26,57 @@ from altus4.write_behind import Sink, WriteBehind
 
 log = logging.getLogger("altus4.keys")
 
-_PENDING = "usage:{pending}"  # hash tag keeps both on one Cluster slot for MULTI
-_LAST_USED = "usage:{pending}:last"
+_BATCHES = "usage:{pending}:batches"  # JSON batches, one per worker push; the hash tag keeps one slot
+_EPOCH = "usage:{pending}:epoch"  # moved by each flush as it takes the queue (`altus4.write_behind`)
+_LEGACY = ("usage:{pending}", "usage:{pending}:last")  # hashes of earlier versions, drained by the flush
 _FLUSH_LOCK = "usage:flush-lock"
 FLUSH_INTERVAL = 10
+BATCH_MEMORY_DAYS = 1  # applied batch ids are remembered this long (write_batches)
+
+Uses = list[tuple[str, str, float, str | None]]  # (key id, day, time, ip) per request
+
+
+@dataclass
+class Tally:
+    """Requests per (key id, day) and the latest (time, ip) per key id, of one batch or several."""
+
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    last_used: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+
+    def add(self, other: Tally) -> None:
+        for key, n in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+        for key_id, (at, ip) in other.last_used.items():
+            if at >= self.last_used.get(key_id, (0.0, None))[0]:
+                self.last_used[key_id] = (at, ip)
+
+
+def _tally(uses: Uses) -> Tally:
+    tally = Tally()
+    for key_id, day, at, ip in uses:
+        tally.counts[(key_id, day)] = tally.counts.get((key_id, day), 0) + 1
+        tally.last_used[key_id] = (at, ip)
+    return tally
+
+
+def _batch(uses: Uses) -> str:
+    """One push's uses as a queued batch. Its id is derived from the uses, so the same batch pushed again
+    (after Redis lost it) has the same id and is counted once."""
+    tally = _tally(uses)
+    body = {
+        "counts": [[k, d, n] for (k, d), n in tally.counts.items()],
+        "last": {k: [at, ip] for k, (at, ip) in tally.last_used.items()},
+    }
+    text = json.dumps(body, sort_keys=True)
+    return json.dumps({"id": hashlib.sha1(text.encode()).hexdigest(), **body})  # noqa: S324 - an id, not a secret
+
+
+def _parse(raw: str) -> tuple[str | None, Tally]:
+    data = json.loads(raw)
+    tally = Tally(
+        {(k, d): int(n) for k, d, n in data["counts"]}, {k: (float(at), ip) for k, (at, ip) in data["last"].items()}
+    )
+    return data.get("id"), tally
 
 
 class UsageLedger:
@@ -36,11 +87,12 @@ class UsageLedger:
         write_behind.register(
             "usage",
             Sink(
-                stage=_stage_usage,
-                write_direct=self._write_direct,
+                stage=lambda pipe, uses: pipe.rpush(_BATCHES, _batch(uses)),
+                write_direct=lambda uses: self._write([(None, _tally(uses))]),
                 flush=self.flush,
                 lock_key=_FLUSH_LOCK,
                 lock_seconds=FLUSH_INTERVAL,
+                epoch_key=_EPOCH,
             ),
         )
 
@@ -48,59 +100,56 @@ class UsageLedger:
         """Count one request (buffered: see `altus4.write_behind`)."""
         self.write_behind.add("usage", (principal.id, utcnow().date().isoformat(), time.time(), ip))
 
-    def _write_direct(self, uses: list[tuple[str, str, float, str | None]]) -> None:
-        self._write_usage(*_tally(uses))
-
     def flush(self) -> int:
-        """Move pending usage counters from Redis to MySQL (the worker that took the flush lock, or a usage
-        read); returns how many keys were updated."""
-        self.write_behind.push(flush=False)
+        """Move the queued batches from Redis to MySQL (the worker that took the flush lock, or a usage read);
+        returns how many batches were taken."""
+
+        def legacy(pipe) -> None:
+            pipe.hgetall(_LEGACY[0])
+            pipe.hgetall(_LEGACY[1])
+            pipe.delete(*_LEGACY)
+
         try:
-            with self.store.guard() as client:
-                pipe = client.pipeline(transaction=True)
-                pipe.hgetall(_PENDING)
-                pipe.delete(_PENDING)
-                pipe.hgetall(_LAST_USED)
-                pipe.delete(_LAST_USED)
-                pending, _, last, _ = pipe.execute()
+            raw, legacy_counts, legacy_last, _ = self.write_behind.take(_BATCHES, _EPOCH, legacy)
         except redis.RedisError as exc:
             log.warning("usage flush skipped: %s", exc)
             return 0
-        counts = {}
-        for field, count in pending.items():
-            key_id, _, day = field.partition("|")
-            counts[(key_id, day)] = int(count)
-        last_used = {}
-        for key_id, value in last.items():
-            ts, _, ip = value.partition("|")
-            last_used[key_id] = (float(ts), ip or None)
+        if legacy_counts or legacy_last:
+            raw.append(_legacy_batch(legacy_counts, legacy_last))
+        if not raw:
+            return 0
+        batches = [_parse(r) for r in raw]
         try:
-            self._write_usage(counts, last_used)
+            self._write(batches)
         except Exception as exc:
-            self.store.safe(
-                lambda r: _stage_tallies(r.pipeline(transaction=False), counts, last_used, keep_newer=True).execute(),
-                None,
-            )
+            self.store.safe(lambda r: r.rpush(_BATCHES, *raw), None)
             if isinstance(exc, DatabaseUnavailable):  # kept in Redis for the next flush
                 log.warning("usage flush postponed: %s", exc.message)
                 return 0
-            log.exception("usage flush failed; %d counters put back", len(counts))
+            log.exception("usage flush failed; %d batches put back", len(raw))
             raise
-        return len(last_used)
+        return len(raw)
 
-    def _write_usage(self, counts: dict[tuple[str, str], int], last_used: dict[str, tuple[float, str | None]]) -> None:
-        if not counts and not last_used:
+    def _write(self, batches: list[tuple[str | None, Tally]]) -> None:
+        """Add the batches' counts in one transaction, skipping batches whose id was applied before."""
+        key_ids = sorted({k for _, t in batches for k, _ in t.counts} | {k for _, t in batches for k in t.last_used})
+        if not key_ids:
             return
-        ids = sorted({k for k, _ in counts} | set(last_used))
-        marks = ", ".join(["%s"] * len(ids))
-        existing = {r["id"] for r in self.db.fetch_all(f"SELECT id FROM api_keys WHERE id IN ({marks})", ids)}
-        totals: dict[str, int] = {}
-        for (key_id, _), n in counts.items():
-            totals[key_id] = totals.get(key_id, 0) + n
-        # rows in one order in every worker, so concurrent batches lock them in the same order
-        rows = sorted((k, d, n) for (k, d), n in counts.items() if k in existing)
+        marks = ", ".join(["%s"] * len(key_ids))
 
         def write(cur) -> None:
+            cur.execute(f"SELECT id FROM api_keys WHERE id IN ({marks})", key_ids)  # on the primary: a new key too
+            existing = {r["id"] for r in cur.fetchall()}
+            total = Tally()
+            for batch_id, tally in batches:
+                if batch_id is None or cur.execute("INSERT IGNORE INTO write_batches (id) VALUES (%s)", (batch_id,)):
+                    total.add(tally)
+            cur.execute(
+                "DELETE FROM write_batches WHERE applied_at < %s LIMIT 1000",
+                (utcnow() - timedelta(days=BATCH_MEMORY_DAYS),),
+            )
+            # rows in one order in every worker, so concurrent batches lock them in the same order
+            rows = sorted((k, d, n) for (k, d), n in total.counts.items() if k in existing)
             if rows:
                 # VALUES() in ON DUPLICATE KEY works on MariaDB and MySQL 8 (deprecated there, not removed)
                 cur.executemany(
@@ -108,41 +157,31 @@ class UsageLedger:
                     " ON DUPLICATE KEY UPDATE request_count = request_count + VALUES(request_count)",
                     rows,
                 )
-            for key_id in ids:
-                if key_id not in existing:
+            per_key: dict[str, int] = {}
+            for (key_id, _), n in total.counts.items():
+                per_key[key_id] = per_key.get(key_id, 0) + n
+            for key_id in key_ids:
+                if key_id not in existing or (key_id not in per_key and key_id not in total.last_used):
                     continue
-                ts, ip = last_used.get(key_id, (None, None))
+                ts, ip = total.last_used.get(key_id, (None, None))
                 when = datetime.fromtimestamp(ts, UTC).replace(tzinfo=None) if ts else None
                 cur.execute(
                     "UPDATE api_keys SET usage_count = usage_count + %s,"
                     " last_used = COALESCE(GREATEST(last_used, %s), %s, last_used),"
                     " last_used_ip = COALESCE(%s, last_used_ip), updated_at = updated_at WHERE id = %s",
-                    (totals.get(key_id, 0), when, when, ip, key_id),
+                    (per_key.get(key_id, 0), when, when, ip, key_id),
                 )
 
         self.db.write_retrying(write)
 
 
-def _tally(uses: list[tuple[str, str, float, str | None]]):
-    """(requests per (key id, day), the latest (time, ip) per key id) of buffered uses."""
-    counts: dict[tuple[str, str], int] = {}
-    last_used: dict[str, tuple[float, str | None]] = {}
-    for key_id, day, at, ip in uses:
-        counts[(key_id, day)] = counts.get((key_id, day), 0) + 1
-        last_used[key_id] = (at, ip)
-    return counts, last_used
-
-
-def _stage_usage(pipe, uses: list[tuple[str, str, float, str | None]]) -> None:
-    _stage_tallies(pipe, *_tally(uses))
-
-
-def _stage_tallies(
-    pipe, counts: dict[tuple[str, str], int], last_used: dict[str, tuple[float, str | None]], keep_newer: bool = False
-):
-    """Stage the tallies on `pipe`; `keep_newer` (putting back a failed flush) leaves a newer last use alone."""
-    for (key_id, day), n in counts.items():
-        pipe.hincrby(_PENDING, f"{key_id}|{day}", n)
-    for key_id, (at, ip) in last_used.items():
-        (pipe.hsetnx if keep_newer else pipe.hset)(_LAST_USED, key_id, f"{at:.3f}|{ip or ''}")
-    return pipe
+def _legacy_batch(counts: dict[str, str], last: dict[str, str]) -> str:
+    """What an earlier version queued as hashes (during a rolling upgrade), as a batch without an id."""
+    body: dict = {"counts": [], "last": {}}
+    for field_name, count in counts.items():
+        key_id, _, day = field_name.partition("|")
+        body["counts"].append([key_id, day, int(count)])
+    for key_id, value in last.items():
+        ts, _, ip = value.partition("|")
+        body["last"][key_id] = [float(ts), ip or None]
+    return json.dumps(body)
