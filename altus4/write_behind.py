@@ -74,6 +74,7 @@ class WriteBehind:
         self._unflushed: set[str] = set()  # sinks written to Redis since their last flush-lock attempt
         self._kept: dict[str, list[tuple[int, list]]] = {}  # sink -> (its epoch when pushed, items) not yet taken
         self._generation: str | None = None  # the Redis dataset the kept items were pushed to
+        self._resend: dict[str, list[list]] = {}  # batches Redis lost, to go again with the next push
 
     def register(self, name: str, sink: Sink) -> None:
         self._sinks[name] = sink
@@ -99,7 +100,7 @@ class WriteBehind:
                 taken, self._items = self._items, {}
                 self._unflushed.update(taken)
                 lock = list(self._unflushed) if flush else []
-            if not taken and not lock and not any(self._kept.values()):
+            if not taken and not lock and not any(self._kept.values()) and not self._resend:
                 return
             won = self._send(taken, lock)
             with self._lock:  # a sink stays due until this process wins its lock: an idle tail gets flushed too
@@ -155,12 +156,14 @@ class WriteBehind:
             replies = pipe.execute()
         return [replies[0], *replies[3:]]
 
-    def _push(self, client, taken: dict[str, list], again: bool = False) -> None:
+    def _push(self, client, taken: dict[str, list]) -> None:
         """One MULTI: the items, plus the dataset's generation and each kept sink's epoch as of this push.
         Batches a flush has taken since (epoch moved on) are dropped from what is kept; if the generation
         changed, Redis lost its data (restarted empty, failed over without it) and what is kept goes again,
         batch by batch as first staged (a sink may recognise a batch it has already written)."""
-        batches = {name: (items if again else [items]) for name, items in taken.items()}
+        batches = {name: [items] for name, items in taken.items()}
+        for name, lost in self._resend.items():
+            batches[name] = lost + batches.get(name, [])
         epoch_sinks = [name for name, sink in self._sinks.items() if sink.epoch_key]
         pipe = client.pipeline(transaction=True)
         pipe.set(GENERATION, uuid.uuid4().hex, nx=True)
@@ -171,10 +174,10 @@ class WriteBehind:
             for batch in staged:
                 self._sinks[name].stage(pipe, batch)
         replies = pipe.execute()
+        self._resend = {}  # sent (if Redis lost its data again meanwhile, the generation tells below)
         generation, epochs = replies[1], dict(zip(epoch_sinks, replies[2 : 2 + len(epoch_sinks)], strict=True))
-        lost: dict[str, list] = {}
         if self._generation is not None and generation != self._generation:
-            lost = {name: [batch for _, batch in kept] for name, kept in self._kept.items() if kept}
+            self._resend = {name: [batch for _, batch in kept] for name, kept in self._kept.items() if kept}
             self._kept = {}
         self._generation = generation
         for name, epoch in epochs.items():
@@ -184,10 +187,10 @@ class WriteBehind:
             while sum(len(batch) for _, batch in kept) > KEEP_MAX and len(kept) > 1:
                 kept.pop(0)
             self._kept[name] = kept
-        if lost:
-            count = sum(len(batch) for staged in lost.values() for batch in staged)
+        if self._resend:
+            count = sum(len(batch) for lost in self._resend.values() for batch in lost)
             log.warning("Redis lost its queues: sending again %d items no flush had taken", count)
-            self._push(client, lost, again=True)
+            self._push(client, {})  # if this fails, they stay in _resend for the next push
 
     def _start(self) -> None:
         with self._lock:
