@@ -83,6 +83,18 @@ class ReplSet(_Instances):
     def replicas(self) -> list[int]:
         return self.ports[1:]
 
+    def app_env(self, database: str, **extra: str) -> dict[str, str]:
+        """Settings for an app whose metadata database is this set: the primary, the replicas to read."""
+        return {
+            "DB_PORT": str(self.primary),
+            "DB_USERNAME": APP_USER,
+            "DB_PASSWORD": APP_PASSWORD,
+            "DB_DATABASE": database,
+            "DB_READ_HOSTS": ",".join(f"127.0.0.1:{p}" for p in self.replicas),
+            "DB_CONNECT_TIMEOUT": "1",
+            **extra,
+        }
+
     def root(self, port: int, database: str | None = None) -> pymysql.Connection:
         return pymysql.connect(
             host="127.0.0.1",

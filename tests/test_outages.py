@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import TEST_REDIS_DB, env_for_tests, make_settings, register
-from infra import APP_PASSWORD, APP_USER, ReplSet, TcpProxy, start_redis, wait_for
+from infra import ReplSet, TcpProxy, start_redis, wait_for
 from servers import account, call, free_port, start_gunicorn
 
 from altus4.db.migrate import Migrator
@@ -167,15 +167,7 @@ class Traffic:
 @pytest.fixture(scope="module")
 def outage_fleet(settings, targets, tmp_path_factory):
     rs = ReplSet(Path("/tmp/altus4-tests/mariadb-outage"), OUTAGE_PORTS).start()
-    env = env_for_tests(
-        DB_PORT=str(OUTAGE_PORTS[0]),
-        DB_USERNAME=APP_USER,
-        DB_PASSWORD=APP_PASSWORD,
-        DB_DATABASE=OUTAGE_DATABASE,
-        DB_READ_HOSTS=",".join(f"127.0.0.1:{p}" for p in OUTAGE_PORTS[1:]),
-        DB_REPLICA_CHECK_INTERVAL="0.5",
-        DB_CONNECT_TIMEOUT="1",
-    )
+    env = env_for_tests(**rs.app_env(OUTAGE_DATABASE, DB_REPLICA_CHECK_INTERVAL="0.5"))
     Migrator(make_settings(**env)).fresh()
     server = start_gunicorn(env, tmp_path_factory.mktemp("outage"), workers=2)
     yield rs, server

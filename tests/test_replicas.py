@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import READER, TARGET_A, make_settings, register
-from infra import APP_PASSWORD, APP_USER, ReplSet, wait_for
+from infra import ReplSet, wait_for
 
 from altus4 import create_app
 from altus4.db.migrate import Migrator
@@ -14,26 +14,18 @@ from altus4.db.migrate import Migrator
 pytestmark = pytest.mark.slow
 PORTS = [3317, 3318, 3319]
 DATABASE = "altus4_replicated"
+BASE = Path("/tmp/altus4-tests/mariadb")
 
 
 @pytest.fixture(scope="module")
 def replset():
-    rs = ReplSet(Path("/tmp/altus4-tests/mariadb"), PORTS).start()
+    rs = ReplSet(BASE, PORTS).start()
     yield rs
     rs.stop()
 
 
 def _settings(**extra):
-    env = dict(
-        DB_PORT=str(PORTS[0]),
-        DB_USERNAME=APP_USER,
-        DB_PASSWORD=APP_PASSWORD,
-        DB_DATABASE=DATABASE,
-        DB_READ_HOSTS=",".join(f"127.0.0.1:{p}" for p in PORTS[1:]),
-        DB_REPLICA_CHECK_INTERVAL="0.2",
-        DB_REPLICA_MAX_LAG="2",
-        DB_CONNECT_TIMEOUT="1",
-    )
+    env = ReplSet(BASE, PORTS).app_env(DATABASE, DB_REPLICA_CHECK_INTERVAL="0.2", DB_REPLICA_MAX_LAG="2")
     return make_settings(**{**env, **extra})
 
 

@@ -377,29 +377,37 @@ class Database:
         """A read cursor and the replica it is on (None: the primary)."""
         replica = self._replica()
         with ExitStack() as stack:
-            chosen = None
+            chosen, conn = None, None
             if replica is not None:
-                on_replica = ExitStack()
-                try:
-                    conn = on_replica.enter_context(replica.pool.connection())
-                    if self._caught_up(conn):
-                        chosen = replica
-                        stack.push(on_replica.pop_all())
-                except DatabaseUnavailable as exc:
-                    if exc.code == "POOL_EXHAUSTED":
-                        raise
-                    replica.mark_down(str(exc.__cause__ or exc))
-                except pymysql.MySQLError as exc:  # the GTID wait failed on a dead connection
-                    replica.mark_down(str(exc))
-                finally:
-                    on_replica.close()
-            if chosen is None:
+                conn = self._on_replica(stack, replica)
+                chosen = replica if conn is not None else None
+            if conn is None:
                 try:
                     conn = stack.enter_context(self.primary.connection())
                 except DatabaseUnavailable as exc:
                     conn, chosen = self._stand_in(stack, exc)
             cursor = stack.enter_context(conn.cursor())
             yield cursor, chosen
+
+    def _on_replica(self, stack: ExitStack, replica: Replica) -> pymysql.Connection | None:
+        """A connection on `replica`, entered on `stack`, once it has applied this reader's last write; None when
+        it has not (in time) or failed (then it is taken out).
+        :raise DatabaseUnavailable: its pool is exhausted."""
+        attempt = ExitStack()
+        try:
+            conn = attempt.enter_context(replica.pool.connection())
+            if self._caught_up(conn):
+                stack.push(attempt.pop_all())
+                return conn
+        except DatabaseUnavailable as exc:
+            if exc.code == "POOL_EXHAUSTED":
+                raise
+            replica.mark_down(str(exc.__cause__ or exc))
+        except pymysql.MySQLError as exc:  # the GTID wait failed on a dead connection
+            replica.mark_down(str(exc))
+        finally:
+            attempt.close()
+        return None
 
     def _stand_in(self, stack: ExitStack, unavailable: DatabaseUnavailable) -> tuple[pymysql.Connection, Replica]:
         """A replica connection for a read the primary cannot serve: a healthy replica, or one cut off from
@@ -409,21 +417,8 @@ class Database:
             raise unavailable
         for replica in self.replicas:
             replica.check_if_due()
-            if not (replica.healthy or replica.detached):
-                continue
-            attempt = ExitStack()
-            try:
-                conn = attempt.enter_context(replica.pool.connection())
-                if not self._caught_up(conn):
-                    raise unavailable  # it has not seen this reader's write: say so rather than answer stale
-                stack.push(attempt.pop_all())
+            if (replica.healthy or replica.detached) and (conn := self._on_replica(stack, replica)) is not None:
                 return conn, replica
-            except (DatabaseUnavailable, pymysql.MySQLError) as exc:
-                if exc is unavailable:
-                    raise
-                replica.mark_down(str(getattr(exc, "__cause__", None) or exc))
-            finally:
-                attempt.close()
         raise unavailable
 
     @contextmanager
