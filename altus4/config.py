@@ -180,6 +180,13 @@ def _redis_url(env: Mapping[str, str]) -> str:
     return url
 
 
+def _redis_prefix(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip()
+    if raw and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", raw):
+        raise ConfigError(f"{name} may hold only letters, digits and _ . : - (at most 64), got {raw!r}")
+    return raw or default
+
+
 def parse_encryption_key(raw: str, name: str = "ENCRYPTION_KEY") -> bytes:
     """A 256-bit AES key from 64 hex digits, base64 of 32 bytes, or a passphrase of 32+ characters.
 
@@ -266,6 +273,8 @@ class Settings:
     redis_sentinels: tuple[tuple[str, int], ...] = _setting("REDIS_SENTINELS", (), _hosts)
     redis_sentinel_master: str = _setting("REDIS_SENTINEL_MASTER", "altus4-master")
     redis_cluster_nodes: tuple[tuple[str, int], ...] = _setting("REDIS_CLUSTER_NODES", (), _hosts)
+    # put before every key: deployments sharing one Redis database (or a Cluster) keep apart
+    redis_prefix: str = _setting("REDIS_PREFIX", "", _redis_prefix)
     # secrets (required outside development: see from_env)
     jwt_secret: str = field(default=DEV_JWT_SECRET, repr=False)
     jwt_expires_in: int = _setting("JWT_EXPIRES_IN", 86400, _duration)

@@ -32,6 +32,7 @@ class Summary:
     p95_ms: float = 0.0
     p99_ms: float = 0.0
     max_ms: float = 0.0
+    cpu_ms_per_request: float | None = None  # the server's workers' CPU time per request, when measured
 
     def as_dict(self) -> dict:
         return asdict(self)

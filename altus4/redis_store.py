@@ -3,7 +3,8 @@
 Topology comes from configuration: a single node (`REDIS_HOST`/`REDIS_PORT`),
 Sentinel (`REDIS_SENTINELS` + `REDIS_SENTINEL_MASTER`: writes to the master,
 cache reads may go to a replica) or Cluster (`REDIS_CLUSTER_NODES`; keys that
-must share a slot carry a `{hash tag}`).
+must share a slot carry a `{hash tag}`). Every key is named through `key()`,
+which puts `REDIS_PREFIX` before it.
 
 Redis is an accelerator, never a dependency of correctness: callers use
 `safe()` (or `guard()` around pipelines), so an outage degrades to "no cache,
@@ -36,6 +37,7 @@ BACKOFF_SECONDS = 1.0
 class RedisStore:
     def __init__(self, settings: Settings, metrics: Metrics | None = None):
         self.settings = settings
+        self.prefix = settings.redis_prefix
         self.metrics = metrics or Metrics()  # unexported unless the app serves it
         self._down_until = 0.0
         self._lock = threading.Lock()
@@ -70,6 +72,10 @@ class RedisStore:
             common.pop("password")
             self.client = redis.Redis.from_url(settings.redis_url, health_check_interval=30, **common)
             self.reader = self.client
+
+    def key(self, name: str) -> str:
+        """The Redis key for `name` in this deployment's namespace."""
+        return self.prefix + name
 
     @property
     def available(self) -> bool:

@@ -15,9 +15,17 @@ EX); the process that gets it moves the sink's Redis queue to MySQL in one
 batch, never on the request path. A process keeps trying for a sink it wrote
 to until it wins the lock once, so the last items before the load stops are
 flushed within the lock's period, not left until someone reads. Without Redis items are written to MySQL
-directly. Lost on a SIGKILL: at most `interval` seconds of items, and what a
-flush of that process had taken and not yet written; a clean exit finishes its
-flush and sends what is left. Lost if Redis loses its data (restarts empty): nothing that
+directly.
+
+A flush takes a sink's queue by renaming it (`take`): the items stay in Redis,
+listed in INFLIGHT, until the flush has written them (`done`) or handed back
+what MySQL refused (`give_back`). A flush whose process died meanwhile is taken
+over by the next flush `adopt_after` seconds later; writing items twice is
+harmless because every sink's items carry ids that MySQL applies once.
+
+Lost on a SIGKILL: the items of at most `interval` seconds not yet pushed (and
+the requests being served). A clean exit lets the background cycle finish and
+sends what is left. Lost if Redis loses its data (restarts empty): nothing that
 a process still runs for, since each keeps what it pushed until a flush has
 taken it (`Sink.epoch_key`) and pushes it again into the new dataset.
 """
@@ -56,18 +64,53 @@ class Sink:
 
 
 GENERATION = "write-behind:{pending}:generation"  # in the queues' slot, so one MULTI reads it with the pushes
+INFLIGHT = "write-behind:{pending}:inflight"  # taken queues (key -> when taken) until their flush is done
 KEEP_MAX = 100_000  # items kept per sink for re-sending; past it the oldest go
+ADOPT_AFTER = 30.0  # seconds after which a taken queue whose flush never finished is taken over
+
+# KEYS: the queue, its epoch, INFLIGHT, the new taken key; ARGV: adopt_after. The queue (renamed, O(1)) and any
+# taken queue of it older than adopt_after become the new taken key; the epoch moves; returns its items.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('RENAME', KEYS[1], KEYS[4]) end
+local prefix = KEYS[1] .. ':taken:'
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]))) do
+  if string.sub(old, 1, #prefix) == prefix then
+    local n = redis.call('LLEN', old)
+    for i = 0, n - 1, 1000 do redis.call('RPUSH', KEYS[4], unpack(redis.call('LRANGE', old, i, i + 999))) end
+    redis.call('DEL', old)
+    redis.call('ZREM', KEYS[3], old)
+  end
+end
+redis.call('INCR', KEYS[2])
+if redis.call('EXISTS', KEYS[4]) == 0 then return {} end
+redis.call('ZADD', KEYS[3], now, KEYS[4])
+return redis.call('LRANGE', KEYS[4], 0, -1)
+"""
+
+
+@dataclass
+class Taken:
+    """A sink's queue as a flush took it: `items` stay in Redis under `key` until `done` or `give_back`."""
+
+    queue: str
+    key: str
+    items: list
+    extras: list  # the replies to what `also` added
 
 
 class WriteBehind:
-    def __init__(self, store: RedisStore, interval: float):
+    def __init__(self, store: RedisStore, interval: float, adopt_after: float = ADOPT_AFTER):
         self.store = store
         self.interval = interval
+        self.adopt_after = adopt_after
+        self._generation_key, self._inflight_key = store.key(GENERATION), store.key(INFLIGHT)
         self._sinks: dict[str, Sink] = {}
         self._items: dict[str, list] = {}
         self._lock = threading.Lock()  # guards the buffer
         self._pushing = threading.Lock()  # one push at a time: a reader's push waits for one in flight
-        self._flushing = threading.Lock()  # held while this process runs a flush it won: an exit waits for it
+        self._cycle = threading.Lock()  # held by the background thread's push and flushes: an exit waits for it
         self._owner: int | None = None  # pid whose background thread runs (a forked child starts its own)
         self._closed = threading.Event()
         self._last_sent: dict[str, float] = {}  # per sink: when an item last went at once
@@ -75,6 +118,7 @@ class WriteBehind:
         self._kept: dict[str, list[tuple[int, list]]] = {}  # sink -> (its epoch when pushed, items) not yet taken
         self._generation: str | None = None  # the Redis dataset the kept items were pushed to
         self._resend: dict[str, list[list]] = {}  # batches Redis lost, to go again with the next push
+        self._returned: dict[str, list] = {}  # queue -> items a flush could not give back, for the next push
 
     def register(self, name: str, sink: Sink) -> None:
         self._sinks[name] = sink
@@ -100,17 +144,16 @@ class WriteBehind:
                 taken, self._items = self._items, {}
                 self._unflushed.update(taken)
                 lock = list(self._unflushed) if flush else []
-            if not taken and not lock and not any(self._kept.values()) and not self._resend:
+            if not taken and not lock and not any(self._kept.values()) and not self._resend and not self._returned:
                 return
             won = self._send(taken, lock)
             with self._lock:  # a sink stays due until this process wins its lock: an idle tail gets flushed too
                 self._unflushed.difference_update(won)
         for name in won:
-            with self._flushing:  # a flush holds what it took from Redis until MySQL has it
-                try:
-                    self._sinks[name].flush()
-                except Exception:
-                    log.exception("%s flush failed", name)
+            try:
+                self._sinks[name].flush()
+            except Exception:
+                log.exception("%s flush failed", name)
 
     def _send(self, taken: dict[str, list], lock: list[str]) -> list[str]:
         try:
@@ -140,21 +183,46 @@ class WriteBehind:
         if self._owner != os.getpid():
             self._start()
 
-    def take(self, queue: str, epoch: str, also: Callable[[Any], object] | None = None) -> list:
-        """For a sink's flush: push this process's buffer, then take the sink's whole Redis queue and move its
-        epoch in one MULTI (how buffers learn that a flush has taken what they pushed). Returns the queue's
-        items, then the replies to the commands `also` added to the MULTI.
+    def take(self, queue: str, epoch: str, also: Callable[[Any], object] | None = None) -> Taken:
+        """For a sink's flush: push this process's buffer, then take the sink's Redis queue, with any taken
+        queue of it that a dead flush left, and move its epoch (how buffers learn that a flush has taken what
+        they pushed), in one script. `also` adds commands to a MULTI run right after (their replies in
+        `extras`). Call `done` or `give_back` once the items are written or refused.
         :raise redis.RedisError: Redis is unavailable."""
         self.push(flush=False)
+        key = f"{queue}:taken:{uuid.uuid4().hex}"
         with self.store.guard() as client:
-            pipe = client.pipeline(transaction=True)
-            pipe.lrange(queue, 0, -1)
-            pipe.delete(queue)
-            pipe.incr(epoch)
+            items = client.eval(_TAKE, 4, queue, epoch, self._inflight_key, key, self.adopt_after)
+            extras: list = []
             if also is not None:
+                pipe = client.pipeline(transaction=True)
                 also(pipe)
-            replies = pipe.execute()
-        return [replies[0], *replies[3:]]
+                extras = pipe.execute()
+        return Taken(queue, key, list(items), extras)
+
+    def done(self, taken: Taken) -> None:
+        """The flush wrote what it took. If Redis cannot be told, a later flush writes the items again, which
+        their ids make harmless."""
+        if taken.items:
+            self.store.safe(lambda r: self._release(r, taken, []), None)
+
+    def give_back(self, taken: Taken, items: list) -> None:
+        """MySQL refused `items` (what the flush had not written): back to the head of the queue, in order;
+        kept in this process for the next push when Redis cannot take them now."""
+        try:
+            with self.store.guard() as client:
+                self._release(client, taken, items)
+        except redis.RedisError:
+            with self._lock:
+                self._returned.setdefault(taken.queue, []).extend(items)
+
+    def _release(self, client, taken: Taken, items: list) -> None:
+        pipe = client.pipeline(transaction=True)
+        if items:
+            pipe.lpush(taken.queue, *reversed(items))
+        pipe.delete(taken.key)
+        pipe.zrem(self._inflight_key, taken.key)
+        pipe.execute()
 
     def _push(self, client, taken: dict[str, list]) -> None:
         """One MULTI: the items, plus the dataset's generation and each kept sink's epoch as of this push.
@@ -165,15 +233,26 @@ class WriteBehind:
         for name, lost in self._resend.items():
             batches[name] = lost + batches.get(name, [])
         epoch_sinks = [name for name, sink in self._sinks.items() if sink.epoch_key]
+        with self._lock:
+            returned = {queue: items for queue, items in self._returned.items() if items}
+            self._returned = {}
         pipe = client.pipeline(transaction=True)
-        pipe.set(GENERATION, uuid.uuid4().hex, nx=True)
-        pipe.get(GENERATION)
+        for queue, items in returned.items():
+            pipe.rpush(queue, *items)
+        pipe.set(self._generation_key, uuid.uuid4().hex, nx=True)
+        pipe.get(self._generation_key)
         for name in epoch_sinks:
             pipe.get(self._sinks[name].epoch_key)
         for name, staged in batches.items():
             for batch in staged:
                 self._sinks[name].stage(pipe, batch)
-        replies = pipe.execute()
+        try:
+            replies = pipe.execute()[len(returned) :]
+        except redis.RedisError:
+            with self._lock:
+                for queue, items in returned.items():
+                    self._returned[queue] = items + self._returned.get(queue, [])
+            raise
         self._resend = {}  # sent (if Redis lost its data again meanwhile, the generation tells below)
         generation, epochs = replies[1], dict(zip(epoch_sinks, replies[2 : 2 + len(epoch_sinks)], strict=True))
         if self._generation is not None and generation != self._generation:
@@ -202,16 +281,22 @@ class WriteBehind:
         atexit.register(self.close)
 
     def close(self, wait: float = 10.0) -> None:
-        """Stop the background thread, let a flush in progress finish (what it took from Redis is in no
-        queue until MySQL has it) and send what is left (no new flush: the process is going away)."""
+        """Stop the background thread, let its cycle in progress finish (a flush it runs writes what it took)
+        and send what is left (no new flush: the process is going away)."""
         self._closed.set()
-        if self._flushing.acquire(timeout=wait):
-            self._flushing.release()
-        self.push(flush=False)
+        if self._cycle.acquire(timeout=wait):
+            self._cycle.release()
+        with self._lock:
+            left = any(self._items.values()) or self._resend or self._returned
+        if left:
+            self.push(flush=False)
 
     def _run(self) -> None:
         while not self._closed.wait(self.interval):
-            try:
-                self.push()
-            except Exception:
-                log.exception("write-behind push failed")
+            with self._cycle:
+                if self._closed.is_set():
+                    return
+                try:
+                    self.push()
+                except Exception:
+                    log.exception("write-behind push failed")

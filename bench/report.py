@@ -22,8 +22,8 @@ def markdown(r: dict) -> str:
         f" {rounds} interleaved round(s), median round shown; HTTP client: {r.get('client', 'python')};"
         f" {r['machine']}:",
         "",
-        "| what | req/s (median) | req/s (each round) | p50 ms | p95 ms | p99 ms | failures |",
-        "|---|---|---|---|---|---|---|",
+        "| what | req/s (median) | req/s (each round) | p50 ms | p95 ms | p99 ms | CPU ms/request | failures |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, name, _ in ROWS:
         if key not in r:
@@ -32,7 +32,7 @@ def markdown(r: dict) -> str:
         each = ", ".join(str(v) for v in s.get("rounds_rps", [s["throughput_rps"]]))
         lines.append(
             f"| {name} | {s['throughput_rps']} | {each} | {s['p50_ms']} | {s['p95_ms']} | {s['p99_ms']} |"
-            f" {sum(s['failures'].values())} |"
+            f" {s.get('cpu_ms_per_request') or '—'} | {sum(s['failures'].values())} |"
         )
     ratios = r["ratios"]
     lines.append("")
@@ -40,6 +40,11 @@ def markdown(r: dict) -> str:
     lines.append(
         f"p50 ms at one client by table size: {r['by_table_size']}"
         + (f" (the statement alone through PyMySQL: {r['raw_by_table_size']})" if "raw_by_table_size" in r else "")
+        + (
+            f"; the same queries first, BM25 statistics cold (p50, max): {r['cold_by_table_size']}"
+            if "cold_by_table_size" in r
+            else ""
+        )
         + f"; by databases searched: {r['by_database_count']}"
     )
     return "\n".join(lines)

@@ -35,6 +35,7 @@ import datagen  # noqa: E402
 from drivers import (  # noqa: E402
     altus4_statement,
     delay_for_rate,
+    first_pass_latency,
     http_load,
     one_client_latency,
     raw_mysql,
@@ -113,6 +114,30 @@ def start_server(env: dict, port: int, log: Path) -> subprocess.Popen:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"gunicorn did not start; see {log}") from None
             time.sleep(0.3)
+
+
+def workers_cpu_seconds(proc: subprocess.Popen) -> float:
+    """User + system CPU time the gunicorn master's worker processes have used so far (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for task in Path(f"/proc/{proc.pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                fields = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()
+            except FileNotFoundError:  # exited meanwhile
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def with_cpu(proc: subprocess.Popen, measure) -> Summary:
+    """`measure()`'s summary with the server's CPU per request: unlike throughput, it does not drift with
+    how fast this machine happens to be during the run."""
+    before = workers_cpu_seconds(proc)
+    summary = measure()
+    used = workers_cpu_seconds(proc) - before
+    summary.cpu_ms_per_request = round(used * 1000 / summary.requests, 3) if summary.requests else None
+    return summary
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -250,22 +275,27 @@ def main() -> None:
         def connect() -> pymysql.Connection:
             return mysql(settings, main_db)
 
+        def search_load(server: str, **options) -> Summary:
+            proc = uncached if server == "uncached" else cached
+            return with_cpu(
+                proc,
+                lambda: http_load(
+                    bases[server], args.users, args.duration, client, keys[server], queries_file, **options
+                ),
+            )
+
         measurements = {
             "raw_mysql": lambda: raw_mysql(connect, queries, args.users, args.duration, 20, simple_statement),
             "raw_mysql_altus4_sql": lambda: raw_mysql(
                 connect, queries, args.users, args.duration, 20, altus4_statement
             ),
-            "altus4_uncached": lambda: http_load(
-                bases["uncached"], args.users, args.duration, client, keys["uncached"], queries_file
-            ),
+            "altus4_uncached": lambda: search_load("uncached"),
             # the same requests in MySQL's own order: what BM25 (the default, above) costs
-            "altus4_uncached_mysql_order": lambda: http_load(
-                bases["uncached"], args.users, args.duration, client, keys["uncached"], queries_file, ranking="mysql"
+            "altus4_uncached_mysql_order": lambda: search_load("uncached", ranking="mysql"),
+            "altus4_cached": lambda: search_load("cached"),
+            "health": lambda: with_cpu(
+                uncached, lambda: http_load(bases["uncached"], args.users, args.duration, client)
             ),
-            "altus4_cached": lambda: http_load(
-                bases["cached"], args.users, args.duration, client, keys["cached"], queries_file
-            ),
-            "health": lambda: http_load(bases["uncached"], args.users, args.duration, client),
         }
         if client == "wrk" and args.target_rate:
 
@@ -289,10 +319,10 @@ def main() -> None:
 
         curve_key, ids = account(bases["uncached"], settings, [f"{DB_PREFIX}_products_{s}" for s in sizes] + fan_dbs)
         one = HttpClient(bases["uncached"], {"Authorization": f"Bearer {curve_key}"})
-        by_size = {
-            str(size): one_client_latency(one, queries, {"databases": [ids[i]], "limit": 20}, 60)
-            for i, size in enumerate(sizes)
-        }
+        cold_by_size, by_size = {}, {}
+        for i, size in enumerate(sizes):  # first with BM25 statistics cold, then the same queries warm
+            cold_by_size[str(size)] = first_pass_latency(one, queries, {"databases": [ids[i]], "limit": 20}, 60)
+            by_size[str(size)] = one_client_latency(one, queries, {"databases": [ids[i]], "limit": 20}, 60)
         shard_ids = ids[len(sizes) :]
         by_count = {
             str(n): one_client_latency(one, queries, {"databases": shard_ids[:n], "limit": 20}, 60) for n in fanout
@@ -329,6 +359,7 @@ def main() -> None:
             **({"fanout_4_vs_1": round(by_count["4"] / by_count["1"], 3)} if {"1", "4"} <= by_count.keys() else {}),
         },
         "by_table_size": by_size,
+        "cold_by_table_size": cold_by_size,
         "raw_by_table_size": raw_by_size,
         "by_database_count": by_count,
     }

@@ -4,14 +4,16 @@ Monkey-patching: gunicorn's gevent worker patches the standard library in each
 worker before the app is imported (preload_app stays False), so PyMySQL and
 redis-py sockets, DBUtils' locks and our pool semaphores are all cooperative.
 
-Metrics: every worker writes Prometheus samples into PROMETHEUS_MULTIPROC_DIR
-(one directory per gunicorn instance, emptied at start); /metrics on any worker
-merges them; a dead worker's live gauges are dropped when it exits.
+Metrics: every worker writes Prometheus samples into PROMETHEUS_MULTIPROC_DIR;
+/metrics on any worker merges them; a dead worker's live gauges are dropped
+when it exits. Unless it is set, each gunicorn master gets a directory named
+after its pid (made at start, removed at exit), so several instances on one
+host, however they are bound (`-b` included), never share or wipe one.
 """
 
+import glob
 import multiprocessing
 import os
-import re
 import shutil
 import tempfile
 
@@ -27,11 +29,7 @@ _cpus = multiprocessing.cpu_count()
 
 # the same parsers as the app's settings: a bad value stops gunicorn with the variable named
 bind = read_str(_env, "BIND", f"{read_str(_env, 'HOST', '127.0.0.1')}:{read_int(_env, 'PORT', 3000, 1, 65535)}")
-# before anything imports prometheus_client: it picks its storage when first imported
-os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR",
-    os.path.join(tempfile.gettempdir(), "altus4-metrics-" + re.sub(r"[^0-9A-Za-z]+", "_", bind)),
-)
+_METRICS_PREFIX = os.path.join(tempfile.gettempdir(), "altus4-metrics-")
 worker_class = "gevent"
 # gevent workers are each asynchronous: one or two per core keeps the cores busy without oversubscribing them
 workers = read_int(_env, "WEB_CONCURRENCY", max(2, _cpus), 1, 1024)
@@ -58,10 +56,32 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus rid=%({x-request-id}o)s u
 
 
 def on_starting(server):
-    """A fresh metrics directory per start: files of an earlier run would be summed into the totals."""
+    """A fresh metrics directory per start (files of an earlier run would be summed into the totals), set
+    before any worker imports prometheus_client, which picks its storage when first imported."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        for stale in glob.glob(_METRICS_PREFIX + "*"):  # left by masters that did not exit cleanly
+            pid = stale[len(_METRICS_PREFIX) :]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = f"{_METRICS_PREFIX}{os.getpid()}"
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
+
+
+def on_exit(server):
+    if os.environ["PROMETHEUS_MULTIPROC_DIR"] == f"{_METRICS_PREFIX}{os.getpid()}":
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def child_exit(server, worker):

@@ -119,15 +119,18 @@ class Gunicorn:
             self.proc.wait(timeout=10)
 
 
-def start_gunicorn(env: dict[str, str], log_dir: Path, workers: int = 1, port: int | None = None) -> Gunicorn:
+def start_gunicorn(
+    env: dict[str, str], log_dir: Path, workers: int = 1, port: int | None = None, args: tuple[str, ...] = ()
+) -> Gunicorn:
+    """`args` go on gunicorn's command line (`-b` there overrides the BIND set here from `port`)."""
     port = port or free_port()
     log = log_dir / f"gunicorn-{port}.log"
-    full_env = {**os.environ, **env, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers)}
+    full_env = {**os.environ, "BIND": f"127.0.0.1:{port}", **env, "WEB_CONCURRENCY": str(workers)}
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each instance gets its own (config/gunicorn.conf.py)
     gunicorn = Path(sys.executable).parent / "gunicorn"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [str(gunicorn), "-c", "config/gunicorn.conf.py", "app:app"],
+            [str(gunicorn), "-c", "config/gunicorn.conf.py", *args, "app:app"],
             cwd=ROOT,
             env=full_env,
             stdout=out,

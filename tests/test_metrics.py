@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 from conftest import away_from_window_edge, env_for_tests
-from servers import account, call, start_gunicorn
+from servers import account, call, free_port, start_gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -66,3 +66,29 @@ def test_metrics_are_merged_across_workers(migrated, targets, tmp_path):
         assert "altus4_db_pool_exhausted" in text and "altus4_redis_errors_total" in text
     finally:
         server.stop()
+
+
+def test_instances_on_one_host_keep_their_own_metrics_however_they_are_bound(migrated, targets, tmp_path):
+    """Two instances with the same BIND in their environment, one moved by `-b`: the second's start must not
+    wipe the first's samples (they once shared a directory named after BIND)."""
+    first = start_gunicorn(env_for_tests(), tmp_path, workers=2)
+    try:
+        token, key = account(first.url, migrated, targets["a"])
+        for _ in range(3):
+            assert call(first.url + "/api/v1/search", "POST", {"query": "gevent workers"}, key)[0] == 200
+        port = free_port()
+        second = start_gunicorn(
+            env_for_tests(BIND=f"127.0.0.1:{first.port}"), tmp_path, port=port, args=("-b", f"127.0.0.1:{port}")
+        )
+        try:
+            assert call(second.url + "/api/v1/search", "POST", {"query": "slow queries"}, key)[0] == 200  # uncached
+            for server, searches in ((first, 3), (second, 1)):
+                text = call(server.url + "/metrics")[1]
+                assert _sum(text, "altus4_search_duration_seconds_count") == searches
+                assert "altus4_database_connections_active" in text
+        finally:
+            second.stop()
+        text = call(first.url + "/metrics")[1]
+        assert _sum(text, "altus4_search_duration_seconds_count") == 3  # the second's exit removed only its own
+    finally:
+        first.stop()

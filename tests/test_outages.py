@@ -265,7 +265,7 @@ def _search_with(server, key: str) -> tuple:
 
 # ---- Redis killed and restarted empty under load ---------------------------------------------------------
 @pytest.mark.slow
-def test_redis_killed_and_restarted_empty_loses_no_search_and_no_count(settings, targets, tmp_path):
+def test_redis_killed_and_restarted_empty_loses_no_search_and_no_count(migrated, settings, targets, tmp_path):
     port = free_port()
     redis_server = start_redis(tmp_path / "redis", port)
     server = start_gunicorn(env_for_tests(REDIS_PORT=str(port), REDIS_DB="0"), tmp_path, workers=2)
@@ -306,7 +306,7 @@ def test_redis_killed_and_restarted_empty_loses_no_search_and_no_count(settings,
 # ---- a worker stopped or killed under load ---------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
-def test_a_worker_stopped_or_killed_under_load(settings, targets, tmp_path, signal_name):
+def test_a_worker_stopped_or_killed_under_load(migrated, settings, targets, tmp_path, signal_name):
     """SIGTERM: the worker finishes what it serves and sends what it buffered: nothing fails, nothing is lost.
     SIGKILL: what it was serving fails and what it buffered is lost, at most WRITE_BEHIND_INTERVAL_MS of it
     (100 ms here: a handful of searches); the master replaces it."""

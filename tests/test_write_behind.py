@@ -74,3 +74,31 @@ def test_a_search_on_one_worker_shows_in_another_workers_history(migrated, targe
     finally:
         first.extensions["altus4"].close()
         second.extensions["altus4"].close()
+
+
+def test_a_flush_that_died_is_taken_over_and_refused_items_go_back_in_order(settings):
+    """What a flush took stays in Redis until it is done: a flush whose process died (took, never finished)
+    is taken over by the next flush `adopt_after` seconds later; items MySQL refused go back to the head."""
+    queue, epoch = f"wb-test:{{pending}}:{uuid.uuid4().hex}", f"wb-test:{{pending}}:epoch:{uuid.uuid4().hex}"
+    plain = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB, decode_responses=True)
+    dead, alive = (WriteBehind(RedisStore(settings), interval=60, adopt_after=0.5) for _ in range(2))
+    try:
+        plain.rpush(queue, "a", "b")
+        lost = dead.take(queue, epoch)  # and the process dies before done()
+        assert lost.items == ["a", "b"] and plain.lrange(lost.key, 0, -1) == ["a", "b"]
+        plain.rpush(queue, "c")
+        assert alive.take(queue, epoch).items == ["c"]  # not given up for dead yet ("c" is now in flight too)
+        time.sleep(0.6)
+        plain.rpush(queue, "d")
+        adopted = alive.take(queue, epoch)
+        assert sorted(adopted.items) == ["a", "b", "c", "d"]  # every taken queue older than adopt_after, and "d"
+        assert not plain.exists(lost.key) and plain.zscore("write-behind:{pending}:inflight", lost.key) is None
+        alive.give_back(adopted, ["c", "d"])  # written up to "b", then MySQL refused the rest
+        plain.rpush(queue, "e")
+        assert plain.lrange(queue, 0, -1) == ["c", "d", "e"] and not plain.exists(adopted.key)
+        again = alive.take(queue, epoch)
+        alive.done(again)
+        assert plain.zscore("write-behind:{pending}:inflight", again.key) is None and not plain.exists(again.key)
+        assert int(plain.get(epoch)) == 4  # every take moved the epoch
+    finally:
+        plain.delete(queue, epoch)

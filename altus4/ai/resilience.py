@@ -116,10 +116,10 @@ class SharedLimiter:
         :raise AIUnavailable('rate_limited'): the budgets could not grant a call within the wait.
         """
         deadline = time.monotonic() + (self.max_wait if max_wait is None else max_wait)
-        buckets = [("ai:{bucket}:global", self.per_minute, self.per_minute / 60)]
+        buckets = [(self.store.key("ai:{bucket}:global"), self.per_minute, self.per_minute / 60)]
         if user_id is not None:
             hourly = self.hourly_by_tier.get(tier, self.hourly_by_tier["free"])
-            buckets.append((f"ai:{{user:{user_id}}}:hourly", hourly, hourly / 3600))
+            buckets.append((self.store.key(f"ai:{{user:{user_id}}}:hourly"), hourly, hourly / 3600))
         for key, capacity, rate in buckets:
             while True:
                 try:

@@ -144,7 +144,7 @@ class AIService:
             raise AIUnavailable("not_configured", "OPENAI_API_KEY is not set")
         model = self.settings.openai_embedding_model
         hashes = [content_hash(t) for t in texts]
-        keys = [f"emb:{model}:{h}" for h in hashes]
+        keys = [self.store.key(f"emb:{model}:{h}") for h in hashes]
         none: list[Any] = [None] * len(keys)
         cached = self.store.safe(lambda r: r.mget(keys), none, read=True)
         vectors: list[list[float] | None] = [_unpack(c) if c else None for c in cached]

@@ -37,11 +37,11 @@ class VectorIndex:
         self._lock = threading.Lock()
 
     def bump(self, connection_id: str, table: str, model: str) -> None:
-        self.store.safe(lambda r: r.incr(version_key(connection_id, table, model)), None)
+        self.store.safe(lambda r: r.incr(self.store.key(version_key(connection_id, table, model))), None)
 
     def _load(self, connection_id: str, table: str, model: str) -> tuple[list[str], np.ndarray]:
         key = (connection_id, table, model)
-        version = self.store.safe(lambda r: r.get(version_key(*key)), None)
+        version = self.store.safe(lambda r: r.get(self.store.key(version_key(*key))), None)
         hit = self._tables.get(key)
         if hit and hit[0] > time.monotonic() and hit[1] == version:
             return hit[2], hit[3]

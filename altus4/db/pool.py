@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -188,6 +189,7 @@ class Replica:
         self.lag: float | None = None
         self.reason: str | None = None
         self._next_check = 0.0
+        self.checked = False  # until the first check, a read checks first (later checks run in the background)
         self._checking = threading.Lock()
 
     def mark_down(self, reason: str, detached: bool = False) -> None:
@@ -203,6 +205,7 @@ class Replica:
             self._check()
         finally:
             self._next_check = time.monotonic() + self.interval
+            self.checked = True
             self._checking.release()
 
     def _check(self) -> None:
@@ -275,6 +278,8 @@ class Database:
         ]
         self._turn = itertools.count()
         self.flavor: str | None = None  # "mariadb" or "mysql", learnt from the first write
+        self._watcher: int | None = None  # pid whose replica-check thread runs (a forked worker starts its own)
+        self._closed = threading.Event()
 
     # ---- writes ------------------------------------------------------------------------
     @contextmanager
@@ -327,7 +332,7 @@ class Database:
         known, else when the scope ends (register and login learn theirs after writing)."""
         position, subject = scope.position, scope.subject
         if position and subject and self.store is not None:
-            self.store.safe(lambda r: r.set(f"ryw:{subject}", position, ex=RYW_TTL), None)
+            self.store.safe(lambda r: r.set(self.store.key(f"ryw:{subject}"), position, ex=RYW_TTL), None)
             scope.position = None
 
     def execute(self, sql: str, params: Any = None) -> int:
@@ -340,10 +345,12 @@ class Database:
         scope = context.current()
         if not self.replicas or (scope is not None and scope.wrote):
             return None
+        self._watch_replicas()
         start = next(self._turn)
         for i in range(len(self.replicas)):
             replica = self.replicas[(start + i) % len(self.replicas)]
-            replica.check_if_due()
+            if not replica.checked:
+                replica.check_if_due()
             if replica.healthy:
                 return replica
         return None
@@ -355,7 +362,7 @@ class Database:
             return None
         subject = scope.subject
         if scope.awaited is None or scope.awaited[0] != subject:
-            scope.awaited = (subject, self.store.safe(lambda r: r.get(f"ryw:{subject}"), None))
+            scope.awaited = (subject, self.store.safe(lambda r: r.get(self.store.key(f"ryw:{subject}")), None))
         return scope.awaited[1]
 
     def _caught_up(self, conn) -> bool:
@@ -415,8 +422,10 @@ class Database:
         :raise DatabaseUnavailable: `unavailable` (why the primary could not) when no replica can."""
         if unavailable.code == "POOL_EXHAUSTED":
             raise unavailable
+        self._watch_replicas()
         for replica in self.replicas:
-            replica.check_if_due()
+            if not replica.checked:
+                replica.check_if_due()
             if (replica.healthy or replica.detached) and (conn := self._on_replica(stack, replica)) is not None:
                 return conn, replica
         raise unavailable
@@ -477,6 +486,25 @@ class Database:
         rows, _ = self._query(sql, params, lambda c: list(c.fetchall()))
         return rows
 
+    def _watch_replicas(self) -> None:
+        """Check every replica each DB_REPLICA_CHECK_INTERVAL in a background thread (a greenlet under gevent),
+        started by the first read of each process: a request never waits for a check, and a worker that serves
+        no reads still knows at once when a replica is back or gone."""
+        if self._watcher == os.getpid() or self._closed.is_set() or not self.replicas:
+            return
+        self._watcher = os.getpid()
+
+        def run() -> None:
+            while not self._closed.wait(min(r.interval for r in self.replicas) / 2):
+                for replica in self.replicas:
+                    try:
+                        replica.check_if_due()
+                    except Exception:
+                        log.exception("checking replica %s failed", replica.pool.name)
+
+        threading.Thread(target=run, name="altus4-replica-checks", daemon=True).start()
+
     def close(self) -> None:
+        self._closed.set()
         for pool in (self.primary, *(r.pool for r in self.replicas)):
             pool.close()

@@ -121,9 +121,8 @@ class SchemaCache:
         self._local: dict[str, tuple[float, DatabaseSchema]] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def key(connection_id: str, version: int) -> str:
-        return f"schema:{connection_id}:{version}"
+    def key(self, connection_id: str, version: int) -> str:
+        return self.store.key(f"schema:{connection_id}:{version}")
 
     def peek(self, connection_id: str, version: int) -> DatabaseSchema | None:
         """The schema if this process holds it (no I/O)."""

@@ -103,9 +103,8 @@ class StatsStore:
         self.df_cap = df_cap
         self._local: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    @staticmethod
-    def key(connection_id: str, version: int, table: str, columns: tuple[str, ...]) -> str:
-        return f"bm25:{connection_id}:{version}:{table}:{','.join(columns)}"
+    def key(self, connection_id: str, version: int, table: str, columns: tuple[str, ...]) -> str:
+        return self.store.key(f"bm25:{connection_id}:{version}:{table}:{','.join(columns)}")
 
     def lookup(
         self, cur, key: str, table: str, columns: tuple[str, ...], query: tuple[str, ...]

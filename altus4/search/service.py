@@ -231,8 +231,7 @@ class SearchService:
         return found, failed
 
     # ---- internals ------------------------------------------------------------------
-    @staticmethod
-    def _cache_key(user_id: str, compiled: CompiledQuery, params: SearchParams) -> str:
+    def _cache_key(self, user_id: str, compiled: CompiledQuery, params: SearchParams) -> str:
         """One key per user and request; the connection versions are checked against the entry itself, so the
         key is known before the connection list is read and both come back in one Redis round trip."""
         material = json.dumps(
@@ -247,7 +246,7 @@ class SearchService:
                 params.ranking,
             ]
         )
-        return f"search:{user_id}:{hashlib.sha256(material.encode()).hexdigest()}"
+        return self.store.key(f"search:{user_id}:{hashlib.sha256(material.encode()).hexdigest()}")
 
     @staticmethod
     def _failure(row: dict[str, Any], status: str, error: BaseException | None) -> dict[str, Any]:

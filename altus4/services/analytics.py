@@ -60,16 +60,19 @@ class AnalyticsService:
     def __init__(self, db: Database, store: RedisStore, write_behind: WriteBehind):
         self.db = db
         self.store = store
+        self._pending = store.key(_PENDING)
+        self._epoch = store.key(_EPOCH)
+        self._flush_lock = store.key(_FLUSH_LOCK)
         self.write_behind = write_behind
         write_behind.register(
             "analytics",
             Sink(
-                stage=lambda pipe, entries: pipe.rpush(_PENDING, *(json.dumps(e) for e in entries)),
+                stage=lambda pipe, entries: pipe.rpush(self._pending, *(json.dumps(e) for e in entries)),
                 write_direct=lambda entries: self._insert([_row(e) for e in entries]),
                 flush=self.flush,
-                lock_key=_FLUSH_LOCK,
+                lock_key=self._flush_lock,
                 lock_seconds=FLUSH_INTERVAL,
-                epoch_key=_EPOCH,
+                epoch_key=self._epoch,
             ),
         )
 
@@ -107,25 +110,23 @@ class AnalyticsService:
         """Move the queued entries to MySQL (the whole queue, taken in one MULTI that also moves the epoch the
         write-behind buffers watch), in batches; returns how many were written."""
         try:
-            entries = self.write_behind.take(_PENDING, _EPOCH)[0]
+            taken = self.write_behind.take(self._pending, self._epoch)
         except redis.RedisError as exc:
             log.warning("analytics flush skipped: %s", exc)
             return 0
+        entries = taken.items
         for start in range(0, len(entries), BATCH):
             batch = entries[start : start + BATCH]
             try:
                 self._insert([_row(json.loads(e)) for e in batch])
             except Exception as exc:
-                self._requeue(entries[start:])  # kept in Redis for the next flush; readers read what is in MySQL
+                self.write_behind.give_back(taken, entries[start:])  # readers read what is in MySQL
                 if not isinstance(exc, DatabaseUnavailable):
                     raise
                 log.warning("analytics flush postponed: %s", exc.message)
                 return start
+        self.write_behind.done(taken)
         return len(entries)
-
-    def _requeue(self, entries: list[str]) -> None:
-        """Put entries MySQL refused back at the head of the queue, in their order."""
-        self.store.safe(lambda r: r.lpush(_PENDING, *reversed(entries)), None)
 
     def _insert(self, rows: list[tuple]) -> None:
         self.db.write_retrying(lambda cur: cur.executemany(_INSERT, rows))

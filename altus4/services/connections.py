@@ -121,7 +121,7 @@ class ConnectionService:
         """What a search needs of the user's active connections, and the value of Redis key `also` read in the
         same round trip (the search cache). The list is cached in Redis (the search hot path reads it on every
         request) and dropped whenever one of the user's connections is created, changed or deleted."""
-        key = f"conns:{user_id}"
+        key = self.store.key(f"conns:{user_id}")
 
         def read(r) -> list:
             pipe = r.pipeline(transaction=False)
@@ -139,7 +139,7 @@ class ConnectionService:
         return rows, value
 
     def _forget_user(self, user_id: str) -> None:
-        self.store.safe(lambda r: r.delete(f"conns:{user_id}"), 0)
+        self.store.safe(lambda r: r.delete(self.store.key(f"conns:{user_id}")), 0)
 
     def active_for(self, user_id: str, ids: list[str] | None) -> list[dict[str, Any]]:
         """The user's active connections, all of them or the named ones (unknown ids → 404)."""

@@ -80,14 +80,14 @@ class KeyAdmission:
 
             def read(r) -> list:
                 pipe = r.pipeline(transaction=False)
-                pipe.get(f"apikey:{digest}")
+                pipe.get(self._entry(digest))
                 self.limiter.stage(pipe, keys)
                 return pipe.execute()
 
             replies = self.store.safe(read, None)
             cached, counts = (replies[0], replies[1::2]) if replies else (None, None)
         else:
-            cached = self.store.safe(lambda r: r.get(f"apikey:{digest}"), None)
+            cached = self.store.safe(lambda r: r.get(self._entry(digest)), None)
         principal = self._principal(digest, cached)
         if len(self._seen) > 10_000:
             self._seen.clear()
@@ -139,17 +139,21 @@ class KeyAdmission:
         )
         entry = json.dumps(asdict(principal))
         # nx: a tombstone written while this look-up ran (a revocation) is never overwritten
-        self.store.safe(lambda r: r.set(f"apikey:{digest}", entry, ex=KEY_CACHE_TTL, nx=True), None)
+        self.store.safe(lambda r: r.set(self._entry(digest), entry, ex=KEY_CACHE_TTL, nx=True), None)
         return principal
+
+    def _entry(self, digest: str) -> str:
+        """The Redis key of a key's cached entry (or tombstone)."""
+        return self.store.key(f"apikey:{digest}")
 
     def bury(self, digest: str) -> bool:
         """Refuse a revoked key everywhere from the next request on, whatever MySQL says or whether it
         answers: its cache entry becomes a tombstone. False when Redis is unavailable."""
         self._local.pop(digest, None)
         tombstone = json.dumps({"revoked": True})
-        return self.store.safe(lambda r: bool(r.set(f"apikey:{digest}", tombstone, ex=TOMBSTONE_TTL)), False)
+        return self.store.safe(lambda r: bool(r.set(self._entry(digest), tombstone, ex=TOMBSTONE_TTL)), False)
 
     def forget(self, digest: str) -> None:
         """Stop accepting a key's cached entry everywhere (revoke, update, regenerate, account deletion)."""
         self._local.pop(digest, None)
-        self.store.safe(lambda r: r.delete(f"apikey:{digest}"), 0)
+        self.store.safe(lambda r: r.delete(self._entry(digest)), 0)

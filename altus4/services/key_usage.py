@@ -28,7 +28,8 @@ log = logging.getLogger("altus4.keys")
 
 _BATCHES = "usage:{pending}:batches"  # JSON batches, one per worker push; the hash tag keeps one slot
 _EPOCH = "usage:{pending}:epoch"  # moved by each flush as it takes the queue (`altus4.write_behind`)
-_LEGACY = ("usage:{pending}", "usage:{pending}:last")  # hashes of earlier versions, drained by the flush
+# hashes of versions before 1.0 (which had no REDIS_PREFIX), drained by the flush of an unprefixed deployment
+_LEGACY = ("usage:{pending}", "usage:{pending}:last")
 _FLUSH_LOCK = "usage:flush-lock"
 FLUSH_INTERVAL = 10
 BATCH_MEMORY_DAYS = 1  # applied batch ids are remembered this long (write_batches)
@@ -83,16 +84,19 @@ class UsageLedger:
     def __init__(self, db: Database, store: RedisStore, write_behind: WriteBehind):
         self.db = db
         self.store = store
+        self._batches = store.key(_BATCHES)
+        self._epoch = store.key(_EPOCH)
+        self._flush_lock = store.key(_FLUSH_LOCK)
         self.write_behind = write_behind
         write_behind.register(
             "usage",
             Sink(
-                stage=lambda pipe, uses: pipe.rpush(_BATCHES, _batch(uses)),
+                stage=lambda pipe, uses: pipe.rpush(self._batches, _batch(uses)),
                 write_direct=lambda uses: self._write([(None, _tally(uses))]),
                 flush=self.flush,
-                lock_key=_FLUSH_LOCK,
+                lock_key=self._flush_lock,
                 lock_seconds=FLUSH_INTERVAL,
-                epoch_key=_EPOCH,
+                epoch_key=self._epoch,
             ),
         )
 
@@ -110,24 +114,26 @@ class UsageLedger:
             pipe.delete(*_LEGACY)
 
         try:
-            raw, legacy_counts, legacy_last, _ = self.write_behind.take(_BATCHES, _EPOCH, legacy)
+            taken = self.write_behind.take(self._batches, self._epoch, None if self.store.prefix else legacy)
         except redis.RedisError as exc:
             log.warning("usage flush skipped: %s", exc)
             return 0
+        raw = list(taken.items)
+        legacy_counts, legacy_last, _ = taken.extras or ({}, {}, 0)
         if legacy_counts or legacy_last:
             raw.append(_legacy_batch(legacy_counts, legacy_last))
         if not raw:
             return 0
-        batches = [_parse(r) for r in raw]
         try:
-            self._write(batches)
+            self._write([_parse(r) for r in raw])
         except Exception as exc:
-            self.store.safe(lambda r: r.rpush(_BATCHES, *raw), None)
-            if isinstance(exc, DatabaseUnavailable):  # kept in Redis for the next flush
+            self.write_behind.give_back(taken, raw)
+            if isinstance(exc, DatabaseUnavailable):  # back in Redis for the next flush
                 log.warning("usage flush postponed: %s", exc.message)
                 return 0
             log.exception("usage flush failed; %d batches put back", len(raw))
             raise
+        self.write_behind.done(taken)
         return len(raw)
 
     def _write(self, batches: list[tuple[str | None, Tally]]) -> None:

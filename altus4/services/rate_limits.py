@@ -47,14 +47,14 @@ class RateLimiter:
         self._local: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def keys(bucket: str, limits: tuple[Limit, ...]) -> list[tuple[str, Limit, int]]:
+    def keys(self, bucket: str, limits: tuple[Limit, ...]) -> list[tuple[str, Limit, int]]:
         """The bucket's counters for this moment (key, limit, reset time), for `stage` and `judge`."""
         now = time.time()
         out = []
         for limit in limits:
             window_start = int(now // limit.window) * limit.window
-            out.append((f"rl:{{{bucket}}}:{limit.window}:{window_start}", limit, window_start + limit.window))
+            key = self.store.key(f"rl:{{{bucket}}}:{limit.window}:{window_start}")
+            out.append((key, limit, window_start + limit.window))
         return out
 
     @staticmethod

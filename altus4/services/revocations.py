@@ -27,15 +27,17 @@ class Revocations:
     def __init__(self, db: Database, store: RedisStore, admission: KeyAdmission, write_behind: WriteBehind):
         self.db = db
         self.store = store
+        self._pending = store.key(_PENDING)
+        self._flush_lock = store.key(_FLUSH_LOCK)
         self.admission = admission
         self.write_behind = write_behind
         write_behind.register(
             "revocations",
             Sink(
-                stage=lambda pipe, items: pipe.hset(_PENDING, mapping=dict(items)),
+                stage=lambda pipe, items: pipe.hset(self._pending, mapping=dict(items)),
                 write_direct=self._write,
                 flush=self.flush,
-                lock_key=_FLUSH_LOCK,
+                lock_key=self._flush_lock,
                 lock_seconds=2,
             ),
         )
@@ -46,14 +48,14 @@ class Revocations:
         try:
             self._write([(key_id, user_id)])
         except DatabaseUnavailable:
-            if not (buried and self.store.safe(lambda r: r.hset(_PENDING, key_id, user_id) >= 0, False)):
+            if not (buried and self.store.safe(lambda r: r.hset(self._pending, key_id, user_id) >= 0, False)):
                 raise
             log.warning("key %s revoked in Redis; MySQL will be updated when it answers", key_id)
             self.write_behind.retry_later("revocations")
 
     def flush(self) -> int:
         """Apply queued revocations to MySQL; returns how many."""
-        pending: dict = self.store.safe(lambda r: r.hgetall(_PENDING), {})  # decoded: key id -> user id
+        pending: dict = self.store.safe(lambda r: r.hgetall(self._pending), {})  # decoded: key id -> user id
         if not pending:
             return 0
         try:
@@ -61,7 +63,7 @@ class Revocations:
         except DatabaseUnavailable:
             self.write_behind.retry_later("revocations")
             return 0
-        self.store.safe(lambda r: r.hdel(_PENDING, *pending), 0)
+        self.store.safe(lambda r: r.hdel(self._pending, *pending), 0)
         log.info("%d queued key revocations written to MySQL", len(pending))
         return len(pending)
 
