@@ -66,7 +66,7 @@ class Sink:
 GENERATION = "write-behind:{pending}:generation"  # in the queues' slot, so one MULTI reads it with the pushes
 INFLIGHT = "write-behind:{pending}:inflight"  # taken queues (key -> when taken) until their flush is done
 KEEP_MAX = 100_000  # items kept per sink for re-sending; past it the oldest go
-ADOPT_AFTER = 30.0  # seconds after which a taken queue whose flush never finished is taken over
+ADOPT_AFTER = 10.0  # seconds after which a taken queue whose flush never finished is taken over (again: harmless)
 
 # KEYS: the queue, its epoch, INFLIGHT, the new taken key; ARGV: adopt_after. The queue (renamed, O(1)) and any
 # taken queue of it older than adopt_after become the new taken key; the epoch moves; returns its items.
@@ -156,9 +156,11 @@ class WriteBehind:
                 log.exception("%s flush failed", name)
 
     def _send(self, taken: dict[str, list], lock: list[str]) -> list[str]:
+        pushed = False
         try:
             with self.store.guard() as client:
                 self._push(client, taken)
+                pushed = True  # kept from here on: pushed again if Redis loses them, never written directly
                 if not lock:
                     return []
                 pipe = client.pipeline(transaction=False)
@@ -168,7 +170,7 @@ class WriteBehind:
                 replies = pipe.execute()
             return [name for name, reply in zip(lock, replies, strict=True) if reply]
         except redis.RedisError:
-            for name, items in taken.items():
+            for name, items in ({} if pushed else taken).items():
                 try:
                     self._sinks[name].write_direct(items)
                 except Exception:

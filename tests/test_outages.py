@@ -21,9 +21,6 @@ from altus4.db.migrate import Migrator
 from altus4.factory import create_app
 
 RETRY = 2.0  # TARGET_RETRY_SECONDS in these tests
-# An open bug: in about one run in ten (primary outage, worker SIGTERM, Redis restart), one batch of 1-5 API-key
-# usage counts goes missing; analytics entries never did. Until it is found, usage may fall short by this much.
-USAGE_SLACK = 10
 
 
 @pytest.fixture
@@ -239,7 +236,7 @@ def test_the_metadata_primary_down_for_30_s_costs_no_read_and_loses_nothing(outa
 
     def complete() -> bool:
         (history, usage), shown = recorded()
-        return history == searches and 0 <= searches - usage <= USAGE_SLACK and shown == (history, usage)
+        return history == usage == searches and shown == (history, usage)
 
     try:
         wait_for(complete, 30, "every search recorded", interval=1)
@@ -291,7 +288,7 @@ def test_redis_killed_and_restarted_empty_loses_no_search_and_no_count(migrated,
 
         def complete() -> bool:
             history, usage = recorded()
-            return history == searches and 0 <= searches - usage <= USAGE_SLACK
+            return history == usage == searches
 
         try:
             wait_for(complete, 30, "every search recorded", interval=1)
@@ -309,7 +306,8 @@ def test_redis_killed_and_restarted_empty_loses_no_search_and_no_count(migrated,
 def test_a_worker_stopped_or_killed_under_load(migrated, settings, targets, tmp_path, signal_name):
     """SIGTERM: the worker finishes what it serves and sends what it buffered: nothing fails, nothing is lost.
     SIGKILL: what it was serving fails and what it buffered is lost, at most WRITE_BEHIND_INTERVAL_MS of it
-    (100 ms here: a handful of searches); the master replaces it."""
+    (100 ms here: a handful of searches); a flush it was running is taken over ADOPT_AFTER (10 s) later, before
+    the counts are read; the master replaces it."""
     server = start_gunicorn(env_for_tests(), tmp_path, workers=2)
     try:
         token, key = account(server.url, settings, targets["a"], tier="enterprise")
@@ -331,8 +329,7 @@ def test_a_worker_stopped_or_killed_under_load(migrated, settings, targets, tmp_
         print(f"{signal_name} one of 2 workers: {report}; {answered} answered, history {history}, usage {usage}")
         assert len(server.workers()) == 2  # replaced
         if signal_name == "SIGTERM":
-            assert failed == 0 and history == answered, report
-            assert 0 <= answered - usage <= USAGE_SLACK, (answered, usage)
+            assert failed == 0 and history == usage == answered, (report, history, usage)
         else:
             assert failed <= 5, report  # the requests the killed worker was serving
             for kept in (history, usage):  # a request cut off mid-answer may have been recorded

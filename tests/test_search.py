@@ -194,6 +194,19 @@ def test_cache_hit_and_invalidation_on_connection_change(searcher):
     assert third["data"]["results"][0]["databaseName"] == "B renamed"
 
 
+def test_a_cache_hit_is_the_same_page_in_the_same_field_order_with_or_without_analytics(searcher):
+    """A hit serves the stored results without decoding them: what the client reads must not change."""
+    body = {"query": "gevent workers", "limit": 5}
+    first = search(searcher, **body)[1]["data"]
+    for include in (False, True, False):
+        again = search(searcher, includeAnalytics=include, **body)[1]["data"]
+        assert again["cached"] is True
+        assert list(again) == list(first) + (["trends"] if include else [])
+        assert {k: v for k, v in again.items() if k not in ("cached", "executionTime", "trends", "categories")} == {
+            k: v for k, v in first.items() if k not in ("cached", "executionTime", "categories")
+        }
+
+
 def test_search_works_without_redis(migrated, targets):
     app = create_app(make_settings(REDIS_PORT="1"))
     client = app.test_client()

@@ -18,7 +18,7 @@ class RecordedSearch:
 
     def run(self, key: ApiKeyPrincipal, params: SearchParams, include_analytics: bool = False) -> dict[str, Any]:
         """The response data; the search goes to the history (buffered: see `altus4.write_behind`)."""
-        result = self.search.search(key.user_id, params, tier=key.tier)
+        result = self.search.search(key.user_id, params, tier=key.tier, decoded=include_analytics)
         if include_analytics:
             result["trends"] = self.reports.period_summaries(key.user_id)
             result["categories"] = self.search.ai_categories(result, key.user_id, key.tier)

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pymysql
 
 from altus4.ai.provider import AIUnavailable
@@ -27,7 +26,7 @@ from altus4.db.target_pools import TargetPools
 from altus4.errors import ApiError, ServiceUnavailable, UpstreamFailed, ValidationFailed
 from altus4.metrics import Metrics
 from altus4.redis_store import RedisStore
-from altus4.search import bm25
+from altus4.search import bm25, page_cache
 from altus4.search import plan as planner
 from altus4.search.boolean import natural_terms, parse_boolean
 from altus4.search.results import Hit, normalise, render, row_key, term_pattern
@@ -152,7 +151,8 @@ class SearchService:
         self.bm25 = bm25.StatsStore(store, settings.bm25_stats_ttl, settings.bm25_df_cap)
 
     # ---- public -------------------------------------------------------------------
-    def search(self, user_id: str, params: SearchParams, tier: str = "free") -> dict[str, Any]:
+    def search(self, user_id: str, params: SearchParams, tier: str = "free", decoded: bool = True) -> dict[str, Any]:
+        """The page of results; a cache hit's `results` stay encoded (an `orjson.Fragment`) unless `decoded`."""
         started = time.perf_counter()
         if params.offset + params.limit > MAX_WINDOW:
             raise ValidationFailed(
@@ -171,18 +171,17 @@ class SearchService:
             )
         # an entry answers only for the connection versions it was computed from: any change is a miss
         versions = sorted([r["id"], r["schema_version"]] for r in rows)
-        entry = orjson.loads(cached) if cached else None
-        hit = entry is not None and entry["versions"] == versions
+        hit = page_cache.unpack(cached, versions, decoded) if cached else None
         if ttl:
-            self.store.count_cache("search", hit)
-        if entry is not None and hit:
-            data = entry["data"]
+            self.store.count_cache("search", hit is not None)
+        if hit is not None:
+            data = hit
             data["cached"] = True
         else:
             data = self._execute(rows, compiled, params, user_id, tier, started)
             complete = all(d["status"] == "ok" for d in data["databases"])
             if key is not None and complete and (params.mode != "semantic" or data["aiUsed"]):
-                payload = orjson.dumps({"versions": versions, "data": data})
+                payload = page_cache.pack(versions, data)
                 self.store.safe(lambda r: r.set(key, payload, ex=ttl), None)
             data["cached"] = False
         data["searchMode"] = params.mode

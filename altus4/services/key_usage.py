@@ -92,7 +92,7 @@ class UsageLedger:
             "usage",
             Sink(
                 stage=lambda pipe, uses: pipe.rpush(self._batches, _batch(uses)),
-                write_direct=lambda uses: self._write([(None, _tally(uses))]),
+                write_direct=lambda uses: self._write([_parse(_batch(uses))]),  # the id it has when queued
                 flush=self.flush,
                 lock_key=self._flush_lock,
                 lock_seconds=FLUSH_INTERVAL,
