@@ -38,8 +38,8 @@ from drivers import (  # noqa: E402
     first_pass_latency,
     http_load,
     one_client_latency,
+    paired_latency,
     raw_mysql,
-    raw_one_client_latency,
     simple_statement,
     wrk_available,
 )
@@ -223,6 +223,9 @@ def main() -> None:
         help="HTTP load generator (auto: wrk when installed)",
     )
     parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument(
+        "--curves-only", action="store_true", help="only the one-client curves (printed; latest.json is kept)"
+    )
     parser.add_argument("--replot", action="store_true", help="redraw latest.png from latest.json and stop")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -312,30 +315,32 @@ def main() -> None:
 
             measurements["altus4_cached_at_target_rate"] = at_target_rate
         rounds: dict[str, list[Summary]] = {name: [] for name in measurements}
-        for n in range(args.rounds):
+        for n in range(0 if args.curves_only else args.rounds):
             for name, measure in measurements.items():
                 rounds[name].append(measure())
                 print(f"round {n + 1}/{args.rounds} {name}: {rounds[name][-1].as_dict()}", flush=True)
 
         curve_key, ids = account(bases["uncached"], settings, [f"{DB_PREFIX}_products_{s}" for s in sizes] + fan_dbs)
         one = HttpClient(bases["uncached"], {"Authorization": f"Bearer {curve_key}"})
-        cold_by_size, by_size = {}, {}
+        cold_by_size, by_size, raw_by_size = {}, {}, {}
         for i, size in enumerate(sizes):  # first with BM25 statistics cold, then the same queries warm
-            cold_by_size[str(size)] = first_pass_latency(one, queries, {"databases": [ids[i]], "limit": 20}, 60)
-            by_size[str(size)] = one_client_latency(one, queries, {"databases": [ids[i]], "limit": 20}, 60)
+            body = {"databases": [ids[i]], "limit": 20}
+            cold_by_size[str(size)] = first_pass_latency(one, queries, body, 60)
+            conn = mysql(settings, f"{DB_PREFIX}_products_{size}")
+            by_size[str(size)], raw_by_size[str(size)] = paired_latency(one, conn, queries, body, 60)
+            conn.close()
         shard_ids = ids[len(sizes) :]
         by_count = {
             str(n): one_client_latency(one, queries, {"databases": shard_ids[:n], "limit": 20}, 60) for n in fanout
         }
         one.close()
-        raw_by_size = {}
-        for size in sizes:
-            conn = mysql(settings, f"{DB_PREFIX}_products_{size}")
-            raw_by_size[str(size)] = raw_one_client_latency(conn, queries, 60)
-            conn.close()
     finally:
         stop_server(uncached)
         stop_server(cached)
+
+    if args.curves_only:
+        print(json.dumps({"by_table_size": by_size, "raw_by_table_size": raw_by_size, "cold": cold_by_size}))
+        return
 
     def ratio(a: str, b: str) -> float:
         return median([x.throughput_rps / y.throughput_rps for x, y in zip(rounds[a], rounds[b], strict=True)])

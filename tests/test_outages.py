@@ -42,7 +42,8 @@ def proxy(settings):
 
 
 def _searcher(app, settings, targets, proxy):
-    """A user with database a direct and database b behind the proxy, and a search function."""
+    """A user with database a direct and database b behind the proxy; functions that search them and that ask
+    their status (GET /databases/status), each timed."""
     client = app.test_client()
     user = register(client)
     good = user.connect_database(settings, targets["a"])
@@ -58,11 +59,17 @@ def _searcher(app, settings, targets, proxy):
         assert r.status_code == 200, r.get_json()
         return elapsed, {d["id"]: d for d in r.get_json()["data"]["databases"]}
 
-    return good["id"], sick["id"], search
+    def status() -> tuple[float, dict[str, bool]]:
+        started = time.monotonic()
+        r = user.call("GET", "/api/v1/databases/status")
+        assert r.status_code == 200, r.get_json()
+        return time.monotonic() - started, r.get_json()["data"]
+
+    return good["id"], sick["id"], search, status
 
 
 def test_a_stopped_database_is_named_in_the_error_and_answered_at_once(outage_app, settings, targets, proxy):
-    good, sick, search = _searcher(outage_app, settings, targets, proxy)
+    good, sick, search, status = _searcher(outage_app, settings, targets, proxy)
     _, first = search()
     assert first[good]["status"] == first[sick]["status"] == "ok"
     proxy.refuse()
@@ -75,6 +82,8 @@ def test_a_stopped_database_is_named_in_the_error_and_answered_at_once(outage_ap
     again = search()[1][sick]
     assert again["status"] == "failed" and "not retried for another" in again["error"], again
     assert max(times) < 0.5, times
+    took, statuses = status()  # refused: known at once
+    assert statuses == {good: True, sick: False} and took < 1.0, (took, statuses)
     proxy.heal()
     time.sleep(RETRY + 0.2)
     _, back = search()  # one probe, which succeeds and closes the circuit
@@ -82,7 +91,7 @@ def test_a_stopped_database_is_named_in_the_error_and_answered_at_once(outage_ap
 
 
 def test_a_black_holed_database_costs_one_search_then_fails_fast(outage_app, settings, targets, proxy):
-    good, sick, search = _searcher(outage_app, settings, targets, proxy)
+    good, sick, search, status = _searcher(outage_app, settings, targets, proxy)
     search()
     proxy.black_hole()  # the pooled connection hangs, new ones are accepted and never answered
     hung_for, hung = search()
@@ -98,6 +107,8 @@ def test_a_black_holed_database_costs_one_search_then_fails_fast(outage_app, set
     fast = [search() for _ in range(10)]
     assert all(a[good]["status"] == "ok" and a[sick]["status"] == "failed" for _, a in fast)
     assert max(t for t, _ in fast) < 0.5, [round(t, 3) for t, _ in fast]
+    took, statuses = status()  # a real attempt (the circuit is for searches), bounded by CONNECTION_TIMEOUT (1 s)
+    assert statuses == {good: True, sick: False} and took < 2.5, (took, statuses)
     proxy.heal()
     time.sleep(RETRY + 0.2)
     _, back = search()
