@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from altus4.redis_store import RedisStore
 
@@ -106,6 +107,7 @@ class WriteBehind:
         self.interval = interval
         self.adopt_after = adopt_after
         self._generation_key, self._inflight_key = store.key(GENERATION), store.key(INFLIGHT)
+        self._take_script: Script | None = None  # EVALSHA after the first call: a read-path flush runs it often
         self._sinks: dict[str, Sink] = {}
         self._items: dict[str, list] = {}
         self._lock = threading.Lock()  # guards the buffer
@@ -194,7 +196,9 @@ class WriteBehind:
         self.push(flush=False)
         key = f"{queue}:taken:{uuid.uuid4().hex}"
         with self.store.guard() as client:
-            items = client.eval(_TAKE, 4, queue, epoch, self._inflight_key, key, self.adopt_after)
+            script = self._take_script or client.register_script(_TAKE)
+            self._take_script = script
+            items = script(keys=[queue, epoch, self._inflight_key, key], args=[self.adopt_after])
             extras: list = []
             if also is not None:
                 pipe = client.pipeline(transaction=True)
