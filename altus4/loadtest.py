@@ -158,13 +158,26 @@ class HttpClient:
             self._opened.clear()
 
 
-def search_step(client: HttpClient, queries: list[str], modes: list[str], limit: int = 20, ranking: str = ""):
-    extra = {"ranking": ranking} if ranking else {}
+def search_step(
+    client: HttpClient,
+    queries: list[str],
+    modes: list[str],
+    limit: int = 20,
+    ranking: str = "",
+    pages: int = 1,
+    tables: list[str] | None = None,
+):
+    """Each call searches the next query (each user starting at its own place) in the next mode, on one of
+    the first `pages` pages at random."""
+    extra = {**({"ranking": ranking} if ranking else {}), **({"tables": tables} if tables else {})}
+    rng = random.Random(0)
 
     def step(user: int, n: int) -> str:
         query = queries[(user * 7919 + n) % len(queries)]
         mode = modes[(user + n) % len(modes)]
         body = {"query": query, "searchMode": mode, "limit": limit, **extra}
+        if pages > 1:
+            body["offset"] = limit * rng.randrange(pages)
         return client.request("POST", "/api/v1/search", body)
 
     return step

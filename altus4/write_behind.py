@@ -8,7 +8,7 @@ thread (a greenlet under gunicorn's gevent worker) sends them as one pipeline
 per interval: profiled, the two per-request pipelines this replaces cost a
 sixth of a worker's CPU on a cached search. Then the rule is "in Redis within
 `interval`"; readers call `push()` first, so a process's own items are always
-in what it reads.
+in what it reads, and wait for a flush another process has in flight (`settle`).
 
 The background thread also takes each written-to sink's flush lock (SET NX
 EX); the process that gets it moves the sink's Redis queue to MySQL in one
@@ -68,6 +68,7 @@ GENERATION = "write-behind:{pending}:generation"  # in the queues' slot, so one 
 INFLIGHT = "write-behind:{pending}:inflight"  # taken queues (key -> when taken) until their flush is done
 KEEP_MAX = 100_000  # items kept per sink for re-sending; past it the oldest go
 ADOPT_AFTER = 10.0  # seconds after which a taken queue whose flush never finished is taken over (again: harmless)
+SETTLE_WAIT = 2.0  # how long a reader waits for another process's flush still writing what it took
 
 # KEYS: the queue, its epoch, INFLIGHT, the new taken key; ARGV: adopt_after. The queue (renamed, O(1)) and any
 # taken queue of it older than adopt_after become the new taken key; the epoch moves; returns its items.
@@ -205,6 +206,20 @@ class WriteBehind:
                 also(pipe)
                 extras = pipe.execute()
         return Taken(queue, key, list(items), extras)
+
+    def settle(self, queue: str, wait: float = SETTLE_WAIT) -> None:
+        """For a reader, after its own flush: wait (at most `wait` seconds) until no other flush of `queue` is
+        still writing what it took, so that what the reader then reads from MySQL holds every item pushed
+        before it asked. Without it, a read in one worker found the queue just taken by a read in another
+        and read MySQL before that flush's INSERT (seen: the console's usage chart one request short)."""
+        prefix = f"{queue}:taken:"
+        deadline = time.monotonic() + wait
+        while True:
+            members = self.store.safe(lambda r: r.zrange(self._inflight_key, 0, -1), [])
+            busy = any((m.decode() if isinstance(m, bytes) else m).startswith(prefix) for m in members)
+            if not busy or time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
 
     def done(self, taken: Taken) -> None:
         """The flush wrote what it took. If Redis cannot be told, a later flush writes the items again, which

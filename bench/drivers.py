@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
@@ -22,12 +24,7 @@ from altus4.loadtest import HttpClient, Summary, run_workers, search_step
 from altus4.search import plan as planner
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_report.lua"
-SIMPLE_SQL = (
-    "SELECT `id`, `name`, `description`, `category`, `price`, (MATCH (`name`, `description`) AGAINST"
-    " (%s IN NATURAL LANGUAGE MODE)) AS score FROM `products` WHERE MATCH (`name`, `description`) AGAINST"
-    " (%s IN NATURAL LANGUAGE MODE) ORDER BY score DESC, `id` LIMIT %s"
-)
-PRODUCTS_QUERY = planner.TableQuery(
+PRODUCTS = planner.TableQuery(  # the bench's own table; anchor-shop's has a created_at column too
     table="products",
     columns=("id", "name", "description", "category", "price"),
     key=("id",),
@@ -36,29 +33,56 @@ PRODUCTS_QUERY = planner.TableQuery(
 )
 
 
-def simple_statement(query: str, limit: int) -> tuple[str, tuple]:
+@dataclass(frozen=True)
+class Searches:
+    """What the search load asks: the next query of `queries_file` for each request, `limit` rows from one
+    of the first `pages` pages (offset = limit x a random page index), in `tables` when given."""
+
+    queries_file: Path
+    limit: int = 20
+    pages: int = 1
+    tables: tuple[str, ...] = ()
+
+    def queries(self) -> list[str]:
+        return [q for q in self.queries_file.read_text().splitlines() if q]
+
+
+def simple_statement(table: planner.TableQuery):
     """What a developer would write by hand: the page by relevance, no total count."""
-    return SIMPLE_SQL, (query, query, limit)
+    cols = ", ".join(planner.ident(c) for c in table.columns)
+    group = ", ".join(planner.ident(c) for c in table.match_groups[0])
+    match = f"MATCH ({group}) AGAINST (%s IN NATURAL LANGUAGE MODE)"
+    sql = (
+        f"SELECT {cols}, ({match}) AS score FROM {planner.ident(table.table)} WHERE {match}"
+        f" ORDER BY score DESC, {planner.ident(table.key[0])} LIMIT %s OFFSET %s"
+    )
+    return lambda query, limit, offset=0: (sql, (query, query, limit, offset))
 
 
-def altus4_statement(query: str, limit: int) -> tuple[str, tuple]:
-    """The statement Altus 4 itself sends for this table (page, score and total count), from its planner."""
-    statement = planner.build_select(PRODUCTS_QUERY, "natural", query, (), (), limit)
-    return statement.sql, statement.params
+def altus4_statement(table: planner.TableQuery):
+    """The statement Altus 4 itself sends for this table in MySQL's order (the rows up to the page's end,
+    score and total count), from its planner."""
+
+    def statement(query: str, limit: int, offset: int = 0) -> tuple[str, tuple]:
+        built = planner.build_select(table, "natural", query, (), (), offset + limit)
+        return built.sql, built.params
+
+    return statement
 
 
-def raw_mysql(
-    connect, queries: list[str], users: int, duration: float, limit: int, statement=simple_statement
-) -> Summary:
+def raw_mysql(connect, searches: Searches, users: int, duration: float, statement) -> Summary:
     """Natural-mode FULLTEXT straight through PyMySQL, one connection per client thread."""
     local = threading.local()
     opened: list[pymysql.Connection] = []
+    queries = searches.queries()
 
     def step(user: int, n: int) -> str:
         if getattr(local, "conn", None) is None:
             local.conn = connect()
+            local.rng = random.Random(user)
             opened.append(local.conn)
-        sql, params = statement(queries[(user * 7919 + n) % len(queries)], limit)
+        offset = searches.limit * local.rng.randrange(searches.pages)
+        sql, params = statement(queries[(user * 7919 + n) % len(queries)], searches.limit, offset)
         with local.conn.cursor() as cur:
             cur.execute(sql, params)
             cur.fetchall()
@@ -80,22 +104,23 @@ def http_load(
     duration: float,
     client: str,
     key: str | None = None,
-    queries_file: Path | None = None,
-    limit: int = 20,
+    searches: Searches | None = None,
     delay_ms: float = 0.0,
     ranking: str = "",
 ) -> Summary:
-    """`users` keep-alive connections for `duration`: searches (with a key and queries) or GET /health;
-    with `delay_ms` (wrk only) each connection pauses that long on average between requests; `ranking` is
-    sent when given (the service's default otherwise)."""
+    """`users` keep-alive connections for `duration`: `searches` (with a key) or GET /health; with
+    `delay_ms` (wrk only) each connection pauses that long on average between requests; `ranking` is sent
+    when given (the service's default otherwise)."""
     if client == "wrk":
-        return _wrk(base, users, duration, key, queries_file, limit, delay_ms, ranking)
+        return _wrk(base, users, duration, key, searches, delay_ms, ranking)
     http = HttpClient(base, {"Authorization": f"Bearer {key}"} if key else {})
     try:
-        if queries_file is None:
+        if searches is None:
             return run_workers(users, duration, lambda u, n: http.request("GET", "/health"))
-        queries = [q for q in queries_file.read_text().splitlines() if q]
-        return run_workers(users, duration, search_step(http, queries, ["natural"], limit, ranking))
+        step = search_step(
+            http, searches.queries(), ["natural"], searches.limit, ranking, searches.pages, list(searches.tables)
+        )
+        return run_workers(users, duration, step)
     finally:
         http.close()
 
@@ -105,16 +130,20 @@ def _wrk(
     users: int,
     duration: float,
     key: str | None,
-    queries_file: Path | None,
-    limit: int,
+    searches: Searches | None,
     delay_ms: float,
     ranking: str = "",
 ) -> Summary:
-    env = {**os.environ, "API_KEY": key or "", "LIMIT": str(limit), "DELAY_MS": f"{delay_ms:.3f}", "RANKING": ranking}
+    env = {**os.environ, "API_KEY": key or "", "DELAY_MS": f"{delay_ms:.3f}", "RANKING": ranking}
     env.pop("QUERIES_FILE", None)
-    if queries_file is not None:
-        env["QUERIES_FILE"] = str(queries_file)
-    url = base + ("/api/v1/search" if queries_file is not None else "/health")
+    if searches is not None:
+        env.update(
+            QUERIES_FILE=str(searches.queries_file),
+            LIMIT=str(searches.limit),
+            PAGES=str(searches.pages),
+            TABLES=json.dumps(list(searches.tables)) if searches.tables else "",
+        )
+    url = base + ("/api/v1/search" if searches is not None else "/health")
     out = subprocess.run(
         [
             "wrk",
@@ -188,8 +217,10 @@ def paired_latency(
     straight through PyMySQL (what the database alone costs), query by query, each going first every other
     time: both see the same buffer pool, which at a million rows moves the figures more than Altus 4 does."""
 
+    altus4_sql = altus4_statement(PRODUCTS)
+
     def statement(query: str) -> None:
-        sql, params = altus4_statement(query, 20)
+        sql, params = altus4_sql(query, 20)
         with conn.cursor() as cur:
             cur.execute(sql, params)
             cur.fetchall()

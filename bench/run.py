@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +35,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import datagen  # noqa: E402
 from drivers import (  # noqa: E402
+    PRODUCTS,
+    Searches,
     altus4_statement,
     delay_for_rate,
     first_pass_latency,
@@ -48,9 +52,62 @@ from report import markdown, plot  # noqa: E402
 from altus4.config import Settings  # noqa: E402
 from altus4.db.migrate import Migrator  # noqa: E402
 from altus4.loadtest import HttpClient, Summary  # noqa: E402
+from altus4.search import plan as planner  # noqa: E402
 
 DB_PREFIX = "altus4_bench_v2"  # bump when datagen changes: tables are reused by name and size
 RESULTS = ROOT / "bench" / "results"
+ANCHOR_DB = "altus4_bench_anchor_shop"
+ANCHOR_PRODUCTS = planner.TableQuery(
+    table="products",
+    columns=("id", "name", "description", "category", "price", "created_at"),
+    key=("id",),
+    key_is_unique=True,
+    match_groups=(("name", "description"),),
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A data profile the throughput variants run on: a database, its products table, the search load."""
+
+    name: str
+    database: str
+    table: planner.TableQuery
+    searches: Searches
+
+
+def datasets_dir() -> Path | None:
+    """The shared datasets (read-only, third-party): `ALTUS4_DATASETS`, or `../shared/datasets` beside the
+    checkout, or /work/shared/datasets."""
+    for candidate in (
+        os.environ.get("ALTUS4_DATASETS", ""),
+        ROOT.parent / "shared" / "datasets",
+        "/work/shared/datasets",
+    ):
+        if candidate and (Path(candidate) / "anchor-shop" / "make_dataset.py").exists():
+            return Path(candidate)
+    return None
+
+
+def build_anchor_shop(settings: Settings, dataset: Path) -> None:
+    """anchor-shop's 100k products (and 20k articles) loaded by its own seeded script; reused when loaded."""
+    try:
+        conn = mysql(settings, ANCHOR_DB)
+        with conn.cursor() as cur:
+            cur.execute("SELECT (SELECT COUNT(*) FROM products), (SELECT COUNT(*) FROM articles)")
+            loaded = cur.fetchone() == (100_000, 20_000)
+        conn.close()
+    except pymysql.MySQLError:
+        loaded = False
+    if not loaded:
+        s = settings
+        subprocess.run(
+            [sys.executable, str(dataset / "make_dataset.py"), "--database", ANCHOR_DB, "--host", s.db_host]
+            + ["--port", str(s.db_port), "--user", s.db_username, "--password", s.db_password],
+            check=True,
+        )
+
+
 PRODUCTS_DDL = (
     "CREATE TABLE products (id INT PRIMARY KEY, name VARCHAR(255) NOT NULL, description TEXT NOT NULL,"
     " category VARCHAR(64) NOT NULL, price DECIMAL(10,2) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
@@ -226,6 +283,15 @@ def main() -> None:
     parser.add_argument(
         "--curves-only", action="store_true", help="only the one-client curves (printed; latest.json is kept)"
     )
+    parser.add_argument(
+        "--no-curves", dest="curves", action="store_false", help="throughput only, no one-client curves"
+    )
+    parser.add_argument(
+        "--no-anchor-shop", dest="anchor_shop", action="store_false", help="only the bench's own data profile"
+    )
+    parser.add_argument(
+        "--anchor-pages", type=int, default=10, help="anchor-shop searches ask for one of its first N pages"
+    )
     parser.add_argument("--replot", action="store_true", help="redraw latest.png from latest.json and stop")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -261,89 +327,45 @@ def main() -> None:
         build_products(settings, f"{DB_PREFIX}_products_{size}", size, args.seed)
     for i, database in enumerate(fan_dbs):
         build_products(settings, database, 5000, args.seed + i)
+    profiles = [Profile("own", main_db, PRODUCTS, Searches(queries_file))]
+    dataset = datasets_dir() if args.anchor_shop else None
+    if dataset is not None:
+        build_anchor_shop(settings, dataset / "anchor-shop")
+        anchor = Searches(dataset / "anchor-shop" / "queries.txt", pages=args.anchor_pages, tables=("products",))
+        profiles.append(Profile("anchor-shop", ANCHOR_DB, ANCHOR_PRODUCTS, anchor))
+    elif args.anchor_shop:
+        print("the anchor-shop dataset is not found (set ALTUS4_DATASETS): its profile is skipped")
     print(f"data ready in {time.monotonic() - t0:.0f}s")
 
     log = RESULTS / "gunicorn.log"
     uncached = start_server({**env, "SEARCH_CACHE_TTL": "0"}, 3990, log)
     cached = start_server({**env, "SEARCH_CACHE_TTL": "3600"}, 3991, log)
+    servers = {"uncached": uncached, "cached": cached}
+    bases = {"uncached": "http://127.0.0.1:3990", "cached": "http://127.0.0.1:3991"}
     try:
-        bases = {"uncached": "http://127.0.0.1:3990", "cached": "http://127.0.0.1:3991"}
-        keys = {name: account(base, settings, [main_db])[0] for name, base in bases.items()}
-        warm = HttpClient(bases["cached"], {"Authorization": f"Bearer {keys['cached']}"})
-        for q in queries:  # the cached server answers every query from the cache from the start
-            warm.request("POST", "/api/v1/search", {"query": q, "searchMode": "natural", "limit": 20})
-        warm.close()
-        http_load(bases["uncached"], args.users, 3, client, keys["uncached"], queries_file)  # pools warm
-
-        def connect() -> pymysql.Connection:
-            return mysql(settings, main_db)
-
-        def search_load(server: str, **options) -> Summary:
-            proc = uncached if server == "uncached" else cached
-            return with_cpu(
-                proc,
-                lambda: http_load(
-                    bases[server], args.users, args.duration, client, keys[server], queries_file, **options
-                ),
-            )
-
-        measurements = {
-            "raw_mysql": lambda: raw_mysql(connect, queries, args.users, args.duration, 20, simple_statement),
-            "raw_mysql_altus4_sql": lambda: raw_mysql(
-                connect, queries, args.users, args.duration, 20, altus4_statement
-            ),
-            "altus4_uncached": lambda: search_load("uncached"),
-            # the same requests in MySQL's own order: what BM25 (the default, above) costs
-            "altus4_uncached_mysql_order": lambda: search_load("uncached", ranking="mysql"),
-            "altus4_cached": lambda: search_load("cached"),
-            "health": lambda: with_cpu(
-                uncached, lambda: http_load(bases["uncached"], args.users, args.duration, client)
-            ),
+        measurements: dict[str, dict] = {}
+        for profile in profiles:
+            keys = {name: account(base, settings, [profile.database])[0] for name, base in bases.items()}
+            warm_cache(bases["cached"], keys["cached"], profile.searches)
+            http_load(bases["uncached"], args.users, 3, client, keys["uncached"], profile.searches)  # pools warm
+            measurements[profile.name] = variants(profile, settings, args, client, servers, bases, keys)
+        rounds: dict[str, dict[str, list[Summary]]] = {
+            p: {name: [] for name in variants_of} for p, variants_of in measurements.items()
         }
-        if client == "wrk" and args.target_rate:
-
-            def cached_at(pause: float, seconds: float) -> Summary:
-                return http_load(
-                    bases["cached"], args.users, seconds, client, keys["cached"], queries_file, delay_ms=pause
-                )
-
-            pauses = [delay_for_rate(cached_at, args.users, args.target_rate)]
-
-            def at_target_rate() -> Summary:  # recalibrated each round from the last pause: speed drifts
-                pauses.append(delay_for_rate(cached_at, args.users, args.target_rate, pauses[-1], probes=1))
-                return cached_at(pauses[-1], args.duration)
-
-            measurements["altus4_cached_at_target_rate"] = at_target_rate
-        rounds: dict[str, list[Summary]] = {name: [] for name in measurements}
         for n in range(0 if args.curves_only else args.rounds):
-            for name, measure in measurements.items():
-                rounds[name].append(measure())
-                print(f"round {n + 1}/{args.rounds} {name}: {rounds[name][-1].as_dict()}", flush=True)
+            for p, variants_of in measurements.items():
+                for name, measure in variants_of.items():
+                    rounds[p][name].append(measure())
+                    print(f"round {n + 1}/{args.rounds} {p} {name}: {rounds[p][name][-1].as_dict()}", flush=True)
 
-        curve_key, ids = account(bases["uncached"], settings, [f"{DB_PREFIX}_products_{s}" for s in sizes] + fan_dbs)
-        one = HttpClient(bases["uncached"], {"Authorization": f"Bearer {curve_key}"})
-        cold_by_size, by_size, raw_by_size = {}, {}, {}
-        for i, size in enumerate(sizes):  # first with BM25 statistics cold, then the same queries warm
-            body = {"databases": [ids[i]], "limit": 20}
-            cold_by_size[str(size)] = first_pass_latency(one, queries, body, 60)
-            conn = mysql(settings, f"{DB_PREFIX}_products_{size}")
-            by_size[str(size)], raw_by_size[str(size)] = paired_latency(one, conn, queries, body, 60)
-            conn.close()
-        shard_ids = ids[len(sizes) :]
-        by_count = {
-            str(n): one_client_latency(one, queries, {"databases": shard_ids[:n], "limit": 20}, 60) for n in fanout
-        }
-        one.close()
+        curves = one_client_curves(bases["uncached"], settings, queries, sizes, fanout) if args.curves else {}
     finally:
         stop_server(uncached)
         stop_server(cached)
 
     if args.curves_only:
-        print(json.dumps({"by_table_size": by_size, "raw_by_table_size": raw_by_size, "cold": cold_by_size}))
+        print(json.dumps(curves))
         return
-
-    def ratio(a: str, b: str) -> float:
-        return median([x.throughput_rps / y.throughput_rps for x, y in zip(rounds[a], rounds[b], strict=True)])
 
     results: dict = {
         "machine": f"{os.cpu_count()} CPUs",
@@ -355,22 +377,124 @@ def main() -> None:
         "products": args.products,
         "queries": len(queries),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **{name: median_round(summaries) for name, summaries in rounds.items()},
-        "ratios": {
-            "uncached_vs_raw_mysql": ratio("altus4_uncached", "raw_mysql"),
-            "uncached_vs_same_sql": ratio("altus4_uncached", "raw_mysql_altus4_sql"),
-            "bm25_vs_mysql_order": ratio("altus4_uncached", "altus4_uncached_mysql_order"),
-            "cached_vs_raw_mysql": ratio("altus4_cached", "raw_mysql"),
-            **({"fanout_4_vs_1": round(by_count["4"] / by_count["1"], 3)} if {"1", "4"} <= by_count.keys() else {}),
+        "profiles": {
+            profile.name: {
+                "database": profile.database,
+                "queries": len(profile.searches.queries()),
+                "pages": profile.searches.pages,
+                **{name: median_round(summaries) for name, summaries in rounds[profile.name].items()},
+                "ratios": ratios(rounds[profile.name]),
+            }
+            for profile in profiles
         },
+        **curves,
+    }
+    by_count = curves.get("by_database_count", {})
+    if {"1", "4"} <= by_count.keys():
+        results["profiles"]["own"]["ratios"]["fanout_4_vs_1"] = round(by_count["4"] / by_count["1"], 3)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, RESULTS / "latest.png")
+    print(markdown(results))
+
+
+def one_client_curves(base: str, settings: Settings, queries: list[str], sizes: list[int], fanout: list[int]) -> dict:
+    """p50 latency at one client as the table grows (BM25 statistics cold, then warm beside the statement
+    alone) and as one search spans more databases."""
+    fan_dbs = [f"{DB_PREFIX}_shard_{i}" for i in range(max(fanout))]
+    curve_key, ids = account(base, settings, [f"{DB_PREFIX}_products_{s}" for s in sizes] + fan_dbs)
+    one = HttpClient(base, {"Authorization": f"Bearer {curve_key}"})
+    cold_by_size, by_size, raw_by_size = {}, {}, {}
+    for i, size in enumerate(sizes):
+        body = {"databases": [ids[i]], "limit": 20}
+        cold_by_size[str(size)] = first_pass_latency(one, queries, body, 60)
+        conn = mysql(settings, f"{DB_PREFIX}_products_{size}")
+        by_size[str(size)], raw_by_size[str(size)] = paired_latency(one, conn, queries, body, 60)
+        conn.close()
+    shard_ids = ids[len(sizes) :]
+    by_count = {str(n): one_client_latency(one, queries, {"databases": shard_ids[:n], "limit": 20}, 60) for n in fanout}
+    one.close()
+    return {
         "by_table_size": by_size,
         "cold_by_table_size": cold_by_size,
         "raw_by_table_size": raw_by_size,
         "by_database_count": by_count,
     }
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results, RESULTS / "latest.png")
-    print(markdown(results))
+
+
+def warm_cache(base: str, key: str, searches: Searches) -> None:
+    """Every query on every page asked once, so the cached server answers all of them from the cache."""
+    bodies = [
+        {"query": q, "searchMode": "natural", "limit": searches.limit, "offset": searches.limit * page}
+        | ({"tables": list(searches.tables)} if searches.tables else {})
+        for q in searches.queries()
+        for page in range(searches.pages)
+    ]
+
+    def send(chunk: list[dict]) -> None:
+        client = HttpClient(base, {"Authorization": f"Bearer {key}"})
+        for body in chunk:
+            client.request("POST", "/api/v1/search", body)
+        client.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(send, [bodies[i::4] for i in range(4)]))
+
+
+def variants(profile: Profile, settings: Settings, args, client: str, servers: dict, bases: dict, keys: dict) -> dict:
+    """The measurements of one profile, by name: each a callable returning a Summary (CPU per request
+    included for the ones served by Altus 4)."""
+    searches = profile.searches
+
+    def connect() -> pymysql.Connection:
+        return mysql(settings, profile.database)
+
+    def search_load(server: str, **options) -> Summary:
+        return with_cpu(
+            servers[server],
+            lambda: http_load(bases[server], args.users, args.duration, client, keys[server], searches, **options),
+        )
+
+    out = {
+        "raw_mysql": lambda: raw_mysql(connect, searches, args.users, args.duration, simple_statement(profile.table)),
+        "raw_mysql_altus4_sql": lambda: raw_mysql(
+            connect, searches, args.users, args.duration, altus4_statement(profile.table)
+        ),
+        "altus4_uncached": lambda: search_load("uncached"),
+        # the same requests in MySQL's own order: what BM25 (the default, above) costs
+        "altus4_uncached_mysql_order": lambda: search_load("uncached", ranking="mysql"),
+        "altus4_cached": lambda: search_load("cached"),
+        "health": lambda: with_cpu(
+            servers["uncached"], lambda: http_load(bases["uncached"], args.users, args.duration, client)
+        ),
+    }
+    if client == "wrk" and args.target_rate and profile.name == "own":
+
+        def cached_at(pause: float, seconds: float) -> Summary:
+            return http_load(bases["cached"], args.users, seconds, client, keys["cached"], searches, delay_ms=pause)
+
+        pauses = [delay_for_rate(cached_at, args.users, args.target_rate)]
+
+        def at_target_rate() -> Summary:  # recalibrated each round from the last pause: speed drifts
+            pauses.append(delay_for_rate(cached_at, args.users, args.target_rate, pauses[-1], probes=1))
+            return cached_at(pauses[-1], args.duration)
+
+        out["altus4_cached_at_target_rate"] = at_target_rate
+    return out
+
+
+def ratios(rounds: dict[str, list[Summary]]) -> dict[str, float]:
+    """Throughput ratios, each the median of the per-round ratios (both sides measured in the same round)."""
+
+    def ratio(a: str, b: str) -> float:
+        return median([x.throughput_rps / y.throughput_rps for x, y in zip(rounds[a], rounds[b], strict=True)])
+
+    return {
+        "uncached_vs_raw_mysql": ratio("altus4_uncached", "raw_mysql"),
+        "uncached_vs_same_sql": ratio("altus4_uncached", "raw_mysql_altus4_sql"),
+        "bm25_vs_mysql_order": ratio("altus4_uncached", "altus4_uncached_mysql_order"),
+        "cached_vs_raw_mysql": ratio("altus4_cached", "raw_mysql"),
+        "cached_vs_health": ratio("altus4_cached", "health"),
+    }
 
 
 if __name__ == "__main__":

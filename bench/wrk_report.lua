@@ -1,5 +1,7 @@
 -- wrk script for bench/run.py: with QUERIES_FILE set, every request is POST /api/v1/search for the next
--- query of the list (each thread starting at its own place); without it, wrk's plain GET of the URL.
+-- query of the list (each thread starting at its own place), LIMIT rows from one of the first PAGES pages at
+-- random (offset = LIMIT x page index), in the TABLES given (a JSON array) if any; without it, wrk's plain
+-- GET of the URL.
 -- With DELAY_MS set, each connection waits a random 0..2×DELAY_MS before its next request (a given load
 -- instead of as fast as possible). Ends by printing one JSON line: counts, failures and latency
 -- percentiles (wrk's --latency lacks p95).
@@ -8,6 +10,8 @@ local queries = {}
 local headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. (os.getenv("API_KEY") or "") }
 local limit = os.getenv("LIMIT") or "20"
 local ranking = os.getenv("RANKING") or ""
+local pages = tonumber(os.getenv("PAGES") or "1")
+local tables = os.getenv("TABLES") or ""
 local threads = {}
 local turn = 0
 
@@ -28,6 +32,7 @@ function init(args)
     end
   end
   turn = (index or 0) * 7919
+  math.randomseed(index or 0)
 end
 
 if os.getenv("QUERIES_FILE") then
@@ -35,6 +40,8 @@ if os.getenv("QUERIES_FILE") then
     turn = turn + 1
     local query = queries[turn % #queries + 1]
     local extra = ranking ~= "" and (',"ranking":"' .. ranking .. '"') or ""
+    if tables ~= "" then extra = extra .. ',"tables":' .. tables end
+    if pages > 1 then extra = extra .. ',"offset":' .. (limit * math.random(0, pages - 1)) end
     local body = '{"query":' .. json_string(query) .. ',"searchMode":"natural","limit":' .. limit .. extra .. '}'
     return wrk.format("POST", nil, headers, body)
   end

@@ -147,3 +147,22 @@ def test_the_tokenizer_agrees_with_what_mysql_matches(migrated, targets):
             matched = cur.fetchone()[0] == 1
             assert matched == (word in kept), word
     conn.close()
+
+
+def test_profile_counts_what_the_token_list_counts():
+    """`Tokenizer.profile` (a remembered length and one regex for the terms) agrees with counting the tokens."""
+    texts = [
+        "The quick_brown fox ab jumps over 42 lazy dogs: e-mail x9y, naïve OVER-engineering is it",
+        "Theory of the theatre: them, THEM and thematic themes; the end",
+        "Finance financial FINANCE-finances, fin fine " + "x" * 90 + " finance",
+        "",
+    ]
+    for tokenizer in (Tokenizer(), Tokenizer(4, 20, frozenset()), Tokenizer(3, 84)):
+        for terms in (["finance", "over"], ["the*", "them"], ["fin*", "x9y", "naïve"], []):
+            for text in texts:
+                tokens = tokenizer.tokens(text)
+                expected = [
+                    sum(1 for t in tokens if t.startswith(term[:-1])) if term.endswith("*") else tokens.count(term)
+                    for term in terms
+                ]
+                assert tokenizer.profile(text, terms) == (len(tokens), expected), (tokenizer, terms, text)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -96,3 +97,49 @@ def test_each_request_yields_so_ready_greenlets_take_turns():
     bare, fair = out.stdout.split()
     assert bare == "aaabbb"  # without a yield, the first greenlet runs all its requests first
     assert fair == "ababab"
+
+
+def test_a_cached_search_is_one_redis_round_trip(app, user, settings, targets, monkeypatch):
+    """The key's entry, its rate-limit counters, the user's connection list and the cached page come in one
+    pipeline once the worker has seen the key (counted in this thread: the background push has its own; the
+    first item after a quiet interval, sent at once, is kept out by a long interval)."""
+    user.connect_database(settings, targets["a"])
+    headers = user.key_headers()
+    client = app.test_client()
+    body = {"query": "gevent workers", "limit": 5}
+    first = client.post("/api/v1/search", json=body, headers=headers).get_json()["data"]
+    monkeypatch.setattr(app.extensions["altus4"].write_behind, "interval", 60)
+    me = threading.get_ident()
+    trips: list[str] = []
+    pipeline_execute, execute_command = redis.client.Pipeline.execute, redis.Redis.execute_command
+
+    def counted_pipeline(self, *args, **kwargs):
+        if threading.get_ident() == me:
+            trips.append("pipeline:" + ",".join(str(c[0][0]) for c in self.command_stack))
+        return pipeline_execute(self, *args, **kwargs)
+
+    def counted_command(self, *args, **kwargs):
+        if threading.get_ident() == me:
+            trips.append(str(args[0]))
+        return execute_command(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted_pipeline)
+    monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
+    for _ in range(3):
+        trips.clear()
+        r = client.post("/api/v1/search", json=body, headers=headers)
+        data = r.get_json()["data"]
+        assert data["cached"] is True and data["results"] == first["results"]
+        assert len(trips) == 1, trips
+        assert trips[0].startswith("pipeline:GET,INCRBY,EXPIRE,") and trips[0].count("GET") == 3, trips
+    # a request the search refuses is still admitted (checked and counted) first, then refused
+    monkeypatch.undo()
+    malformed = [{"query": "x", "limit": 0}, {"query": '"unclosed', "searchMode": "boolean"}, {"query": "+"}]
+    for bad in malformed:
+        assert client.post("/api/v1/search", json=bad, headers=headers).status_code == 400
+    key_id = user.call("GET", "/api/v1/keys").get_json()["data"]["apiKeys"][0]["id"]
+    usage = user.call("GET", f"/api/v1/keys/{key_id}/usage").get_json()["data"]["usage"]
+    assert usage["requestCount"] == 1 + 3 + len(malformed)
+    assert user.call("DELETE", f"/api/v1/keys/{key_id}").status_code == 200
+    for bad in malformed:
+        assert client.post("/api/v1/search", json=bad, headers=headers).status_code == 401

@@ -1,6 +1,8 @@
 """The write-behind buffer: the first item after a quiet interval at once, the rest batched into one Redis
 pipeline per interval; visible across workers; safe without Redis."""
 
+import json
+import threading
 import time
 import uuid
 
@@ -9,6 +11,7 @@ from conftest import TEST_REDIS_DB, make_settings, register
 
 from altus4 import create_app
 from altus4.redis_store import RedisStore
+from altus4.services.analytics import _row
 from altus4.write_behind import Sink, WriteBehind
 
 
@@ -63,7 +66,8 @@ def test_a_search_on_one_worker_shows_in_another_workers_history(migrated, targe
         user.connect_database(migrated, targets["a"])
         secret, _ = user.create_key()
         keyed = {"Authorization": f"Bearer {secret}"}
-        assert user.client.post("/api/v1/search", headers=keyed, json={"query": "gevent workers"}).status_code == 200
+        r = user.client.post("/api/v1/search", headers=keyed, json={"query": "gevent workers"})
+        assert r.status_code == 200, r.get_json()
         other = second.test_client()
         deadline = time.monotonic() + 5
         total = 0
@@ -71,6 +75,37 @@ def test_a_search_on_one_worker_shows_in_another_workers_history(migrated, targe
             total = other.get("/api/v1/search/history", headers=keyed).get_json()["meta"]["total"]
             time.sleep(0.05)
         assert total == 1
+    finally:
+        first.extensions["altus4"].close()
+        second.extensions["altus4"].close()
+
+
+def test_a_read_waits_for_another_workers_flush_still_writing(migrated, targets):
+    """Worker A's flush has taken the queue and not written it yet; worker B's history read finds the queue
+    empty, and must wait for A's write rather than answer without the search."""
+    first, second = create_app(migrated), create_app(migrated)
+    try:
+        user = register(first.test_client())
+        user.connect_database(migrated, targets["a"])
+        secret, _ = user.create_key()
+        keyed = {"Authorization": f"Bearer {secret}"}
+        r = user.client.post("/api/v1/search", headers=keyed, json={"query": "gevent workers"})
+        assert r.status_code == 200, r.get_json()
+        a = first.extensions["altus4"].analytics
+        taken = a.write_behind.take(a._pending, a._epoch)  # A's flush, in the middle of it
+        assert len(taken.items) == 1
+
+        def finish() -> None:
+            time.sleep(0.5)
+            a._insert([_row(json.loads(e)) for e in taken.items])
+            a.write_behind.done(taken)
+
+        writer = threading.Thread(target=finish)
+        writer.start()
+        started = time.monotonic()
+        history = second.test_client().get("/api/v1/search/history", headers=keyed).get_json()
+        writer.join()
+        assert history["meta"]["total"] == 1 and time.monotonic() - started >= 0.4
     finally:
         first.extensions["altus4"].close()
         second.extensions["altus4"].close()

@@ -98,8 +98,12 @@ def admin_required(view: Callable) -> Callable:
     return _mark(wrapper, "admin")
 
 
-def api_key_required(permission: str) -> Callable[[Callable], Callable]:
-    """API key bearer auth: a valid key within its tier's rate limit, with the permission; the use is counted."""
+def api_key_required(
+    permission: str, prefetch: Callable[[str], list[str]] | None = None
+) -> Callable[[Callable], Callable]:
+    """API key bearer auth: a valid key within its tier's rate limit, with the permission; the use is counted.
+    `prefetch(user_id)` names Redis keys the view reads next: they come in admission's round trip, in
+    `g.prefetched` (see `KeyAdmission.admit`)."""
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
@@ -108,7 +112,8 @@ def api_key_required(permission: str) -> Callable[[Callable], Callable]:
             if token is None:
                 raise InvalidApiKey("Missing API key: send 'Authorization: Bearer altus4_sk_…'")
             svc = services()
-            principal, verdict = svc.admission.admit(token)  # a refused request counts against the limit too
+            # a refused request counts against the limit too
+            principal, verdict, g.prefetched = svc.admission.admit(token, prefetch)
             context.bind(principal.user_id)
             g.api_key, g.api_key_tier = principal, principal.tier
             _enforce(verdict, "Rate limit exceeded.", f"api_key_{principal.tier}")

@@ -15,10 +15,10 @@ on a huge table costs at most `df_cap` row reads, and is then taken as that comm
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 SAMPLE_ROWS = 1000
 EXACT_COUNT_LIMIT = 100_000
 LOCAL_TTL = 30.0
+LENGTH_CACHE_SIZE = 50_000  # documents' token counts kept per process (about 30 MB at 500 characters each)
+_LENGTHS: dict[tuple[int, int, bool, str], int] = {}
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,66 @@ class Tokenizer:
     stopwords: frozenset[str] = DEFAULT_STOPWORDS
 
     def tokens(self, text: str) -> list[str]:
-        words = (w.lower() for w in _WORD.findall(text))
-        return [w for w in words if self.min_len <= len(w) <= self.max_len and w not in self.stopwords]
+        return [w for w in self._words(text) if w not in self.stopwords]
+
+    def profile(self, text: str, terms: list[str]) -> tuple[int, list[int]]:
+        """The document's length in tokens and each term's frequency in it: what BM25 needs. Scoring the window
+        is most of BM25's cost per search, so the length is remembered per text (the same rows come back
+        query after query) and the terms are found by one regular expression, not by tokenising."""
+        text = text.lower()
+        key = (self.min_len, self.max_len, bool(self.stopwords), text)
+        length = _LENGTHS.get(key)
+        if length is None:
+            if len(_LENGTHS) >= LENGTH_CACHE_SIZE:
+                _LENGTHS.clear()
+            length = _LENGTHS[key] = len(self.tokens(text))
+        prefixes = [t for t in terms if t.endswith("*")]
+        found = _terms_pattern(tuple(prefixes)).findall(text) if prefixes else []
+        return length, [self._frequency(text, found, term) for term in terms]
+
+    def _frequency(self, text: str, found: list[str], term: str) -> int:
+        """How often an index term occurs in the (lower-cased) text as a whole word; a `pre*` term counts the
+        indexed words in `found` that start with the stem."""
+        low, high = self.min_len, self.max_len
+        if not term.endswith("*"):
+            return _whole_words(text, term) if low <= len(term) <= high and term not in self.stopwords else 0
+        stem = term[:-1]
+        return sum(1 for w in found if w.startswith(stem) and low <= len(w) <= high and w not in self.stopwords)
+
+    def _words(self, text: str) -> list[str]:
+        """Lower-cased runs of word characters of an indexed length (stopwords included)."""
+        return _length_pattern(self.min_len, self.max_len).findall(text.lower())
+
+
+@functools.cache
+def _length_pattern(low: int, high: int) -> re.Pattern:
+    """Whole runs of word characters `low`..`high` long: `findall` then skips the others in C."""
+    return re.compile(rf"(?<!\w)\w{{{low},{high}}}(?!\w)", re.UNICODE)
+
+
+def _whole_words(text: str, word: str) -> int:
+    """Occurrences of `word` in `text` not inside a longer run of word characters (as `\\b` would find them),
+    by substring search: a regular expression with alternatives tries every position, and this is the
+    inner loop of BM25."""
+    count, size, start = 0, len(word), text.find(word)
+    while start >= 0:
+        end = start + size
+        if (start == 0 or not _is_word(text[start - 1])) and (end == len(text) or not _is_word(text[end])):
+            count += 1
+        start = text.find(word, end)
+    return count
+
+
+def _is_word(char: str) -> bool:
+    """What `\\w` matches (Unicode letters and digits, and the underscore)."""
+    return char.isalnum() or char == "_"
+
+
+@functools.lru_cache(maxsize=1024)
+def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern:
+    """Whole words that are one of `terms` (a `pre*` term: any word starting with the stem)."""
+    alternatives = [re.escape(t[:-1]) + r"\w*" if t.endswith("*") else re.escape(t) for t in terms]
+    return re.compile(rf"(?<!\w)(?:{'|'.join(alternatives) or '(?!)'})(?!\w)", re.UNICODE)
 
 
 def query_terms(terms: tuple[str, ...], tokenizer: Tokenizer) -> list[str]:
@@ -70,18 +130,12 @@ class GroupStats:
     df: dict[str, int]
 
 
-def score(doc_tokens: list[str], terms: list[str], stats: GroupStats, k1: float, b: float) -> float:
-    """Okapi BM25 with Lucene's IDF, ln(1 + (N - df + 0.5) / (df + 0.5)); a `pre*` term counts every token that
-    starts with the stem."""
-    counts = Counter(doc_tokens)
-    length_norm = k1 * (1 - b + b * len(doc_tokens) / (stats.avgdl or 1.0))
+def score(length: int, frequencies: list[int], terms: list[str], stats: GroupStats, k1: float, b: float) -> float:
+    """Okapi BM25 with Lucene's IDF, ln(1 + (N - df + 0.5) / (df + 0.5)), of a document `length` tokens long in
+    which `terms` occur `frequencies` times (`Tokenizer.profile`)."""
+    length_norm = k1 * (1 - b + b * length / (stats.avgdl or 1.0))
     total = 0.0
-    for term in terms:
-        if term.endswith("*"):
-            stem = term[:-1]
-            tf = sum(n for token, n in counts.items() if token.startswith(stem))
-        else:
-            tf = counts.get(term, 0)
+    for term, tf in zip(terms, frequencies, strict=True):
         if not tf:
             continue
         df = min(stats.df.get(term, 0), stats.rows)

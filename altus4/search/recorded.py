@@ -16,9 +16,17 @@ class RecordedSearch:
         self.analytics = analytics
         self.reports = reports
 
-    def run(self, key: ApiKeyPrincipal, params: SearchParams, include_analytics: bool = False) -> dict[str, Any]:
+    def run(
+        self,
+        key: ApiKeyPrincipal,
+        params: SearchParams,
+        include_analytics: bool = False,
+        prefetched: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The response data; the search goes to the history (buffered: see `altus4.write_behind`)."""
-        result = self.search.search(key.user_id, params, tier=key.tier, decoded=include_analytics)
+        result = self.search.search(
+            key.user_id, params, tier=key.tier, decoded=include_analytics, prefetched=prefetched
+        )
         if include_analytics:
             result["trends"] = self.reports.period_summaries(key.user_id)
             result["categories"] = self.search.ai_categories(result, key.user_id, key.tier)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import functools
 import html
 import re
 from dataclasses import dataclass
@@ -31,7 +32,12 @@ def term_pattern(terms: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(r"\b(?:" + "|".join(sorted(parts, key=len, reverse=True)) + ")", re.IGNORECASE | re.UNICODE)
 
 
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def json_value(value: Any) -> Any:
+    if type(value) in _AS_IS:  # most columns: checked first, as every value of every page row comes here
+        return value
     if isinstance(value, decimal.Decimal):
         return float(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
@@ -107,15 +113,22 @@ def row_key(row: dict[str, Any], key: tuple[str, ...]) -> str:
 
 def result_id(database: str, table: str, key: str) -> str:
     """Unique in a response and stable across pages: `<database id>/<table, %-encoded>/<row key>`."""
-    return f"{database}/{quote(table, safe='')}/{key}"
+    return f"{database}/{_quoted(table)}/{key}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(table: str) -> str:
+    return quote(table, safe="")
 
 
 def render(hit: Hit, pattern: re.Pattern[str] | None, database_name: str) -> dict[str, Any]:
-    row = {k: v for k, v in hit.row.items() if k not in (SCORE, TOTAL)}
+    row = hit.row
     data, truncated = {}, []
     for column, value in row.items():
+        if column == SCORE or column == TOTAL:
+            continue
         value = json_value(value)
-        if isinstance(value, str) and len(value) > MAX_TEXT:
+        if type(value) is str and len(value) > MAX_TEXT:
             value = value[:MAX_TEXT] + "…"
             truncated.append(column)
         data[column] = value

@@ -28,7 +28,7 @@ from altus4.metrics import Metrics
 from altus4.redis_store import RedisStore
 from altus4.search import bm25, page_cache
 from altus4.search import plan as planner
-from altus4.search.boolean import natural_terms, parse_boolean
+from altus4.search.boolean import QuerySyntaxError, natural_terms, parse_boolean
 from altus4.search.results import Hit, normalise, render, row_key, term_pattern
 from altus4.search.semantic import fuse, row_text
 from altus4.services.connections import ConnectionService
@@ -151,19 +151,22 @@ class SearchService:
         self.bm25 = bm25.StatsStore(store, settings.bm25_stats_ttl, settings.bm25_df_cap)
 
     # ---- public -------------------------------------------------------------------
-    def search(self, user_id: str, params: SearchParams, tier: str = "free", decoded: bool = True) -> dict[str, Any]:
-        """The page of results; a cache hit's `results` stay encoded (an `orjson.Fragment`) unless `decoded`."""
+    def search(
+        self,
+        user_id: str,
+        params: SearchParams,
+        tier: str = "free",
+        decoded: bool = True,
+        prefetched: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The page of results; a cache hit's `results` stay encoded (an `orjson.Fragment`) unless `decoded`.
+        `prefetched`: Redis values already read for this request (see `first_reads`)."""
         started = time.perf_counter()
-        if params.offset + params.limit > MAX_WINDOW:
-            raise ValidationFailed(
-                f"offset + limit may be at most {MAX_WINDOW}",
-                details=[{"field": "offset", "code": "window_exceeded", "message": f"offset + limit > {MAX_WINDOW}"}],
-            )
-        compiled = compile_query(params.query, "natural" if params.mode == "semantic" else params.mode)
+        compiled = self._compile(params)
         ttl = self.settings.search_cache_ttl
         key = self._cache_key(user_id, compiled, params) if ttl else None
         rows, cached = self.connections.active_and_get(
-            user_id, list(params.databases) if params.databases else None, key
+            user_id, list(params.databases) if params.databases else None, key, prefetched
         )
         if not rows:
             raise ValidationFailed(
@@ -229,7 +232,27 @@ class SearchService:
                 failed[row["id"]] = self._failure(row, status, value)
         return found, failed
 
+    def first_reads(self, user_id: str, params: SearchParams) -> list[str]:
+        """The Redis keys a search reads first (the user's connection list, the cached page), so that they
+        can come in the API key's own round trip; none for a request the search will refuse."""
+        try:
+            compiled = self._compile(params)
+        except (ApiError, QuerySyntaxError):
+            return []
+        ttl = self.settings.search_cache_ttl
+        return [self.connections.list_key(user_id)] + ([self._cache_key(user_id, compiled, params)] if ttl else [])
+
     # ---- internals ------------------------------------------------------------------
+    @staticmethod
+    def _compile(params: SearchParams) -> CompiledQuery:
+        """:raise ValidationFailed: a page beyond the window, or a query that cannot run (`compile_query`)."""
+        if params.offset + params.limit > MAX_WINDOW:
+            raise ValidationFailed(
+                f"offset + limit may be at most {MAX_WINDOW}",
+                details=[{"field": "offset", "code": "window_exceeded", "message": f"offset + limit > {MAX_WINDOW}"}],
+            )
+        return compile_query(params.query, "natural" if params.mode == "semantic" else params.mode)
+
     def _cache_key(self, user_id: str, compiled: CompiledQuery, params: SearchParams) -> str:
         """One key per user and request; the connection versions are checked against the entry itself, so the
         key is known before the connection list is read and both come back in one Redis round trip."""
@@ -539,7 +562,8 @@ class SearchService:
                 continue
             k1, b = self.settings.bm25_k1, self.settings.bm25_b
             for i, r in enumerate(rows):
-                scores[i] += bm25.score(tokenizer.tokens(bm25.document(r, group)), terms, stats, k1, b)
+                length, frequencies = tokenizer.profile(bm25.document(r, group), terms)
+                scores[i] += bm25.score(length, frequencies, terms, stats, k1, b)
         return scores
 
 

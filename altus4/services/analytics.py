@@ -69,7 +69,7 @@ class AnalyticsService:
             Sink(
                 stage=lambda pipe, entries: pipe.rpush(self._pending, *(json.dumps(e) for e in entries)),
                 write_direct=lambda entries: self._insert([_row(e) for e in entries]),
-                flush=self.flush,
+                flush=lambda: self.flush(settle=False),
                 lock_key=self._flush_lock,
                 lock_seconds=FLUSH_INTERVAL,
                 epoch_key=self._epoch,
@@ -106,9 +106,10 @@ class AnalyticsService:
             },
         )
 
-    def flush(self) -> int:
+    def flush(self, settle: bool = True) -> int:
         """Move the queued entries to MySQL (the whole queue, taken in one MULTI that also moves the epoch the
-        write-behind buffers watch), in batches; returns how many were written."""
+        write-behind buffers watch), in batches; returns how many were written. With `settle` (a reader),
+        then wait for another process's flush still writing entries it took (`WriteBehind.settle`)."""
         try:
             taken = self.write_behind.take(self._pending, self._epoch)
         except redis.RedisError as exc:
@@ -126,6 +127,8 @@ class AnalyticsService:
                 log.warning("analytics flush postponed: %s", exc.message)
                 return start
         self.write_behind.done(taken)
+        if settle:
+            self.write_behind.settle(self._pending)
         return len(entries)
 
     def _insert(self, rows: list[tuple]) -> None:

@@ -117,11 +117,18 @@ class ConnectionService:
             raise NotFound("Database connection not found")
         return row
 
-    def _active_rows(self, user_id: str, also: str | None = None) -> tuple[list[dict[str, Any]], Any]:
+    def list_key(self, user_id: str) -> str:
+        """The Redis key of the user's cached list of active connections."""
+        return self.store.key(f"conns:{user_id}")
+
+    def _active_rows(
+        self, user_id: str, also: str | None = None, prefetched: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], Any]:
         """What a search needs of the user's active connections, and the value of Redis key `also` read in the
-        same round trip (the search cache). The list is cached in Redis (the search hot path reads it on every
-        request) and dropped whenever one of the user's connections is created, changed or deleted."""
-        key = self.store.key(f"conns:{user_id}")
+        same round trip (the search cache), unless both were `prefetched`. The list is cached in Redis (the
+        search hot path reads it on every request) and dropped whenever one of the user's connections is
+        created, changed or deleted."""
+        key = self.list_key(user_id)
 
         def read(r) -> list:
             pipe = r.pipeline(transaction=False)
@@ -130,7 +137,11 @@ class ConnectionService:
                 pipe.get(also)
             return pipe.execute()
 
-        cached, *other = self.store.safe(read, [None, None])
+        wanted = [key] if also is None else [key, also]
+        if prefetched and all(k in prefetched for k in wanted):
+            cached, *other = [prefetched[k] for k in wanted]
+        else:
+            cached, *other = self.store.safe(read, [None, None])
         value = other[0] if other else None
         if cached is not None:
             return json.loads(cached), value
@@ -139,15 +150,17 @@ class ConnectionService:
         return rows, value
 
     def _forget_user(self, user_id: str) -> None:
-        self.store.safe(lambda r: r.delete(self.store.key(f"conns:{user_id}")), 0)
+        self.store.safe(lambda r: r.delete(self.list_key(user_id)), 0)
 
     def active_for(self, user_id: str, ids: list[str] | None) -> list[dict[str, Any]]:
         """The user's active connections, all of them or the named ones (unknown ids → 404)."""
         return self.active_and_get(user_id, ids, None)[0]
 
-    def active_and_get(self, user_id: str, ids: list[str] | None, also: str | None) -> tuple[list[dict[str, Any]], Any]:
-        """`active_for`, plus the value of Redis key `also` fetched in the same round trip."""
-        rows, value = self._active_rows(user_id, also)
+    def active_and_get(
+        self, user_id: str, ids: list[str] | None, also: str | None, prefetched: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], Any]:
+        """`active_for`, plus the value of Redis key `also` fetched in the same round trip (or `prefetched`)."""
+        rows, value = self._active_rows(user_id, also, prefetched)
         if ids is None:
             return rows, value
         by_id = {r["id"]: r for r in rows}

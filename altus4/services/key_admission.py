@@ -2,7 +2,8 @@
 
 The request path never writes to MySQL: a key is validated from a Redis cache (dropped at once on
 update through `forget`, replaced by a tombstone on revoke through `bury`, so every worker sees it) in
-the same round trip that counts the request against the key's rate limit. Only while Redis is
+the same round trip that counts the request against the key's rate limit and reads what the request
+needs next (a search: the user's connection list and the cached page). Only while Redis is
 unavailable does each worker keep keys for a few seconds.
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC
+from typing import Any
 
 from altus4.config import Limit, Settings
 from altus4.db.pool import Database
@@ -61,40 +64,53 @@ class KeyAdmission:
         self.limiter = limiter
         self.tier_limits = tier_limits(settings)
         self._local: dict[str, tuple[float, ApiKeyPrincipal]] = {}
-        self._seen: dict[str, tuple[str, str]] = {}  # digest -> (key id, tier): names its rate-limit counters
+        self._seen: dict[str, tuple[str, str, str]] = {}  # digest -> (key id, tier, user id), for `admit`
 
-    def admit(self, secret: str) -> tuple[ApiKeyPrincipal, Verdict]:
-        """Authenticate the key and count the request against its rate limit.
+    def admit(
+        self, secret: str, prefetch: Callable[[str], list[str]] | None = None
+    ) -> tuple[ApiKeyPrincipal, Verdict, dict[str, Any]]:
+        """Authenticate the key and count the request against its rate limit; with `prefetch`, also read the
+        Redis keys it names for the key's user (what the request reads next), returned by key.
 
-        One Redis round trip once this worker has seen the key: a key's id never changes for its digest, so
-        the rate-limit counters are known before the cached key is read, and both go in one pipeline.
-        :raise InvalidApiKey: unknown, malformed, revoked or expired key.
+        One Redis round trip once this worker has seen the key: a key's id, tier and user never change for
+        its digest, so the rate-limit counters and the user's keys are known before the cached key is read,
+        and all go in one pipeline. The prefetched values are returned only for the user the key turned out
+        to belong to. :raise InvalidApiKey: unknown, malformed, revoked or expired key.
         """
         if not keygen.looks_like_key(secret):
             raise InvalidApiKey("Invalid API key format")
         digest = keygen.digest(secret)
-        known = self._seen.get(digest)  # (key id, tier) from an earlier request
-        keys, counts = None, None
+        known = self._seen.get(digest)  # (key id, tier, user id) from an earlier request
+        keys, counts, extra, values = None, None, [], None
         if known is not None:
             keys = self.limiter.keys(f"key:{known[0]}", self.tier_limits[known[1]])
+            extra = prefetch(known[2]) if prefetch else []
 
             def read(r) -> list:
                 pipe = r.pipeline(transaction=False)
                 pipe.get(self._entry(digest))
                 self.limiter.stage(pipe, keys)
+                for key in extra:
+                    pipe.get(key)
                 return pipe.execute()
 
             replies = self.store.safe(read, None)
-            cached, counts = (replies[0], replies[1::2]) if replies else (None, None)
+            if replies:
+                staged = 1 + 2 * len(keys)
+                cached, counts, values = replies[0], replies[1:staged:2], replies[staged:]
+            else:
+                cached = None
         else:
             cached = self.store.safe(lambda r: r.get(self._entry(digest)), None)
         principal = self._principal(digest, cached)
         if len(self._seen) > 10_000:
             self._seen.clear()
-        self._seen[digest] = (principal.id, principal.tier)
-        if counts is not None and known == (principal.id, principal.tier):
-            return principal, self.limiter.judge(keys, counts)
-        return principal, self.limiter.hit(f"key:{principal.id}", self.tier_limits[principal.tier])
+        self._seen[digest] = (principal.id, principal.tier, principal.user_id)
+        same = known == self._seen[digest]
+        prefetched = dict(zip(extra, values, strict=True)) if same and values is not None else {}
+        if counts is not None and same:
+            return principal, self.limiter.judge(keys, counts), prefetched
+        return principal, self.limiter.hit(f"key:{principal.id}", self.tier_limits[principal.tier]), prefetched
 
     def _principal(self, digest: str, cached: bytes | None) -> ApiKeyPrincipal:
         local = self._local.get(digest)

@@ -22,7 +22,7 @@ from altus4.errors import DatabaseUnavailable
 from altus4.redis_store import RedisStore
 from altus4.services.key_admission import ApiKeyPrincipal
 from altus4.times import utcnow
-from altus4.write_behind import Sink, WriteBehind
+from altus4.write_behind import Sink, Taken, WriteBehind
 
 log = logging.getLogger("altus4.keys")
 
@@ -93,7 +93,7 @@ class UsageLedger:
             Sink(
                 stage=lambda pipe, uses: pipe.rpush(self._batches, _batch(uses)),
                 write_direct=lambda uses: self._write([_parse(_batch(uses))]),  # the id it has when queued
-                flush=self.flush,
+                flush=lambda: self.flush(settle=False),
                 lock_key=self._flush_lock,
                 lock_seconds=FLUSH_INTERVAL,
                 epoch_key=self._epoch,
@@ -104,9 +104,10 @@ class UsageLedger:
         """Count one request (buffered: see `altus4.write_behind`)."""
         self.write_behind.add("usage", (principal.id, utcnow().date().isoformat(), time.time(), ip))
 
-    def flush(self) -> int:
+    def flush(self, settle: bool = True) -> int:
         """Move the queued batches from Redis to MySQL (the worker that took the flush lock, or a usage read);
-        returns how many batches were taken."""
+        returns how many batches were taken. With `settle` (a reader), then wait for another process's flush
+        still writing batches it took (`WriteBehind.settle`)."""
 
         def legacy(pipe) -> None:
             pipe.hgetall(_LEGACY[0])
@@ -122,19 +123,25 @@ class UsageLedger:
         legacy_counts, legacy_last, _ = taken.extras or ({}, {}, 0)
         if legacy_counts or legacy_last:
             raw.append(_legacy_batch(legacy_counts, legacy_last))
-        if not raw:
+        if raw and not self._write_taken(taken, raw):
             return 0
+        if settle:
+            self.write_behind.settle(self._batches)
+        return len(raw)
+
+    def _write_taken(self, taken: Taken, raw: list) -> bool:
+        """Write a flush's batches; False when MySQL is unavailable (they are back in Redis)."""
         try:
             self._write([_parse(r) for r in raw])
         except Exception as exc:
             self.write_behind.give_back(taken, raw)
             if isinstance(exc, DatabaseUnavailable):  # back in Redis for the next flush
                 log.warning("usage flush postponed: %s", exc.message)
-                return 0
+                return False
             log.exception("usage flush failed; %d batches put back", len(raw))
             raise
         self.write_behind.done(taken)
-        return len(raw)
+        return True
 
     def _write(self, batches: list[tuple[str | None, Tally]]) -> None:
         """Add the batches' counts in one transaction, skipping batches whose id was applied before."""
