@@ -48,7 +48,7 @@ test-fast: install services ## The quick loop: every test not marked slow (no re
 fuzz: install services ## A longer, unseeded schemathesis run over every operation (FUZZ_EXAMPLES=100 per operation)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_RANDOM=1 $(PY) -m pytest -s tests/test_fuzz.py
 
-bench: install services ## Short performance benchmark: raw MySQL vs Altus 4 uncached/cached vs /health (about 5 minutes)
+bench: install services ## Performance benchmark on two data profiles (own, anchor-shop): raw MySQL vs Altus 4 uncached/cached vs /health (~8 min)
 	$(VENV)/bin/pip install -q -r bench/requirements.txt
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends wrk >/dev/null)  # the HTTP load generator
