@@ -215,7 +215,8 @@ class WriteBehind:
         prefix = f"{queue}:taken:"
         deadline = time.monotonic() + wait
         while True:
-            members = self.store.safe(lambda r: r.zrange(self._inflight_key, 0, -1), [])
+            none: list[Any] = []
+            members: list[Any] = self.store.safe(lambda r: list(r.zrange(self._inflight_key, 0, -1)), none)
             busy = any((m.decode() if isinstance(m, bytes) else m).startswith(prefix) for m in members)
             if not busy or time.monotonic() >= deadline:
                 return
