@@ -214,8 +214,8 @@ class WriteBehind:
         and read MySQL before that flush's INSERT (seen: the console's usage chart one request short)."""
         prefix = f"{queue}:taken:"
         deadline = time.monotonic() + wait
+        none: list[Any] = []
         while True:
-            none: list[Any] = []
             members: list[Any] = self.store.safe(lambda r: list(r.zrange(self._inflight_key, 0, -1)), none)
             busy = any((m.decode() if isinstance(m, bytes) else m).startswith(prefix) for m in members)
             if not busy or time.monotonic() >= deadline:

@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 
+import pytest
 import redis
 from conftest import TEST_REDIS_DB, make_settings, register
 
@@ -59,56 +60,51 @@ def test_without_redis_items_are_written_directly():
     assert direct == ["a", "b"] and flushed == []
 
 
-def test_a_search_on_one_worker_shows_in_another_workers_history(migrated, targets):
-    first, second = create_app(migrated), create_app(migrated)  # two workers: separate buffers, shared stores
-    try:
-        user = register(first.test_client())
-        user.connect_database(migrated, targets["a"])
-        secret, _ = user.create_key()
-        keyed = {"Authorization": f"Bearer {secret}"}
-        r = user.client.post("/api/v1/search", headers=keyed, json={"query": "gevent workers"})
-        assert r.status_code == 200, r.get_json()
-        other = second.test_client()
-        deadline = time.monotonic() + 5
-        total = 0
-        while total == 0 and time.monotonic() < deadline:
-            total = other.get("/api/v1/search/history", headers=keyed).get_json()["meta"]["total"]
-            time.sleep(0.05)
-        assert total == 1
-    finally:
-        first.extensions["altus4"].close()
-        second.extensions["altus4"].close()
+@pytest.fixture
+def two_workers(migrated, targets):
+    """Two apps (workers: separate buffers, shared stores) and a key whose search was served by the first."""
+    first, second = create_app(migrated), create_app(migrated)
+    user = register(first.test_client())
+    user.connect_database(migrated, targets["a"])
+    secret, _ = user.create_key()
+    keyed = {"Authorization": f"Bearer {secret}"}
+    r = user.client.post("/api/v1/search", headers=keyed, json={"query": "gevent workers"})
+    assert r.status_code == 200, r.get_json()
+    yield first, second, keyed
+    first.extensions["altus4"].close()
+    second.extensions["altus4"].close()
 
 
-def test_a_read_waits_for_another_workers_flush_still_writing(migrated, targets):
+def test_a_search_on_one_worker_shows_in_another_workers_history(two_workers):
+    _, second, keyed = two_workers
+    other = second.test_client()
+    deadline = time.monotonic() + 5
+    total = 0
+    while total == 0 and time.monotonic() < deadline:
+        total = other.get("/api/v1/search/history", headers=keyed).get_json()["meta"]["total"]
+        time.sleep(0.05)
+    assert total == 1
+
+
+def test_a_read_waits_for_another_workers_flush_still_writing(two_workers):
     """Worker A's flush has taken the queue and not written it yet; worker B's history read finds the queue
     empty, and must wait for A's write rather than answer without the search."""
-    first, second = create_app(migrated), create_app(migrated)
-    try:
-        user = register(first.test_client())
-        user.connect_database(migrated, targets["a"])
-        secret, _ = user.create_key()
-        keyed = {"Authorization": f"Bearer {secret}"}
-        r = user.client.post("/api/v1/search", headers=keyed, json={"query": "gevent workers"})
-        assert r.status_code == 200, r.get_json()
-        a = first.extensions["altus4"].analytics
-        taken = a.write_behind.take(a._pending, a._epoch)  # A's flush, in the middle of it
-        assert len(taken.items) == 1
+    first, second, keyed = two_workers
+    a = first.extensions["altus4"].analytics
+    taken = a.write_behind.take(a._pending, a._epoch)  # A's flush, in the middle of it
+    assert len(taken.items) == 1
 
-        def finish() -> None:
-            time.sleep(0.5)
-            a._insert([_row(json.loads(e)) for e in taken.items])
-            a.write_behind.done(taken)
+    def finish() -> None:
+        time.sleep(0.5)
+        a._insert([_row(json.loads(e)) for e in taken.items])
+        a.write_behind.done(taken)
 
-        writer = threading.Thread(target=finish)
-        writer.start()
-        started = time.monotonic()
-        history = second.test_client().get("/api/v1/search/history", headers=keyed).get_json()
-        writer.join()
-        assert history["meta"]["total"] == 1 and time.monotonic() - started >= 0.4
-    finally:
-        first.extensions["altus4"].close()
-        second.extensions["altus4"].close()
+    writer = threading.Thread(target=finish)
+    writer.start()
+    started = time.monotonic()
+    history = second.test_client().get("/api/v1/search/history", headers=keyed).get_json()
+    writer.join()
+    assert history["meta"]["total"] == 1 and time.monotonic() - started >= 0.4
 
 
 def test_a_flush_that_died_is_taken_over_and_refused_items_go_back_in_order(settings):

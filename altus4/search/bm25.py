@@ -51,7 +51,7 @@ class Tokenizer:
     def profile(self, text: str, terms: list[str]) -> tuple[int, list[int]]:
         """The document's length in tokens and each term's frequency in it: what BM25 needs. Scoring the window
         is most of BM25's cost per search, so the length is remembered per text (the same rows come back
-        query after query) and the terms are found by one regular expression, not by tokenising."""
+        query after query) and each term is counted by substring search (`_whole_words`), not by tokenising."""
         text = text.lower()
         key = (self.min_len, self.max_len, bool(self.stopwords), text)
         length = _LENGTHS.get(key)
