@@ -108,6 +108,13 @@ class Metrics:
         self.pool_exhausted = Counter(
             "altus4_db_pool_exhausted", "Requests turned away because a pool stayed full", ["pool"], registry=r
         )
+        self.connect_failures = Counter(
+            "altus4_db_connect_failures",
+            "Connections to a metadata database that failed or broke in use (a pool that is down tries again"
+            " once per DB_RETRY_SECONDS, refusing requests meanwhile without a try)",
+            ["pool"],
+            registry=r,
+        )
         self.cache_requests = Counter(
             "altus4_cache_requests", "Cache lookups by result", ["cache_type", "result"], registry=r
         )

@@ -24,7 +24,8 @@ over by the next flush `adopt_after` seconds later; writing items twice is
 harmless because every sink's items carry ids that MySQL applies once.
 
 Lost on a SIGKILL: the items of at most `interval` seconds not yet pushed (and
-the requests being served). A clean exit lets the background cycle finish and
+the requests being served), or, while neither Redis nor MySQL takes them, the
+items held for the next push. A clean exit lets the background cycle finish and
 sends what is left. Lost if Redis loses its data (restarts empty): nothing that
 a process still runs for, since each keeps what it pushed until a flush has
 taken it (`Sink.epoch_key`) and pushes it again into the new dataset.
@@ -122,6 +123,7 @@ class WriteBehind:
         self._generation: str | None = None  # the Redis dataset the kept items were pushed to
         self._resend: dict[str, list[list]] = {}  # batches Redis lost, to go again with the next push
         self._returned: dict[str, list] = {}  # queue -> items a flush could not give back, for the next push
+        self._holding: set[str] = set()  # sinks whose items neither Redis nor MySQL took (`_hold`)
 
     def register(self, name: str, sink: Sink) -> None:
         self._sinks[name] = sink
@@ -163,6 +165,7 @@ class WriteBehind:
         try:
             with self.store.guard() as client:
                 self._push(client, taken)
+                self._holding = set()
                 pushed = True  # kept from here on: pushed again if Redis loses them, never written directly
                 if not lock:
                     return []
@@ -176,9 +179,22 @@ class WriteBehind:
             for name, items in ({} if pushed else taken).items():
                 try:
                     self._sinks[name].write_direct(items)
-                except Exception:
-                    log.exception("%s: %d buffered items lost (no Redis, and MySQL refused them)", name, len(items))
+                except Exception as exc:
+                    self._hold(name, items, exc)
             return []
+
+    def _hold(self, name: str, items: list, exc: Exception) -> None:
+        """Neither Redis nor MySQL took `items`: back at the head of the buffer for the next push (at most
+        KEEP_MAX per sink; past it the oldest go, logged). Once dropped here (seen: one usage count lost while
+        the primary was down and a Redis call timed out), now lost only if the process exits meanwhile."""
+        with self._lock:
+            held = items + self._items.get(name, [])
+            dropped, self._items[name] = held[:-KEEP_MAX], held[-KEEP_MAX:]
+            first, self._holding = name not in self._holding, self._holding | {name}
+        if first:  # then once per outage, not once per interval
+            log.warning("%s: items kept for the next push (no Redis, and MySQL refused them: %s)", name, exc)
+        if dropped:
+            log.error("%s: %d buffered items lost (no Redis and no MySQL for too long)", name, len(dropped))
 
     def retry_later(self, name: str) -> None:
         """Keep `name` due: the background thread tries its flush lock again next interval (a flush that found
@@ -312,6 +328,10 @@ class WriteBehind:
             left = any(self._items.values()) or self._resend or self._returned
         if left:
             self.push(flush=False)
+        with self._lock:
+            lost = {name: len(items) for name, items in self._items.items() if items}
+        if lost:
+            log.error("exiting with buffered items neither Redis nor MySQL took: %s", lost)
 
     def _run(self) -> None:
         while not self._closed.wait(self.interval):

@@ -79,6 +79,17 @@ def account(base: str, settings, database: str, tier: str = "free") -> tuple[str
     return token, key["data"]["secretKey"]
 
 
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus exposition's samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            sample, _, value = line.rpartition(" ")
+            if all(f'{k}="{v}"' in sample for k, v in labels.items()):
+                total += float(value)
+    return total
+
+
 @dataclass
 class Gunicorn:
     port: int

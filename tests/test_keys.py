@@ -1,11 +1,13 @@
 """/api/v1/keys and API-key authentication: lifecycle, shown-once secrets, revocation, usage, tenancy."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import away_from_window_edge
 
 from altus4.security.api_keys import KEY_PATTERN
+from altus4.services.key_usage import _batch, _parse
 
 
 def _probe(client, secret):
@@ -135,6 +137,20 @@ def test_usage_counts_requests_and_reports_rate_limit(user, client):
     assert listed["usageCount"] == 3 and listed["lastUsedIp"] == "127.0.0.1"
     bad = user.call("GET", f"/api/v1/keys/{key['id']}/usage?days=0")
     assert bad.status_code == 400
+
+
+def test_a_batch_of_uses_is_counted_once_and_only_its_own_uses_make_it_the_same(app, user):
+    """Usage batches carry ids so a batch queued twice (Redis lost it, a flush was taken over) counts once;
+    two batches whose counts and times match are still two batches (their ids once came from those)."""
+    _, key = user.create_key()
+    ledger = app.extensions["altus4"].usage
+    use = (key["id"], "2026-12-03", 1_796_000_000.0, "127.0.0.1")
+    first, second = _batch([(*use, "worker-a:1")]), _batch([(*use, "worker-b:1")])
+    assert json.loads(first)["id"] != json.loads(second)["id"]
+    ledger._write([_parse(first), _parse(second), _parse(first)])
+    ledger._write([_parse(second)])
+    listed = user.call("GET", f"/api/v1/keys/{key['id']}").get_json()["data"]["apiKey"]
+    assert listed["usageCount"] == 2
 
 
 def test_setup_creates_only_the_first_key(make_user):

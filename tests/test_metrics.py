@@ -6,26 +6,9 @@ import uuid
 
 import pytest
 from conftest import away_from_window_edge, env_for_tests
-from servers import account, call, free_port, start_gunicorn
+from servers import account, call, free_port, metric_sum, start_gunicorn
 
 pytestmark = pytest.mark.slow
-
-
-def _samples(text: str, name: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            labels, _, value = line.rpartition(" ")
-            out[labels] = float(value)
-    return out
-
-
-def _sum(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for key, value in _samples(text, name).items():
-        if all(f'{k}="{v}"' in key for k, v in labels.items()):
-            total += value
-    return total
 
 
 def test_metrics_are_merged_across_workers(migrated, targets, tmp_path):
@@ -42,26 +25,33 @@ def test_metrics_are_merged_across_workers(migrated, targets, tmp_path):
         for _ in range(6):  # any worker's scrape sees the same merged totals
             status, text, headers = call(base + "/metrics")
             assert status == 200
-            searches = _sum(text, "altus4_request_duration_seconds_count", route="/api/v1/search", status_code="200")
-            limited = _sum(text, "altus4_request_duration_seconds_count", route="/api/v1/search", status_code="429")
+            searches = metric_sum(
+                text, "altus4_request_duration_seconds_count", route="/api/v1/search", status_code="200"
+            )
+            limited = metric_sum(
+                text, "altus4_request_duration_seconds_count", route="/api/v1/search", status_code="429"
+            )
             assert (searches, limited) == (25, 5)
             pids.add(headers.get("X-Request-ID"))
-        assert _sum(text, "altus4_request_duration_seconds_count", route="/api/v1/keys/<uuid:key_id>") == 5
+        assert metric_sum(text, "altus4_request_duration_seconds_count", route="/api/v1/keys/<uuid:key_id>") == 5
         assert not re.search(r'route="/api/v1/keys/[0-9a-f]{8}-', text)  # templates, never raw paths
-        assert _sum(text, "altus4_search_duration_seconds_count", search_mode="natural", database_count="1") == 25
-        assert _sum(text, "altus4_rate_limit_exceeded_total", scope="api_key_free") == 5
-        hits = _sum(text, "altus4_cache_requests_total", cache_type="search", result="hit")
-        misses = _sum(text, "altus4_cache_requests_total", cache_type="search", result="miss")
+        assert metric_sum(text, "altus4_search_duration_seconds_count", search_mode="natural", database_count="1") == 25
+        assert metric_sum(text, "altus4_rate_limit_exceeded_total", scope="api_key_free") == 5
+        hits = metric_sum(text, "altus4_cache_requests_total", cache_type="search", result="hit")
+        misses = metric_sum(text, "altus4_cache_requests_total", cache_type="search", result="miss")
         assert hits + misses == 25 and misses >= 1
-        ratio = _sum(text, "altus4_cache_hit_ratio", cache_type="search")
+        ratio = metric_sum(text, "altus4_cache_hit_ratio", cache_type="search")
         assert ratio == pytest.approx(hits / 25)
-        assert _sum(text, "altus4_db_pool_wait_seconds_count", pool="primary") > 0
+        assert metric_sum(text, "altus4_db_pool_wait_seconds_count", pool="primary") > 0
         assert "altus4_database_connections_active" in text  # livesum gauge: 0 when idle
         deadline = time.monotonic() + 5  # idle once a background batch flush (if one runs now) is done
-        while _sum(text, "altus4_database_connections_active", database_id="primary") and time.monotonic() < deadline:
+        while (
+            metric_sum(text, "altus4_database_connections_active", database_id="primary")
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
             text = call(base + "/metrics")[1]
-        assert _sum(text, "altus4_database_connections_active", database_id="primary") == 0
+        assert metric_sum(text, "altus4_database_connections_active", database_id="primary") == 0
         assert "altus4_ai_fallback_total" in text or "altus4_ai_fallback" in text
         assert "altus4_db_pool_exhausted" in text and "altus4_redis_errors_total" in text
     finally:
@@ -84,11 +74,11 @@ def test_instances_on_one_host_keep_their_own_metrics_however_they_are_bound(mig
             assert call(second.url + "/api/v1/search", "POST", {"query": "slow queries"}, key)[0] == 200  # uncached
             for server, searches in ((first, 3), (second, 1)):
                 text = call(server.url + "/metrics")[1]
-                assert _sum(text, "altus4_search_duration_seconds_count") == searches
+                assert metric_sum(text, "altus4_search_duration_seconds_count") == searches
                 assert "altus4_database_connections_active" in text
         finally:
             second.stop()
         text = call(first.url + "/metrics")[1]
-        assert _sum(text, "altus4_search_duration_seconds_count") == 3  # the second's exit removed only its own
+        assert metric_sum(text, "altus4_search_duration_seconds_count") == 3  # the second's exit removed only its own
     finally:
         first.stop()

@@ -15,7 +15,7 @@ import pytest
 import redis
 from conftest import TEST_REDIS_DB, env_for_tests, make_settings, register
 from infra import ReplSet, TcpProxy, start_redis, wait_for
-from servers import account, call, free_port, start_gunicorn
+from servers import account, call, free_port, metric_sum, start_gunicorn
 
 from altus4.db.migrate import Migrator
 from altus4.factory import create_app
@@ -193,6 +193,7 @@ def test_the_metadata_primary_down_for_30_s_costs_no_read_and_loses_nothing(outa
     assert _search_with(server, doomed)[0] == 200
     with Traffic(server.url, key, token) as traffic:
         time.sleep(5)
+        attempts = [_primary_connect_failures(server)]
         down_at = time.monotonic()
         rs.stop_one(OUTAGE_PORTS[0])
         # what the workers cached expires mid-outage: keys and connection lists must come from the replicas
@@ -206,6 +207,7 @@ def test_the_metadata_primary_down_for_30_s_costs_no_read_and_loses_nothing(outa
         assert status == 200, body
         assert _search_with(server, doomed)[0] == 401
         time.sleep(PRIMARY_DOWN_SECONDS - 2)
+        attempts.append(_primary_connect_failures(server))
         up_at = time.monotonic()
         rs.start_one(OUTAGE_PORTS[0])
         time.sleep(5)
@@ -219,8 +221,13 @@ def test_the_metadata_primary_down_for_30_s_costs_no_read_and_loses_nothing(outa
     median = {
         name: statistics.median(s[2] for s in rows) for name, rows in (("before", before), ("during", during["search"]))
     }
-    print(f"median search latency: {median}")
-    assert median["during"] <= max(2 * median["before"], median["before"] + 0.010), median
+    tries = attempts[1] - attempts[0]
+    print(f"median search latency: {median}; connections tried on the down primary: {tries}")
+    # no read waits on the primary: while it is down each worker's pool tries it once per DB_RETRY_SECONDS
+    # (1 s) and refuses without a try meanwhile (reads then go to a replica). Timing is only a guard against
+    # hangs: this machine's speed moves medians by 2x in a busy 30 s (seen: 10 ms before, 20 ms during)
+    assert 0 < tries <= 2 * (PRIMARY_DOWN_SECONDS + 5), (tries, report)  # 2 workers; connections that broke
+    assert median["during"] <= 3 * median["before"] + 0.020, median
     assert after, "no search after the primary came back"
     # nothing recorded was lost: every search answered is in the history and counted against the key
     searches = len([s for s in traffic.seen if s[0] == "search"])
@@ -265,6 +272,11 @@ def test_the_metadata_primary_down_for_30_s_costs_no_read_and_loses_nothing(outa
     for name in cache.scan_iter("apikey:*"):
         cache.delete(name)
     assert _search_with(server, doomed)[0] == 401
+
+
+def _primary_connect_failures(server) -> float:
+    """Connections to the metadata primary that failed so far, across workers."""
+    return metric_sum(call(server.url + "/metrics")[1], "altus4_db_connect_failures_total", pool="primary")
 
 
 def _search_with(server, key: str) -> tuple:

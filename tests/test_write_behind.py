@@ -11,6 +11,7 @@ import redis
 from conftest import TEST_REDIS_DB, make_settings, register
 
 from altus4 import create_app
+from altus4.errors import DatabaseUnavailable
 from altus4.redis_store import RedisStore
 from altus4.services.analytics import _row
 from altus4.write_behind import Sink, WriteBehind
@@ -58,6 +59,27 @@ def test_without_redis_items_are_written_directly():
     buffer.add("test", "b")
     buffer.close()
     assert direct == ["a", "b"] and flushed == []
+
+
+def test_items_neither_redis_nor_mysql_takes_wait_for_the_next_push():
+    """No Redis and MySQL refusing: the items stay in the process (they were once dropped) and go once
+    MySQL takes them again."""
+    written, refusing = [], [True]
+
+    def direct(items: list) -> None:
+        if refusing[0]:
+            raise DatabaseUnavailable()
+        written.extend(items)
+
+    buffer = WriteBehind(RedisStore(make_settings(REDIS_PORT="6399")), interval=60)
+    buffer.register("test", Sink(lambda pipe, items: None, direct, lambda: None, "wb-test:none:lock", 30))
+    buffer.add("test", "a")  # the first after a quiet interval goes at once: refused by both
+    buffer.add("test", "b")
+    buffer.push(flush=False)  # refused again, kept in order
+    assert written == []
+    refusing[0] = False
+    buffer.close()  # what is left goes on exit
+    assert written == ["a", "b"]
 
 
 @pytest.fixture

@@ -137,6 +137,7 @@ class Pool:
                 if conn is not None:
                     conn.close()
                 log.warning("cannot connect to %s database: %s", self.name, exc)
+                self.metrics.connect_failures.labels(self.label).inc()
                 if self.retry_seconds:
                     self.down_until = time.monotonic() + self.retry_seconds
                 raise DatabaseUnavailable() from exc
@@ -164,6 +165,7 @@ class Pool:
         """A connection that broke in use. The checkout's ping had found it alive or reconnected it, so the
         server has just gone: it is answered as down at once too, until a probe finds it back."""
         log.warning("lost the %s database: %s", self.name, exc)
+        self.metrics.connect_failures.labels(self.label).inc()
         if self.retry_seconds:
             self.down_until = time.monotonic() + self.retry_seconds
         return DatabaseUnavailable()

@@ -9,9 +9,12 @@ pushed again after Redis lost its data is not counted twice. Without Redis the c
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +37,7 @@ _FLUSH_LOCK = "usage:flush-lock"
 FLUSH_INTERVAL = 10
 BATCH_MEMORY_DAYS = 1  # applied batch ids are remembered this long (write_batches)
 
-Uses = list[tuple[str, str, float, str | None]]  # (key id, day, time, ip) per request
+Uses = list[tuple[str, str, float, str | None, str]]  # (key id, day, time, ip, use id) per request
 
 
 @dataclass
@@ -54,22 +57,23 @@ class Tally:
 
 def _tally(uses: Uses) -> Tally:
     tally = Tally()
-    for key_id, day, at, ip in uses:
+    for key_id, day, at, ip, _ in uses:
         tally.counts[(key_id, day)] = tally.counts.get((key_id, day), 0) + 1
         tally.last_used[key_id] = (at, ip)
     return tally
 
 
 def _batch(uses: Uses) -> str:
-    """One push's uses as a queued batch. Its id is derived from the uses, so the same batch pushed again
-    (after Redis lost it) has the same id and is counted once."""
+    """One push's uses as a queued batch. Its id is derived from the uses' ids, so the same batch pushed
+    again (after Redis lost it) has the same id and is counted once, and two batches are never taken for
+    one because their counts and times happen to match."""
     tally = _tally(uses)
     body = {
         "counts": [[k, d, n] for (k, d), n in tally.counts.items()],
         "last": {k: [at, ip] for k, (at, ip) in tally.last_used.items()},
     }
-    text = json.dumps(body, sort_keys=True)
-    return json.dumps({"id": hashlib.sha1(text.encode()).hexdigest(), **body})  # noqa: S324 - an id, not a secret
+    ids = "|".join(use[4] for use in uses)
+    return json.dumps({"id": hashlib.sha1(ids.encode()).hexdigest(), **body})  # noqa: S324 - an id, not a secret
 
 
 def _parse(raw: str) -> tuple[str | None, Tally]:
@@ -88,6 +92,8 @@ class UsageLedger:
         self._epoch = store.key(_EPOCH)
         self._flush_lock = store.key(_FLUSH_LOCK)
         self.write_behind = write_behind
+        self._origin: tuple[int, str] | None = None  # (pid, random): use ids unique across processes and hosts
+        self._sequence = itertools.count()
         write_behind.register(
             "usage",
             Sink(
@@ -102,7 +108,10 @@ class UsageLedger:
 
     def record_use(self, principal: ApiKeyPrincipal, ip: str | None) -> None:
         """Count one request (buffered: see `altus4.write_behind`)."""
-        self.write_behind.add("usage", (principal.id, utcnow().date().isoformat(), time.time(), ip))
+        if self._origin is None or self._origin[0] != os.getpid():  # a forked worker gets its own
+            self._origin = (os.getpid(), uuid.uuid4().hex)
+        use_id = f"{self._origin[1]}:{next(self._sequence)}"
+        self.write_behind.add("usage", (principal.id, utcnow().date().isoformat(), time.time(), ip, use_id))
 
     def flush(self, settle: bool = True) -> int:
         """Move the queued batches from Redis to MySQL (the worker that took the flush lock, or a usage read);
