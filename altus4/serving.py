@@ -66,3 +66,44 @@ def answer_gunicorn_errors_in_the_envelope() -> None:
         util.write_nonblock(sock, error_envelope(int(status_int), reason, mesg))
 
     util.write_error = write_error
+
+
+def send_each_response_in_one_write() -> None:
+    """Make gunicorn send a response's head with its first body bytes: it wrote them with two `sendall`s, two
+    system calls and, under gevent, two trips through the hub for every response (py-spy, cached search:
+    `SocketMixin.send` was the largest single line). Called from `config/gunicorn.conf.py`. Files go through
+    the same write, not `sendfile` (which writes beside it): the console's few small static files."""
+    from gunicorn import util
+    from gunicorn.http import wsgi
+
+    class OneWriteResponse(wsgi.Response):
+        _head = b""
+
+        def can_sendfile(self) -> bool:
+            return False
+
+        def send_headers(self) -> None:
+            if self.headers_sent:
+                return
+            lines = self.default_headers()
+            lines.extend(f"{k}: {v}\r\n" for k, v in self.headers)
+            self._head = util.to_bytestring("%s\r\n" % "".join(lines), "latin-1")
+            self.headers_sent = True
+
+        def _emit_body(self, data: bytes) -> None:
+            head, self._head = self._head, b""
+            if head and not self.chunked:
+                util.write(self.sock, head + data)
+                return
+            if head:
+                util.write(self.sock, head)
+            util.write(self.sock, data, self.chunked)
+
+        def close(self) -> None:
+            self.send_headers()
+            head, self._head = self._head, b""
+            if head:  # no body (HEAD, 204, 304, an empty one)
+                util.write(self.sock, head)
+            super().close()
+
+    wsgi.Response = OneWriteResponse

@@ -20,10 +20,11 @@ import tempfile
 from dotenv import load_dotenv
 
 from altus4.config import read_int, read_str
-from altus4.serving import answer_gunicorn_errors_in_the_envelope
+from altus4.serving import answer_gunicorn_errors_in_the_envelope, send_each_response_in_one_write
 
 load_dotenv(override=False)  # the same .env the app reads; the environment wins
 answer_gunicorn_errors_in_the_envelope()  # its 414/431/400 pages become JSON envelopes (workers inherit it)
+send_each_response_in_one_write()  # head and body in one sendall (workers inherit it)
 _env = os.environ
 _cpus = multiprocessing.cpu_count()
 

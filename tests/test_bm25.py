@@ -103,18 +103,22 @@ def test_statistics_are_shared_in_redis(searcher, migrated):
     assert 0 < r.ttl(key) <= migrated.bm25_stats_ttl
 
 
-def test_paging_is_exact_across_the_window(searcher):
+@pytest.mark.parametrize("ranking", ["bm25", "mysql"])
+def test_paging_is_exact_across_the_window(searcher, ranking):
+    """Pages concatenate to the whole list, row data included: a page past the window reads the rows before
+    it as key and score only (`plan.build_select`'s `bare`), and must show its own rows whole."""
     user, headers = searcher
-    whole = _search(user, headers, query="zeta omega", tables=["many"], limit=12)
-    assert whole["totalCount"] == 12 and whole["rankingUsed"] == "bm25"
-    ids = [r["id"] for r in whole["results"]]
+    whole = _search(user, headers, query="zeta omega", tables=["many"], limit=12, ranking=ranking)
+    assert whole["totalCount"] == 12 and whole["rankingUsed"] == ranking
+    shown = [(r["id"], r["data"], r["snippet"], r["matchedColumns"]) for r in whole["results"]]
     pages = []
     for offset in range(0, 12, 2):
-        pages += [
-            r["id"]
-            for r in _search(user, headers, query="zeta omega", tables=["many"], limit=2, offset=offset)["results"]
-        ]
-    assert pages == ids and len(set(ids)) == 12
+        page = _search(user, headers, query="zeta omega", tables=["many"], limit=2, offset=offset, ranking=ranking)
+        pages += [(r["id"], r["data"], r["snippet"], r["matchedColumns"]) for r in page["results"]]
+    assert pages == shown and len({row[0] for row in shown}) == 12
+    assert all(r["data"]["body"] for r in whole["results"])
+    if ranking == "mysql":
+        return
     scores = [r["relevanceScore"] for r in whole["results"]]
     assert scores == sorted(scores, reverse=True) and scores[0] == 1.0
     # the window (3 rows) is BM25's order: rows with more "omega" in short documents first

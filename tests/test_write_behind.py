@@ -50,6 +50,34 @@ def test_first_item_goes_at_once_the_rest_as_one_pipeline_then_one_flush(setting
         plain.delete(key, f"{key}:lock")
 
 
+def test_a_steady_flow_goes_with_the_background_push_after_its_first_item(settings):
+    """Only an item after a quiet interval goes inside its request: a flow with shorter gaps is carried by
+    the background push (it once sent one item per interval at once too, a pipeline per few requests)."""
+    key = f"wb-test:{uuid.uuid4().hex}"
+    plain = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
+    in_request = []
+
+    def stage(pipe, items: list) -> None:
+        if threading.current_thread() is threading.main_thread():
+            in_request.append(list(items))
+        pipe.rpush(key, *items)
+
+    buffer = WriteBehind(RedisStore(settings), interval=0.2)
+    buffer.register("test", Sink(stage, lambda items: None, lambda: None, f"{key}:lock", 30))
+    try:
+        for n in range(12):  # 0.6 s, gaps of 0.05 s
+            buffer.add("test", str(n))
+            time.sleep(0.05)
+        deadline = time.monotonic() + 5
+        while plain.llen(key) < 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [int(v) for v in plain.lrange(key, 0, -1)] == list(range(12))
+        assert in_request == [["0"]]
+    finally:
+        buffer.close()
+        plain.delete(key, f"{key}:lock")
+
+
 def test_without_redis_items_are_written_directly():
     unreachable = make_settings(REDIS_PORT="6399")
     flushed, direct = [], []

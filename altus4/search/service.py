@@ -7,6 +7,7 @@ and the page is cut from the merged list, so page 2 continues page 1.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -67,6 +68,7 @@ class CompiledQuery:
     excluded: tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=4096)  # asked twice per search (its Redis keys first), and popular queries repeat
 def compile_query(query: str, mode: str) -> CompiledQuery:
     """:raise QuerySyntaxError: a malformed boolean query, pointing at the problem.
     :raise ValidationFailed: a natural-language query without a searchable word."""
@@ -256,19 +258,7 @@ class SearchService:
     def _cache_key(self, user_id: str, compiled: CompiledQuery, params: SearchParams) -> str:
         """One key per user and request; the connection versions are checked against the entry itself, so the
         key is known before the connection list is read and both come back in one Redis round trip."""
-        material = json.dumps(
-            [
-                sorted(params.databases) if params.databases else None,
-                params.mode,
-                compiled.text,
-                sorted(params.tables or []),
-                sorted(params.columns or []),
-                params.offset,
-                params.limit,
-                params.ranking,
-            ]
-        )
-        return self.store.key(f"search:{user_id}:{hashlib.sha256(material.encode()).hexdigest()}")
+        return _page_key(self.store.prefix, user_id, compiled, params)
 
     @staticmethod
     def _failure(row: dict[str, Any], status: str, error: BaseException | None) -> dict[str, Any]:
@@ -311,8 +301,9 @@ class SearchService:
         if params.ranking == "bm25":
             fetch = max(fetch, self.settings.bm25_window)
         jobs = self._plan(rows, schemas, params)
+        bare = self._bare(len(jobs), params)
         outcomes = run_parallel(
-            [lambda j=j: self._run_table(j[0], j[1], compiled, fetch, params.ranking) for j in jobs],
+            [lambda j=j: self._run_table(j[0], j[1], compiled, fetch, params.ranking, bare) for j in jobs],
             self.settings.search_timeout_ms / 1000,
         )
         merged = self._merge(rows, jobs, outcomes, failed, compiled, params.ranking)
@@ -339,6 +330,15 @@ class SearchService:
         return [
             (row, q) for row in rows if row["id"] in schemas for q in planner.plan(schemas[row["id"]], tables, columns)
         ]
+
+    def _bare(self, tables: int, params: SearchParams) -> tuple[int, int] | None:
+        """The ranks whose rows a page needs only for their order (`planner.build_select`): with one table, the
+        rows before the page that BM25 does not re-score. With several, any row up to the window's end may
+        land on the page; semantic mode reads every candidate's text."""
+        if tables != 1 or params.mode == "semantic":
+            return None
+        after = self.settings.bm25_window if params.ranking == "bm25" else 0
+        return (after, params.offset) if params.offset > after else None
 
     def _merge(
         self,
@@ -528,10 +528,18 @@ class SearchService:
         return extra
 
     def _run_table(
-        self, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery, window: int, ranking: str
+        self,
+        row: dict[str, Any],
+        q: planner.TableQuery,
+        compiled: CompiledQuery,
+        window: int,
+        ranking: str,
+        bare: tuple[int, int] | None = None,
     ) -> TableAnswer:
         spec = self.connections.spec(row)
-        select = planner.build_select(q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, window)
+        select = planner.build_select(
+            q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, window, bare if q.key_is_unique else None
+        )
         try:
             with self.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
                 cur.execute(select.sql, select.params)
@@ -565,6 +573,24 @@ class SearchService:
                 length, frequencies = tokenizer.profile(bm25.document(r, group), terms)
                 scores[i] += bm25.score(length, frequencies, terms, stats, k1, b)
         return scores
+
+
+@functools.lru_cache(maxsize=4096)  # asked twice per search: for the API key's round trip, then by the search
+def _page_key(prefix: str, user_id: str, compiled: CompiledQuery, params: SearchParams) -> str:
+    """The search cache's key of a user's request (`SearchService._cache_key`)."""
+    material = json.dumps(
+        [
+            sorted(params.databases) if params.databases else None,
+            params.mode,
+            compiled.text,
+            sorted(params.tables or []),
+            sorted(params.columns or []),
+            params.offset,
+            params.limit,
+            params.ranking,
+        ]
+    )
+    return f"{prefix}search:{user_id}:{hashlib.sha256(material.encode()).hexdigest()}"
 
 
 def _scale_bm25(hits: list[Hit]) -> None:
