@@ -78,6 +78,7 @@ def send_each_response_in_one_write() -> None:
 
     class OneWriteResponse(wsgi.Response):
         _head = b""
+        headers_sent: bool  # gunicorn's, set in its __init__
 
         def can_sendfile(self) -> bool:
             return False
@@ -87,7 +88,7 @@ def send_each_response_in_one_write() -> None:
                 return
             lines = self.default_headers()
             lines.extend(f"{k}: {v}\r\n" for k, v in self.headers)
-            self._head = util.to_bytestring("%s\r\n" % "".join(lines), "latin-1")
+            self._head = util.to_bytestring("".join(lines) + "\r\n", "latin-1")
             self.headers_sent = True
 
         def _emit_body(self, data: bytes) -> None:
