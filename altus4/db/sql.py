@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
+from pymysql import converters
+from pymysql.constants import FIELD_TYPE
 from pymysql.cursors import DictCursor
+
+
+def _datetime(value: str) -> datetime | str:
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):  # a zero date ("0000-00-00 00:00:00"): PyMySQL's answer, the text
+        return converters.convert_datetime(value)
+
+
+def _date(value: str) -> date | str:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return converters.convert_date(value)
+
+
+# PyMySQL's conversions, with dates parsed by the standard library's C parser: the same values (zero dates
+# stay text), 10x faster than PyMySQL's regex (3.8 -> 0.35 us a value), which was 4 % of an uncached search's
+# CPU on a table with one DATETIME column (py-spy, anchor-shop)
+CONVERSIONS = {
+    **converters.conversions,
+    FIELD_TYPE.DATETIME: _datetime,
+    FIELD_TYPE.TIMESTAMP: _datetime,
+    FIELD_TYPE.DATE: _date,
+}
 
 
 def client_options(
@@ -16,7 +44,8 @@ def client_options(
     connect_timeout: float,
     read_timeout: float = 30,
 ) -> dict[str, Any]:
-    """PyMySQL arguments: utf8mb4, dict rows, autocommit (a write opens its own transaction), explicit time-outs."""
+    """PyMySQL arguments: utf8mb4, dict rows, faster date parsing, autocommit (a write opens its own transaction),
+    explicit time-outs."""
     options: dict[str, Any] = dict(
         host=host,
         port=port,
@@ -24,6 +53,7 @@ def client_options(
         password=password,
         charset="utf8mb4",
         cursorclass=DictCursor,
+        conv=CONVERSIONS,
         autocommit=True,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
