@@ -151,13 +151,28 @@ def build_products(settings: Settings, database: str, count: int, seed: int) -> 
     conn.close()
 
 
-def start_server(env: dict, port: int, log: Path) -> subprocess.Popen:
+def server_env(workers: int) -> dict[str, str]:
+    """The benchmarked servers' settings: their own database and Redis db, limits out of the way, no access log."""
+    return {
+        "APP_ENV": "development",
+        "DB_DATABASE": "altus4_bench",
+        "REDIS_DB": "11",
+        "WEB_CONCURRENCY": str(workers),
+        "RATE_LIMIT_ENTERPRISE": "100000000",
+        "AUTH_RATE_LIMIT": "10000 per minute",
+        "GUNICORN_ACCESS_LOG": "",
+        "LOG_LEVEL": "warning",
+    }
+
+
+def start_server(env: dict, port: int, log: Path, root: Path = ROOT) -> subprocess.Popen:
+    """gunicorn with the app of the checkout at `root` (another one: `bench/ab.py`)."""
     full = {**os.environ, **env, "BIND": f"127.0.0.1:{port}"}
     full.pop("PROMETHEUS_MULTIPROC_DIR", None)
     out = open(log, "ab")  # noqa: SIM115 - handed to the server process
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py", "app:app"],
-        cwd=ROOT,
+        cwd=root,
         env=full,
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -302,16 +317,7 @@ def main() -> None:
         return
     client = ("wrk" if wrk_available() else "python") if args.client == "auto" else args.client
 
-    env = {
-        "APP_ENV": "development",
-        "DB_DATABASE": "altus4_bench",
-        "REDIS_DB": "11",
-        "WEB_CONCURRENCY": str(args.workers),
-        "RATE_LIMIT_ENTERPRISE": "100000000",
-        "AUTH_RATE_LIMIT": "10000 per minute",
-        "GUNICORN_ACCESS_LOG": "",
-        "LOG_LEVEL": "warning",
-    }
+    env = server_env(args.workers)
     settings = Settings.from_env({**os.environ, **env})
     Migrator(settings).migrate()
     queries = datagen.queries(random.Random(args.seed), args.queries)
