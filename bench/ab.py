@@ -16,17 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from drivers import Searches, http_load  # noqa: E402
-from run import (  # noqa: E402
+from drivers import Searches, http_load
+from run import (  # puts this checkout on sys.path too
     ANCHOR_DB,
     RESULTS,
+    ROOT,
     account,
     datasets_dir,
     server_env,
@@ -36,7 +32,7 @@ from run import (  # noqa: E402
     with_cpu,
 )
 
-from altus4.config import Settings  # noqa: E402
+from altus4.config import Settings
 
 
 def main() -> None:

@@ -17,18 +17,12 @@ import cProfile
 import io
 import os
 import pstats
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from run import ANCHOR_DB, datasets_dir  # puts this checkout on sys.path too
 
-from run import ANCHOR_DB, datasets_dir  # noqa: E402
-
-from altus4 import create_app  # noqa: E402
-from altus4.config import Settings  # noqa: E402
+from altus4 import create_app
+from altus4.config import Settings
 
 VARIANTS = (("uncached", "0", "bm25"), ("uncached_mysql_order", "0", "mysql"), ("cached", "3600", "bm25"))
 

@@ -204,7 +204,7 @@ def _bare_select(q: TableQuery, ranked: str, join: str, params: tuple, bare: tup
         f"t.{ident(c)}" if c in q.key else f"CASE WHEN {hidden} THEN NULL ELSE t.{ident(c)} END AS {ident(c)}"
         for c in q.columns
     )
-    hidden_params = bare * (len(q.columns) - len([c for c in q.columns if c in q.key]))
+    hidden_params = bare * sum(1 for c in q.columns if c not in q.key)
     sql = (
         f"SELECT {columns}, s.{ident(SCORE)}, s.{ident(TOTAL)}"
         f" FROM (SELECT r.*, ROW_NUMBER() OVER (ORDER BY {_order(q.key, 'r.')}) AS {rank}"

@@ -537,7 +537,6 @@ class SearchService:
         bare: tuple[int, int] | None = None,
     ) -> TableAnswer:
         spec = self.connections.spec(row)
-        bare = bare if q.key_is_unique else None
         select = planner.build_select(q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, window, bare)
         try:
             with self.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
