@@ -29,6 +29,7 @@ from run import (  # puts this checkout on sys.path too
     start_server,
     stop_server,
     warm_cache,
+    warm_statistics,
     with_cpu,
 )
 
@@ -59,6 +60,8 @@ def main() -> None:
             keys[name] = account(base, settings, [ANCHOR_DB])[0]
             if args.cached:
                 warm_cache(base, keys[name], searches)
+            else:
+                warm_statistics(base, keys[name], searches)
             http_load(base, 16, 5, "wrk", keys[name], searches, ranking=args.ranking)  # pools, statistics warm
         seen: dict[str, list] = {name: [] for name in servers}
         for n in range(args.rounds):

@@ -399,3 +399,43 @@ def test_pooled_connections_carry_a_server_side_time_limit(app, user, settings, 
         found = cur.fetchone()
     assert "MariaDB" in found["v"]
     assert float(found["limit_s"]) == settings.search_timeout_ms / 1000
+
+
+def test_run_parallel_keeps_order_reports_errors_and_times_out_without_starting_late_tasks():
+    import threading
+    import time
+
+    from altus4.search import service
+
+    running, most, lock, started = [0], [0], threading.Lock(), []
+
+    def task(i, seconds=0.05):
+        def run():
+            with lock:
+                started.append(i)
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(seconds)
+            with lock:
+                running[0] -= 1
+            if i == 3:
+                raise ValueError("three")
+            return i
+
+        return run
+
+    outcomes = service.run_parallel([task(i) for i in range(service.MAX_PARALLEL + 4)], 5.0)
+    assert [o[0] for o in outcomes] == ["ok"] * 3 + ["error"] + ["ok"] * (service.MAX_PARALLEL)
+    assert [o[1] for i, o in enumerate(outcomes) if i != 3] == [i for i in range(service.MAX_PARALLEL + 4) if i != 3]
+    assert isinstance(outcomes[3][1], ValueError)
+    assert most[0] == service.MAX_PARALLEL  # never more at once
+
+    started.clear()
+    slow = [task(i, 0.6) for i in range(service.MAX_PARALLEL + 1)]  # one waits for a turn
+    t0 = time.monotonic()
+    outcomes = service.run_parallel(slow, 0.2)
+    assert time.monotonic() - t0 < 0.5
+    assert outcomes == [("timeout", None)] * len(slow)
+    time.sleep(0.7)  # the running ones finish: the one that waited for a turn past the timeout never started
+    assert len(started) == service.MAX_PARALLEL
+    assert outcomes == [("timeout", None)] * len(slow)  # what the caller holds did not change

@@ -13,6 +13,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 import pymysql
 
 from altus4.config import Settings
@@ -144,7 +145,7 @@ class ConnectionService:
             cached, *other = self.store.safe(read, [None, None])
         value = other[0] if other else None
         if cached is not None:
-            return json.loads(cached), value
+            return orjson.loads(cached), value  # per search: orjson's parse is a fraction of json's
         rows = [{k: r[k] for k in _SEARCH_FIELDS} for r in self.owned_by(user_id) if r["is_active"]]
         self.store.safe(lambda r: r.set(key, json.dumps(rows), ex=CONNECTIONS_CACHE_TTL), None)
         return rows, value

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC
 from typing import Any
 
+import orjson
+
 from altus4.config import Limit, Settings
 from altus4.db.pool import Database
 from altus4.errors import Forbidden, InvalidApiKey
@@ -116,7 +118,7 @@ class KeyAdmission:
         local = self._local.get(digest)
         self.store.count_cache("api_key", bool(cached))
         if cached:
-            data = json.loads(cached)
+            data = orjson.loads(cached)  # per request: orjson's parse is a fraction of json's
             if data.get("revoked"):  # a tombstone (`bury`)
                 raise InvalidApiKey("API key has been revoked")
             principal = ApiKeyPrincipal(**{**data, "permissions": tuple(data["permissions"])})
