@@ -65,3 +65,18 @@ def test_bad_configuration_stops_the_server_with_the_setting_named(migrated):
     )
     assert result.returncode != 0
     assert "configuration error: JWT_SECRET is required" in result.stdout + result.stderr
+
+
+def test_a_worker_freezes_what_it_loaded_before_it_serves():
+    """`post_worker_init` takes the loaded app out of the collector's walks: full collections that walked
+    it stopped a worker for 107-214 ms under load (docs/performance.md)."""
+    code = (
+        "import gc, runpy; hooks = runpy.run_path('config/gunicorn.conf.py');"
+        "from altus4 import create_app; app = create_app(); before = gc.get_freeze_count();"
+        "hooks['post_worker_init'](None);"
+        "print(before, gc.get_freeze_count())"
+    )
+    env = {**os.environ, **env_for_tests()}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    before, after = map(int, out.stdout.split())
+    assert before == 0 and after > 10_000
