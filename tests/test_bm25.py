@@ -10,6 +10,7 @@ import redis
 from conftest import TEST_REDIS_DB, connect_admin, fresh_fulltext_table, make_settings, register
 
 from altus4 import create_app
+from altus4.search import plan as planner
 from altus4.search.bm25 import Tokenizer
 
 DB = "altus4_test_bm25"
@@ -105,16 +106,22 @@ def test_statistics_are_shared_in_redis(searcher, migrated):
 
 @pytest.mark.parametrize("ranking", ["bm25", "mysql"])
 def test_paging_is_exact_across_the_window(searcher, ranking):
-    """Pages concatenate to the whole list, row data included: a page past the window reads the rows before
-    it as key and score only (`plan.build_select`'s `bare`), and must show its own rows whole."""
+    """Pages concatenate to the whole list, row data and scores included: a page past the window leaves out
+    the rows between the window and itself (`plan.build_select`'s `skip`), and must start in the right place
+    with its own rows whole, scaled as on the first page."""
     user, headers = searcher
+
+    def seen(results: list) -> list:
+        return [(r["id"], r["data"], r["snippet"], r["matchedColumns"], r["relevanceScore"]) for r in results]
+
     whole = _search(user, headers, query="zeta omega", tables=["many"], limit=12, ranking=ranking)
     assert whole["totalCount"] == 12 and whole["rankingUsed"] == ranking
-    shown = [(r["id"], r["data"], r["snippet"], r["matchedColumns"]) for r in whole["results"]]
+    shown = seen(whole["results"])
     pages = []
-    for offset in range(0, 12, 2):
+    for offset in range(0, 14, 2):  # the last page is past the end
         page = _search(user, headers, query="zeta omega", tables=["many"], limit=2, offset=offset, ranking=ranking)
-        pages += [(r["id"], r["data"], r["snippet"], r["matchedColumns"]) for r in page["results"]]
+        assert page["totalCount"] == 12
+        pages += seen(page["results"])
     assert pages == shown and len({row[0] for row in shown}) == 12
     assert all(r["data"]["body"] for r in whole["results"])
     if ranking == "mysql":
@@ -124,6 +131,23 @@ def test_paging_is_exact_across_the_window(searcher, ranking):
     # the window (3 rows) is BM25's order: rows with more "omega" in short documents first
     omegas = [r["data"]["body"].count("omega") for r in whole["results"][:3]]
     assert omegas == [3, 3, 3]
+
+
+def test_a_deep_page_statement_sends_only_the_window_and_the_page(searcher, migrated):
+    """`skip` leaves ranks (3, 8] out of a 10-row statement: ranks 1-3 and 9-10 come back, as they would
+    without it, in the same order and with the same total."""
+    q = planner.TableQuery("many", ("id", "body"), ("id",), key_is_unique=True, match_groups=(("body",),))
+    conn = connect_admin(migrated, DB, dict_rows=True)
+    try:
+        with conn.cursor() as cur:
+            whole, skipping = (planner.build_select(q, "natural", "zeta omega", (), (), 10, s) for s in (None, (3, 8)))
+            cur.execute(whole.sql, whole.params)
+            every = list(cur.fetchall())
+            cur.execute(skipping.sql, skipping.params)
+            kept = list(cur.fetchall())
+    finally:
+        conn.close()
+    assert len(every) == 10 and kept == every[:3] + every[8:]
 
 
 def test_a_table_bm25_cannot_mirror_keeps_mysql_order(searcher, migrated):

@@ -26,7 +26,7 @@ from altus4.db.sql import escape_like
 
 SCORE = "__altus4_score"
 TOTAL = "__altus4_total"  # COUNT(*) OVER (): every match counted in the same pass (MySQL 8, MariaDB 10.2+)
-RANK = "__altus4_rank"  # ROW_NUMBER() over the window's rows (`build_select`'s `bare`)
+RANK = "__altus4_rank"  # ROW_NUMBER() over the window's rows (`build_select`'s `skip`)
 MAX_LIKE_TERMS = 8
 MODES = {"natural": "IN NATURAL LANGUAGE MODE", "boolean": "IN BOOLEAN MODE"}
 
@@ -169,11 +169,11 @@ def build_select(
     like_terms: tuple[str, ...],
     like_excluded: tuple[str, ...],
     window: int,
-    bare: tuple[int, int] | None = None,
+    skip: tuple[int, int] | None = None,
 ) -> Statement:
     """The table's top `window` rows by score, each with the score and the count of every match. Rows ranked
-    in `bare` (after, up to], which the caller needs only for their order, come with only their key and
-    score, the other columns NULL (a late row lookup only): a deep page's rows before it cost no parsing."""
+    in `skip` (after, up to] are left out: a single table's deep page needs nothing of the rows between
+    what it re-scores and the page itself, and the caller knows how many there were from the count."""
     if q.match_groups:
         matches = [f"MATCH ({', '.join(ident(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
         score = " + ".join(matches)
@@ -186,8 +186,8 @@ def build_select(
         sql = f"SELECT {_columns(q.columns)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s"
         return Statement(sql, (*params, window))
     join = " AND ".join(f"t.{ident(c)} = s.{ident(c)}" for c in q.key)
-    if bare is not None:
-        return _bare_select(q, ranked, join, (*params, window), bare)
+    if skip is not None:
+        return _skipping_select(q, ranked, join, (*params, window), skip)
     sql = (
         f"SELECT {_columns(q.columns, 't.')}, s.{ident(SCORE)}, s.{ident(TOTAL)}"
         f" FROM (SELECT {_columns(q.key)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s) AS s"
@@ -196,22 +196,18 @@ def build_select(
     return Statement(sql, (*params, window))
 
 
-def _bare_select(q: TableQuery, ranked: str, join: str, params: tuple, bare: tuple[int, int]) -> Statement:
-    """`build_select`'s late row lookup with the rows ranked in `bare` reduced to key and score."""
+def _skipping_select(q: TableQuery, ranked: str, join: str, params: tuple, skip: tuple[int, int]) -> Statement:
+    """`build_select`'s late row lookup without the rows ranked in `skip`: they are neither looked up nor sent
+    (a page at offset 180 parsed 200 rows, key and score only for 130 of them; now 70)."""
     rank = ident(RANK)
-    hidden = f"s.{rank} > %s AND s.{rank} <= %s"
-    columns = ", ".join(
-        f"t.{ident(c)}" if c in q.key else f"CASE WHEN {hidden} THEN NULL ELSE t.{ident(c)} END AS {ident(c)}"
-        for c in q.columns
-    )
-    hidden_params = bare * sum(1 for c in q.columns if c not in q.key)
     sql = (
-        f"SELECT {columns}, s.{ident(SCORE)}, s.{ident(TOTAL)}"
+        f"SELECT {_columns(q.columns, 't.')}, s.{ident(SCORE)}, s.{ident(TOTAL)}"
         f" FROM (SELECT r.*, ROW_NUMBER() OVER (ORDER BY {_order(q.key, 'r.')}) AS {rank}"
         f" FROM (SELECT {_columns(q.key)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s) AS r) AS s"
-        f" JOIN {ident(q.table)} AS t ON {join} ORDER BY {_order(q.key, 's.')}"
+        f" JOIN {ident(q.table)} AS t ON {join} WHERE s.{rank} <= %s OR s.{rank} > %s"
+        f" ORDER BY {_order(q.key, 's.')}"
     )
-    return Statement(sql, (*hidden_params, *params))
+    return Statement(sql, (*params, *skip))
 
 
 def _columns(columns: tuple[str, ...], prefix: str = "") -> str:

@@ -136,6 +136,7 @@ class TableAnswer:
     total: int
     bm25: list[float] | None = None  # None: not re-scored (MySQL ranking, LIKE, or `note` says why)
     note: str | None = None
+    skipped: int = 0  # rows the statement left out before the page (`planner.build_select`'s `skip`)
 
 
 @dataclass
@@ -148,6 +149,7 @@ class Merged:
     statuses: list[dict[str, Any]] = field(default_factory=list)
     ranking: str = "mysql"
     notes: set[str] = field(default_factory=set)
+    skipped: int = 0  # hits left out before the page: the page starts at offset - skipped
 
 
 class SearchService:
@@ -319,9 +321,9 @@ class SearchService:
         if params.ranking == "bm25":
             fetch = max(fetch, self.settings.bm25_window)
         jobs = self._plan(rows, schemas, params)
-        bare = self._bare(len(jobs), params)
+        skip = self._skip(len(jobs), params)
         outcomes = run_parallel(
-            [lambda j=j: self._run_table(j[0], j[1], compiled, fetch, params.ranking, bare) for j in jobs],
+            [lambda j=j: self._run_table(j[0], j[1], compiled, fetch, params.ranking, skip) for j in jobs],
             self.settings.search_timeout_ms / 1000,
         )
         merged = self._merge(rows, jobs, outcomes, failed, compiled, params.ranking)
@@ -349,13 +351,14 @@ class SearchService:
             (row, q) for row in rows if row["id"] in schemas for q in planner.plan(schemas[row["id"]], tables, columns)
         ]
 
-    def _bare(self, tables: int, params: SearchParams) -> tuple[int, int] | None:
-        """The ranks whose rows a page needs only for their order (`planner.build_select`): with one table, the
-        rows before the page that BM25 does not re-score. With several, any row up to the window's end may
-        land on the page; semantic mode reads every candidate's text."""
+    def _skip(self, tables: int, params: SearchParams) -> tuple[int, int] | None:
+        """The ranks whose rows a page does not need (`planner.build_select`): with one table, the rows
+        between the ones BM25 re-scores (MySQL's order: the first, whose score scales the others) and the
+        page. With several, any row up to the window's end may land on the page; semantic mode re-ranks
+        every candidate."""
         if tables != 1 or params.mode == "semantic":
             return None
-        after = self.settings.bm25_window if params.ranking == "bm25" else 0
+        after = self.settings.bm25_window if params.ranking == "bm25" else 1
         return (after, params.offset) if params.offset > after else None
 
     def _merge(
@@ -384,6 +387,7 @@ class SearchService:
                 continue
             answered.append((row, q, value))
             merged.per_table[(row["id"], q.table)] = value.total
+            merged.skipped += value.skipped
             if value.note:
                 merged.notes.add(value.note)
             elif ranking == "bm25" and q.strategy == "like":
@@ -442,14 +446,13 @@ class SearchService:
         """The requested page of the merged hits, rendered, with counts, categories and index hints."""
         pattern = term_pattern(compiled.terms)
         names = {row["id"]: row["name"] for row in rows}
+        start = params.offset - merged.skipped
         total = sum(merged.per_table.values())
         categories: dict[str, int] = {}
         for (_, table), n in merged.per_table.items():
             categories[table] = categories.get(table, 0) + n
         return {
-            "results": [
-                render(h, pattern, names[h.database]) for h in merged.hits[params.offset : params.offset + params.limit]
-            ],
+            "results": [render(h, pattern, names[h.database]) for h in merged.hits[start : start + params.limit]],
             "totalCount": total,
             "totalCountExact": True,
             "page": params.offset // params.limit + 1,
@@ -552,15 +555,17 @@ class SearchService:
         compiled: CompiledQuery,
         window: int,
         ranking: str,
-        bare: tuple[int, int] | None = None,
+        skip: tuple[int, int] | None = None,
     ) -> TableAnswer:
         spec = self.connections.spec(row)
-        select = planner.build_select(q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, window, bare)
+        select = planner.build_select(q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, window, skip)
         try:
             with self.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
                 cur.execute(select.sql, select.params)
                 found = list(cur.fetchall())
                 answer = TableAnswer(found, int(found[0][planner.TOTAL]) if found else 0)
+                if skip is not None:  # every rank in (after, offset] that exists
+                    answer.skipped = max(0, min(answer.total, skip[1]) - skip[0])
                 if ranking == "bm25" and q.strategy == "fulltext":
                     try:
                         answer.bm25 = self._bm25(cur, row, q, compiled, found[: self.settings.bm25_window])
