@@ -42,7 +42,15 @@ def _table(settings, table: str, rows: list, engine: str = "InnoDB") -> None:
 def searcher(migrated, targets):
     """A user with the BM25 test database connected and a key, on an app with a 3-row re-scoring window."""
     _table(migrated, "docs", DOCS)
-    _table(migrated, "many", [(i, f"zeta {'omega ' * (i % 4)}filler{i}") for i in range(1, 13)])
+    fresh_fulltext_table(  # a column outside the FULLTEXT index too: deep pages read it only for their own rows
+        migrated,
+        DB,
+        "many",
+        "CREATE TABLE many (id INT PRIMARY KEY, body TEXT, tag VARCHAR(8), FULLTEXT KEY ft_body (body))"
+        " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        "INSERT INTO many VALUES (%s, %s, %s)",
+        [(i, f"zeta {'omega ' * (i % 4)}filler{i}", f"t{i}") for i in range(1, 13)],
+    )
     app = create_app(make_settings(BM25_WINDOW="3"))
     user = register(app.test_client())
     user.connect_database(migrated, DB)
@@ -123,7 +131,7 @@ def test_paging_is_exact_across_the_window(searcher, ranking):
         assert page["totalCount"] == 12
         pages += seen(page["results"])
     assert pages == shown and len({row[0] for row in shown}) == 12
-    assert all(r["data"]["body"] for r in whole["results"])
+    assert all(r["data"]["body"] and r["data"]["tag"] for r in whole["results"])
     if ranking == "mysql":
         return
     scores = [r["relevanceScore"] for r in whole["results"]]
@@ -134,9 +142,10 @@ def test_paging_is_exact_across_the_window(searcher, ranking):
 
 
 def test_a_deep_page_statement_sends_only_the_window_and_the_page(searcher, migrated):
-    """`skip` leaves ranks (3, 8] out of a 10-row statement: ranks 1-3 and 9-10 come back, as they would
-    without it, in the same order and with the same total."""
-    q = planner.TableQuery("many", ("id", "body"), ("id",), key_is_unique=True, match_groups=(("body",),))
+    """`skip` (3, 8) leaves ranks 4-8 out of a 10-row statement and reads ranks 1-3 for their scores only
+    (key and searched text): ranks 1-3 and 9-10 come back in the same order with the same total, whole from
+    rank 9 on."""
+    q = planner.TableQuery("many", ("id", "body", "tag"), ("id",), key_is_unique=True, match_groups=(("body",),))
     conn = connect_admin(migrated, DB, dict_rows=True)
     try:
         with conn.cursor() as cur:
@@ -147,7 +156,8 @@ def test_a_deep_page_statement_sends_only_the_window_and_the_page(searcher, migr
             kept = list(cur.fetchall())
     finally:
         conn.close()
-    assert len(every) == 10 and kept == every[:3] + every[8:]
+    assert len(every) == 10 and all(r["tag"] for r in every)
+    assert kept == [{**r, "tag": None} for r in every[:3]] + every[8:]
 
 
 def test_a_table_bm25_cannot_mirror_keeps_mysql_order(searcher, migrated):

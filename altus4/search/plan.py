@@ -171,9 +171,10 @@ def build_select(
     window: int,
     skip: tuple[int, int] | None = None,
 ) -> Statement:
-    """The table's top `window` rows by score, each with the score and the count of every match. Rows ranked
-    in `skip` (after, up to] are left out: a single table's deep page needs nothing of the rows between
-    what it re-scores and the page itself, and the caller knows how many there were from the count."""
+    """The table's top `window` rows by score, each with the score and the count of every match. With `skip`
+    (after, offset), for a single table's page at or past `after`: the rows ranked in (after, offset] are left
+    out, as the page needs nothing of them and the caller knows how many there were from the count, and
+    those up to `after` come with their key and searched text only (their scores are all the page needs)."""
     if q.match_groups:
         matches = [f"MATCH ({', '.join(ident(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
         score = " + ".join(matches)
@@ -198,16 +199,24 @@ def build_select(
 
 def _skipping_select(q: TableQuery, ranked: str, join: str, params: tuple, skip: tuple[int, int]) -> Statement:
     """`build_select`'s late row lookup without the rows ranked in `skip`: they are neither looked up nor sent
-    (a page at offset 180 parsed 200 rows, key and score only for 130 of them; now 70)."""
+    (a page at offset 180 parsed 200 rows, key and score only for 130 of them; now 70). The rows up to `skip`'s
+    start come before the page, there for their scores: only their key and searched text are read (the other
+    columns NULL), which is what BM25 re-scores."""
     rank = ident(RANK)
+    wanted = set(q.key) | set(q.searched_columns)
+    columns = ", ".join(
+        f"t.{ident(c)}" if c in wanted else f"CASE WHEN s.{rank} <= %s THEN NULL ELSE t.{ident(c)} END AS {ident(c)}"
+        for c in q.columns
+    )
+    scored_only = (skip[0],) * sum(1 for c in q.columns if c not in wanted)
     sql = (
-        f"SELECT {_columns(q.columns, 't.')}, s.{ident(SCORE)}, s.{ident(TOTAL)}"
+        f"SELECT {columns}, s.{ident(SCORE)}, s.{ident(TOTAL)}"
         f" FROM (SELECT r.*, ROW_NUMBER() OVER (ORDER BY {_order(q.key, 'r.')}) AS {rank}"
         f" FROM (SELECT {_columns(q.key)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s) AS r) AS s"
         f" JOIN {ident(q.table)} AS t ON {join} WHERE s.{rank} <= %s OR s.{rank} > %s"
         f" ORDER BY {_order(q.key, 's.')}"
     )
-    return Statement(sql, (*params, *skip))
+    return Statement(sql, (*scored_only, *params, *skip))
 
 
 def _columns(columns: tuple[str, ...], prefix: str = "") -> str:

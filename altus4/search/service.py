@@ -352,14 +352,14 @@ class SearchService:
         ]
 
     def _skip(self, tables: int, params: SearchParams) -> tuple[int, int] | None:
-        """The ranks whose rows a page does not need (`planner.build_select`): with one table, the rows
-        between the ones BM25 re-scores (MySQL's order: the first, whose score scales the others) and the
-        page. With several, any row up to the window's end may land on the page; semantic mode re-ranks
-        every candidate."""
+        """What a page at or past the rows BM25 re-scores (MySQL's order: the first, whose score scales the
+        others) does not need of the rows before it (`planner.build_select`'s `skip`): with one table, any
+        of them but those scores. With several, any row up to the window's end may land on the page;
+        semantic mode re-ranks every candidate."""
         if tables != 1 or params.mode == "semantic":
             return None
         after = self.settings.bm25_window if params.ranking == "bm25" else 1
-        return (after, params.offset) if params.offset > after else None
+        return (after, params.offset) if params.offset >= after else None
 
     def _merge(
         self,
