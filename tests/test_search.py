@@ -4,6 +4,7 @@ import pytest
 from conftest import fresh_fulltext_table, make_settings, register
 
 from altus4 import create_app
+from altus4.search.results import snippet, term_pattern
 
 
 @pytest.fixture
@@ -439,3 +440,17 @@ def test_run_parallel_keeps_order_reports_errors_and_times_out_without_starting_
     time.sleep(0.7)  # the running ones finish: the one that waited for a turn past the timeout never started
     assert len(started) == service.MAX_PARALLEL
     assert outcomes == [("timeout", None)] * len(slow)  # what the caller holds did not change
+
+
+def test_highlighting_ignores_case_and_keeps_the_text_as_written():
+    """Matches are found in lower-cased text (`results.Terms`) and marked in the original; a text whose lower
+    case is longer ('İ' becomes two characters) is matched as written, so the marks stay in place."""
+    terms = term_pattern(("Wireless", "head*", "blue light"))
+    text = "WIRELESS Headphones & Blue  Light"
+    marked = "<mark>WIRELESS</mark> <mark>Headphones</mark> &amp; <mark>Blue  Light</mark>"
+    assert snippet(text, terms) == marked
+    assert snippet("İİ " + text, terms) == "İİ " + marked
+    assert (
+        snippet("no match here", terms) == "no match here"
+        and snippet(text, None) == "WIRELESS Headphones &amp; Blue  Light"
+    )

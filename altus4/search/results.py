@@ -18,8 +18,32 @@ MAX_TEXT = 1000
 SNIPPET_RADIUS = 80
 
 
-def term_pattern(terms: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One case-insensitive regex for all terms: words whole, `pre*` as a prefix, phrases across spaces."""
+@dataclass(frozen=True)
+class Terms:
+    """The query's terms as one regex, twice: `lower` (terms lower-cased, case-sensitive) for text lower-cased
+    once, and `anycase` (IGNORECASE) for the rare text whose lower case changes its length, where offsets
+    would not map back. Measured on anchor-shop's rows: IGNORECASE's findall 4.4 µs a text, lower() and the
+    case-sensitive one 2.3 µs; rendering runs both on every searched column of every row on the page."""
+
+    lower: re.Pattern[str]
+    anycase: re.Pattern[str]
+
+    def subject(self, text: str) -> tuple[str, re.Pattern[str]]:
+        """The text to match in, with its regex: match offsets in it are offsets in `text`."""
+        low = text.lower()
+        return (low, self.lower) if len(low) == len(text) else (text, self.anycase)
+
+
+def term_pattern(terms: tuple[str, ...]) -> Terms | None:
+    """The terms as a regex: words whole, `pre*` as a prefix, phrases across spaces (None: no terms)."""
+    source = _alternatives(terms)
+    if source is None:
+        return None
+    lowered = _alternatives(tuple(t.lower() for t in terms))
+    return Terms(re.compile(lowered or source, re.UNICODE), re.compile(source, re.IGNORECASE | re.UNICODE))
+
+
+def _alternatives(terms: tuple[str, ...]) -> str | None:
     parts = []
     for term in terms:
         if term.endswith("*"):
@@ -29,7 +53,7 @@ def term_pattern(terms: tuple[str, ...]) -> re.Pattern[str] | None:
             parts.append(r"\W+".join(re.escape(w) for w in words) + r"\b")
     if not parts:
         return None
-    return re.compile(r"\b(?:" + "|".join(sorted(parts, key=len, reverse=True)) + ")", re.IGNORECASE | re.UNICODE)
+    return r"\b(?:" + "|".join(sorted(parts, key=len, reverse=True)) + ")"
 
 
 _AS_IS = frozenset({str, int, float, bool, type(None)})
@@ -54,9 +78,10 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def snippet(text: str, pattern: re.Pattern[str] | None) -> str:
+def snippet(text: str, terms: Terms | None) -> str:
     """About 160 characters around the first match, HTML-escaped, matches wrapped in <mark>."""
-    match = pattern.search(text) if pattern else None
+    subject, pattern = terms.subject(text) if terms else (text, None)
+    match = pattern.search(subject) if pattern else None
     if pattern is None or match is None:
         cut = text[: SNIPPET_RADIUS * 2]
         return html.escape(cut) + ("…" if len(text) > len(cut) else "")
@@ -70,9 +95,9 @@ def snippet(text: str, pattern: re.Pattern[str] | None) -> str:
         end = space if space > match.end() else end
     window = text[start:end]
     out, last = [], 0
-    for m in pattern.finditer(window):
+    for m in pattern.finditer(subject[start:end]):
         out.append(html.escape(window[last : m.start()]))
-        out.append(f"<mark>{html.escape(m.group(0))}</mark>")
+        out.append(f"<mark>{html.escape(window[m.start() : m.end()])}</mark>")
         last = m.end()
     out.append(html.escape(window[last:]))
     return ("…" if start > 0 else "") + "".join(out) + ("…" if end < len(text) else "")
@@ -121,19 +146,25 @@ def _quoted(table: str) -> str:
     return quote(table, safe="")
 
 
-def render(hit: Hit, pattern: re.Pattern[str] | None, database_name: str) -> dict[str, Any]:
+def render(hit: Hit, terms: Terms | None, database_name: str) -> dict[str, Any]:
     row = hit.row
-    data, truncated = {}, []
+    data, truncated, whole = {}, [], {}
     for column, value in row.items():
         if column == SCORE or column == TOTAL:
             continue
         value = json_value(value)
         if type(value) is str and len(value) > MAX_TEXT:
+            whole[column] = value
             value = value[:MAX_TEXT] + "…"
             truncated.append(column)
         data[column] = value
-    texts = {c: str(row[c]) for c in hit.query.searched_columns if isinstance(row.get(c), (str, bytes)) and row[c]}
-    counts = {c: len(pattern.findall(text)) for c, text in texts.items()} if pattern else {}
+    # the searched columns' text as sent (bytes decoded), whole
+    texts = {c: t for c in hit.query.searched_columns if type(t := whole.get(c, data.get(c))) is str and t}
+    counts = {}
+    if terms:
+        for c, text in texts.items():
+            subject, pattern = terms.subject(text)
+            counts[c] = len(pattern.findall(subject))
     matched = [c for c in texts if counts.get(c)]
     # the snippet comes from the column where the terms occur most (ties: the longer text)
     best = max(matched, key=lambda c: (counts[c], len(texts[c])), default=None)
@@ -148,7 +179,7 @@ def render(hit: Hit, pattern: re.Pattern[str] | None, database_name: str) -> dic
         "relevanceScore": round(hit.score, 6),
         "matchedColumns": matched,
         "data": data,
-        "snippet": snippet(source, pattern),
+        "snippet": snippet(source, terms),
         "categories": [hit.table],  # the page's categories are its tables, unless the AI names topics
         "matchStrategy": hit.query.strategy,
     }

@@ -444,7 +444,7 @@ class SearchService:
         rows: list[dict[str, Any]],
     ) -> dict[str, Any]:
         """The requested page of the merged hits, rendered, with counts, categories and index hints."""
-        pattern = term_pattern(compiled.terms)
+        terms = term_pattern(compiled.terms)
         names = {row["id"]: row["name"] for row in rows}
         start = params.offset - merged.skipped
         total = sum(merged.per_table.values())
@@ -452,7 +452,7 @@ class SearchService:
         for (_, table), n in merged.per_table.items():
             categories[table] = categories.get(table, 0) + n
         return {
-            "results": [render(h, pattern, names[h.database]) for h in merged.hits[start : start + params.limit]],
+            "results": [render(h, terms, names[h.database]) for h in merged.hits[start : start + params.limit]],
             "totalCount": total,
             "totalCountExact": True,
             "page": params.offset // params.limit + 1,
