@@ -36,14 +36,13 @@ class Terms:
 
 def term_pattern(terms: tuple[str, ...]) -> Terms | None:
     """The terms as a regex: words whole, `pre*` as a prefix, phrases across spaces (None: no terms)."""
-    source = _alternatives(terms)
-    if source is None:
+    if not terms:
         return None
     lowered = _alternatives(tuple(t.lower() for t in terms))
-    return Terms(re.compile(lowered or source, re.UNICODE), re.compile(source, re.IGNORECASE | re.UNICODE))
+    return Terms(re.compile(lowered, re.UNICODE), re.compile(_alternatives(terms), re.IGNORECASE | re.UNICODE))
 
 
-def _alternatives(terms: tuple[str, ...]) -> str | None:
+def _alternatives(terms: tuple[str, ...]) -> str:
     parts = []
     for term in terms:
         if term.endswith("*"):
@@ -51,8 +50,6 @@ def _alternatives(terms: tuple[str, ...]) -> str | None:
         else:
             words = term.split()
             parts.append(r"\W+".join(re.escape(w) for w in words) + r"\b")
-    if not parts:
-        return None
     return r"\b(?:" + "|".join(sorted(parts, key=len, reverse=True)) + ")"
 
 
