@@ -260,7 +260,11 @@ def test_the_metadata_primary_down_for_30_s_costs_no_read_and_loses_nothing(outa
     try:
         wait_for(complete, 30, "every search recorded", interval=1)
     except TimeoutError:
-        pytest.fail(f"{searches} searches answered; (history, usage count) in MySQL, in the API = {recorded()}")
+        pytest.fail(
+            f"{searches} searches answered; (history, usage count) in MySQL, in the API = {recorded()};"
+            f" where the counts stand: {_usage_trail(rs, cache, doomed_id)}"
+        )
+    print(f"usage trail: {_usage_trail(rs, cache, doomed_id)}")
     # the revocation reached MySQL: with its Redis tombstone gone, the key is still refused
     with rs.root(OUTAGE_PORTS[0], OUTAGE_DATABASE) as conn, conn.cursor() as cur:
         wait_for(
@@ -273,6 +277,28 @@ def test_the_metadata_primary_down_for_30_s_costs_no_read_and_loses_nothing(outa
     for name in cache.scan_iter("apikey:*"):
         cache.delete(name)
     assert _search_with(server, doomed)[0] == 401
+
+
+def _usage_trail(rs: ReplSet, cache: redis.Redis, doomed_id: str) -> dict:
+    """Where usage counts can be when some are missing: still queued or taken in Redis, or applied per day
+    (api_key_usage) but not to the key's total, and how many batches MySQL has marked applied."""
+    trail: dict = {
+        name.decode(): cache.llen(name) if cache.type(name) == b"list" else cache.zcard(name)
+        for name in cache.scan_iter("*{pending}*")
+        if cache.type(name) in (b"list", b"zset")
+    }
+    with rs.root(OUTAGE_PORTS[0], OUTAGE_DATABASE) as conn, conn.cursor() as cur:
+        cur.execute("SELECT user_id FROM api_keys WHERE id = %s", (doomed_id,))
+        owner = cur.fetchone()["user_id"]
+        cur.execute(
+            "SELECT COALESCE(SUM(u.request_count), 0) AS n FROM api_key_usage u JOIN api_keys k"
+            " ON k.id = u.api_key_id WHERE k.user_id = %s AND k.id != %s",
+            (owner, doomed_id),
+        )
+        trail["api_key_usage"] = int(cur.fetchone()["n"])
+        cur.execute("SELECT COUNT(*) AS n FROM write_batches")
+        trail["write_batches"] = cur.fetchone()["n"]
+    return trail
 
 
 def _primary_connect_failures(server) -> float:
