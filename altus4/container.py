@@ -66,7 +66,7 @@ class Services:
         connections = ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings, store)
         pools = TargetPools(settings, metrics)
         connections.listeners.append(pools.discard)
-        write_behind = WriteBehind(store, settings.write_behind_interval_ms / 1000)
+        write_behind = WriteBehind(store, settings.write_behind_interval_ms / 1000, db.deployment_id)
         admission = KeyAdmission(db, store, limiter, settings)
         usage = UsageLedger(db, store, write_behind)
         analytics = AnalyticsService(db, store, write_behind)

@@ -123,6 +123,12 @@ class Metrics:
             "altus4_ai_fallback", "Searches answered without AI, by reason", ["reason"], registry=r
         )
         self.redis_errors = Counter("altus4_redis_errors", "Redis operations that failed", registry=r)
+        self.write_behind_unapplied = Counter(
+            "altus4_write_behind_unapplied",
+            "Queued items a flush could not apply to MySQL (their user or API key is gone), by sink",
+            ["sink"],
+            registry=r,
+        )
         self.ai_calls = Counter(
             "altus4_ai_calls",
             "AI provider calls by outcome (ok or fallback reason)",
@@ -139,6 +145,8 @@ class Metrics:
         # series that alerts use exist from the start (at 0), so rate() and absent() behave
         self.ai_fallbacks.labels("ai_not_configured")
         self.pool_exhausted.labels("primary")
+        for sink in ("analytics", "usage", "revocations"):
+            self.write_behind_unapplied.labels(sink)
         for scope in ("ip", "user", "api_key_free", "api_key_pro", "api_key_enterprise"):
             self.rate_limited.labels(scope)
         for kind in ("search", "api_key", "schema", "embedding"):

@@ -23,8 +23,9 @@ def test_no_mysql_write_and_no_per_request_queue_write_on_the_api_key_path(app, 
     client.post("/api/v1/search", json={"query": "gevent workers"}, headers=headers)
     svc.analytics.flush()
     svc.usage.flush()
-    cache.set("usage:flush-lock", "1", ex=60)
-    cache.set("analytics:flush-lock", "1", ex=60)
+    locks = [svc.write_behind.key(name) for name in ("usage:flush-lock", "analytics:flush-lock")]
+    for lock in locks:
+        cache.set(lock, "1", ex=60)
     try:
         svc.write_behind.interval = 60  # the background push waits; reads push what this worker buffered
         time.sleep(3 * settings.write_behind_interval_ms / 1000)  # its current short sleep ends first
@@ -33,14 +34,16 @@ def test_no_mysql_write_and_no_per_request_queue_write_on_the_api_key_path(app, 
         for _ in range(20):
             assert client.post("/api/v1/search", json={"query": "gevent workers"}, headers=headers).status_code == 200
         assert queries.statements == []  # cached: not even a read reaches MySQL
-        assert cache.llen("analytics:{pending}") == 0  # buffered in the worker, not one Redis write each
+        assert (
+            cache.llen(svc.write_behind.key("analytics:{pending}")) == 0
+        )  # buffered in the worker, not one Redis write each
         # reading analytics pushes the buffer and flushes the queue: the 20 searches arrive as one INSERT
         history = client.get("/api/v1/search/history?limit=50", headers=headers).get_json()
         assert history["meta"]["total"] == 21
         assert len(queries.writes()) == 1 and queries.writes("search_analytics") == queries.writes()
     finally:
         svc.write_behind.interval = settings.write_behind_interval_ms / 1000
-        cache.delete("usage:flush-lock", "analytics:flush-lock")
+        cache.delete(*locks)
     # ...and the counts were kept: the batch flush writes them once
     usage = user.call("GET", f"/api/v1/keys/{key['id']}/usage").get_json()["data"]["usage"]
     assert usage["requestCount"] == 22

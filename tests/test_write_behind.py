@@ -13,8 +13,14 @@ from conftest import TEST_REDIS_DB, make_settings, register
 from altus4 import create_app
 from altus4.errors import DatabaseUnavailable
 from altus4.redis_store import RedisStore
-from altus4.services.analytics import _row
-from altus4.write_behind import Sink, WriteBehind
+from altus4.services.analytics import _EPOCH, _PENDING, _row
+from altus4.write_behind import INFLIGHT, Sink, WriteBehind
+
+DEPLOYMENT = "wb-test"  # the deployment id these buffers name their keys by
+
+
+def _buffer(settings, interval: float, **extra) -> WriteBehind:
+    return WriteBehind(RedisStore(settings), interval, lambda: DEPLOYMENT, **extra)
 
 
 def _list_sink(key: str, flushed: list, direct: list) -> Sink:
@@ -22,7 +28,7 @@ def _list_sink(key: str, flushed: list, direct: list) -> Sink:
         stage=lambda pipe, items: pipe.rpush(key, *items),
         write_direct=direct.extend,
         flush=lambda: flushed.append(time.monotonic()),
-        lock_key=f"{key}:lock",
+        lock=f"{key}:lock",
         lock_seconds=30,
     )
 
@@ -31,7 +37,7 @@ def test_first_item_goes_at_once_the_rest_as_one_pipeline_then_one_flush(setting
     key = f"wb-test:{uuid.uuid4().hex}"
     plain = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
     flushed, direct = [], []
-    buffer = WriteBehind(RedisStore(settings), interval=0.3)
+    buffer = _buffer(settings, interval=0.3)
     buffer.register("test", _list_sink(key, flushed, direct))
     try:
         for n in range(50):
@@ -47,7 +53,7 @@ def test_first_item_goes_at_once_the_rest_as_one_pipeline_then_one_flush(setting
         assert plain.lrange(key, -1, -1) == [b"late"] and len(flushed) == 1
     finally:
         buffer.close()
-        plain.delete(key, f"{key}:lock")
+        plain.delete(key, buffer.key(f"{key}:lock"))
 
 
 def test_a_steady_flow_goes_with_the_background_push_after_its_first_item(settings):
@@ -62,7 +68,7 @@ def test_a_steady_flow_goes_with_the_background_push_after_its_first_item(settin
             in_request.append(list(items))
         pipe.rpush(key, *items)
 
-    buffer = WriteBehind(RedisStore(settings), interval=0.2)
+    buffer = _buffer(settings, interval=0.2)
     buffer.register("test", Sink(stage, lambda items: None, lambda: None, f"{key}:lock", 30))
     try:
         for n in range(12):  # 0.6 s, gaps of 0.05 s
@@ -75,13 +81,13 @@ def test_a_steady_flow_goes_with_the_background_push_after_its_first_item(settin
         assert in_request == [["0"]]
     finally:
         buffer.close()
-        plain.delete(key, f"{key}:lock")
+        plain.delete(key, buffer.key(f"{key}:lock"))
 
 
 def test_without_redis_items_are_written_directly():
     unreachable = make_settings(REDIS_PORT="6399")
     flushed, direct = [], []
-    buffer = WriteBehind(RedisStore(unreachable), interval=60)
+    buffer = _buffer(unreachable, interval=60)
     buffer.register("test", _list_sink("wb-test:none", flushed, direct))
     buffer.add("test", "a")
     buffer.add("test", "b")
@@ -99,7 +105,7 @@ def test_items_neither_redis_nor_mysql_takes_wait_for_the_next_push():
             raise DatabaseUnavailable()
         written.extend(items)
 
-    buffer = WriteBehind(RedisStore(make_settings(REDIS_PORT="6399")), interval=60)
+    buffer = _buffer(make_settings(REDIS_PORT="6399"), interval=60)
     buffer.register("test", Sink(lambda pipe, items: None, direct, lambda: None, "wb-test:none:lock", 30))
     buffer.add("test", "a")  # the first after a quiet interval goes at once: refused by both
     buffer.add("test", "b")
@@ -141,7 +147,7 @@ def test_a_read_waits_for_another_workers_flush_still_writing(two_workers):
     empty, and must wait for A's write rather than answer without the search."""
     first, second, keyed = two_workers
     a = first.extensions["altus4"].analytics
-    taken = a.write_behind.take(a._pending, a._epoch)  # A's flush, in the middle of it
+    taken = a.write_behind.take(_PENDING, _EPOCH)  # A's flush, in the middle of it
     assert len(taken.items) == 1
 
     def finish() -> None:
@@ -160,26 +166,27 @@ def test_a_read_waits_for_another_workers_flush_still_writing(two_workers):
 def test_a_flush_that_died_is_taken_over_and_refused_items_go_back_in_order(settings):
     """What a flush took stays in Redis until it is done: a flush whose process died (took, never finished)
     is taken over by the next flush `adopt_after` seconds later; items MySQL refused go back to the head."""
-    queue, epoch = f"wb-test:{{pending}}:{uuid.uuid4().hex}", f"wb-test:{{pending}}:epoch:{uuid.uuid4().hex}"
+    names = f"wb-test:{{pending}}:{uuid.uuid4().hex}", f"wb-test:{{pending}}:epoch:{uuid.uuid4().hex}"
     plain = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB, decode_responses=True)
-    dead, alive = (WriteBehind(RedisStore(settings), interval=60, adopt_after=0.5) for _ in range(2))
+    dead, alive = (_buffer(settings, interval=60, adopt_after=0.5) for _ in range(2))
+    queue, epoch, inflight = alive.key(names[0]), alive.key(names[1]), alive.key(INFLIGHT)
     try:
         plain.rpush(queue, "a", "b")
-        lost = dead.take(queue, epoch)  # and the process dies before done()
+        lost = dead.take(*names)  # and the process dies before done()
         assert lost.items == ["a", "b"] and plain.lrange(lost.key, 0, -1) == ["a", "b"]
         plain.rpush(queue, "c")
-        assert alive.take(queue, epoch).items == ["c"]  # not given up for dead yet ("c" is now in flight too)
+        assert alive.take(*names).items == ["c"]  # not given up for dead yet ("c" is now in flight too)
         time.sleep(0.6)
         plain.rpush(queue, "d")
-        adopted = alive.take(queue, epoch)
+        adopted = alive.take(*names)
         assert sorted(adopted.items) == ["a", "b", "c", "d"]  # every taken queue older than adopt_after, and "d"
-        assert not plain.exists(lost.key) and plain.zscore("write-behind:{pending}:inflight", lost.key) is None
+        assert not plain.exists(lost.key) and plain.zscore(inflight, lost.key) is None
         alive.give_back(adopted, ["c", "d"])  # written up to "b", then MySQL refused the rest
         plain.rpush(queue, "e")
         assert plain.lrange(queue, 0, -1) == ["c", "d", "e"] and not plain.exists(adopted.key)
-        again = alive.take(queue, epoch)
+        again = alive.take(*names)
         alive.done(again)
-        assert plain.zscore("write-behind:{pending}:inflight", again.key) is None and not plain.exists(again.key)
+        assert plain.zscore(inflight, again.key) is None and not plain.exists(again.key)
         assert int(plain.get(epoch)) == 4  # every take moved the epoch
     finally:
         plain.delete(queue, epoch)

@@ -279,6 +279,7 @@ class Database:
             for h, p in settings.db_read_hosts
         ]
         self._turn = itertools.count()
+        self._deployment: str | None = None
         self.flavor: str | None = None  # "mariadb" or "mysql", learnt from the first write
         self._watcher: int | None = None  # pid whose replica-check thread runs (a forked worker starts its own)
         self._closed = threading.Event()
@@ -487,6 +488,20 @@ class Database:
     def fetch_all(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         rows, _ = self._query(sql, params, lambda c: list(c.fetchall()))
         return rows
+
+    def deployment_id(self) -> str:
+        """The id migration 0006 gave this metadata database, read once per process (a replica will do): the
+        Redis queues of what belongs in this database carry it (`altus4.write_behind`).
+        :raise DatabaseUnavailable: no metadata server answers, or the schema predates the migration."""
+        if self._deployment is None:
+            try:
+                row = self.fetch_one("SELECT id FROM deployment WHERE singleton = 1")
+            except pymysql.err.ProgrammingError:  # 1146: no such table
+                row = None
+            if row is None:
+                raise DatabaseUnavailable("The metadata database has no deployment id: run `altus4 migrate`")
+            self._deployment = str(row["id"])
+        return self._deployment
 
     def _watch_replicas(self) -> None:
         """Check every replica each DB_REPLICA_CHECK_INTERVAL in a background thread (a greenlet under gevent),

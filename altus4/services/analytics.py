@@ -32,7 +32,8 @@ _EPOCH = "analytics:{pending}:epoch"  # moved by each flush as it takes the queu
 _FLUSH_LOCK = "analytics:flush-lock"
 FLUSH_INTERVAL = 5
 BATCH = 500
-# IGNORE: an entry for a user deleted meanwhile is dropped, not an error for its whole batch
+# IGNORE: an entry already written (a flush taken over, a batch pushed again) is not written twice; entries for
+# users that no longer exist are left out before (`_insert`), counted, not swallowed by IGNORE
 _INSERT = (
     "INSERT IGNORE INTO search_analytics (id, user_id, api_key_id, query_text, search_mode, database_ids,"
     " categories, result_count, execution_time_ms, cache_hit, created_at)"
@@ -60,19 +61,16 @@ class AnalyticsService:
     def __init__(self, db: Database, store: RedisStore, write_behind: WriteBehind):
         self.db = db
         self.store = store
-        self._pending = store.key(_PENDING)
-        self._epoch = store.key(_EPOCH)
-        self._flush_lock = store.key(_FLUSH_LOCK)
         self.write_behind = write_behind
         write_behind.register(
             "analytics",
             Sink(
-                stage=lambda pipe, entries: pipe.rpush(self._pending, *(json.dumps(e) for e in entries)),
+                stage=lambda pipe, entries: pipe.rpush(write_behind.key(_PENDING), *(json.dumps(e) for e in entries)),
                 write_direct=lambda entries: self._insert([_row(e) for e in entries]),
                 flush=lambda: self.flush(settle=False),
-                lock_key=self._flush_lock,
+                lock=_FLUSH_LOCK,
                 lock_seconds=FLUSH_INTERVAL,
-                epoch_key=self._epoch,
+                epoch=_EPOCH,
             ),
         )
 
@@ -111,8 +109,8 @@ class AnalyticsService:
         write-behind buffers watch), in batches; returns how many were written. With `settle` (a reader),
         then wait for another process's flush still writing entries it took (`WriteBehind.settle`)."""
         try:
-            taken = self.write_behind.take(self._pending, self._epoch)
-        except redis.RedisError as exc:
+            taken = self.write_behind.take(_PENDING, _EPOCH)
+        except (redis.RedisError, DatabaseUnavailable) as exc:
             log.warning("analytics flush skipped: %s", exc)
             return 0
         entries = taken.items
@@ -128,11 +126,28 @@ class AnalyticsService:
                 return start
         self.write_behind.done(taken)
         if settle:
-            self.write_behind.settle(self._pending)
+            self.write_behind.settle(_PENDING)
         return len(entries)
 
     def _insert(self, rows: list[tuple]) -> None:
-        self.db.write_retrying(lambda cur: cur.executemany(_INSERT, rows))
+        """Write the entries whose user exists (on the primary, in the same transaction); the others (a user
+        deleted since) are counted as unapplied."""
+        users = sorted({r[1] for r in rows})
+        left_out = [0]
+
+        def write(cur) -> None:
+            # shared locks: a user deleted now waits for this batch (LOCK IN SHARE MODE: MySQL 8 and MariaDB)
+            marks = ", ".join(["%s"] * len(users))
+            cur.execute(f"SELECT id FROM users WHERE id IN ({marks}) LOCK IN SHARE MODE", users)
+            existing = {r["id"] for r in cur.fetchall()}
+            keep = [r for r in rows if r[1] in existing]
+            left_out[0] = len(rows) - len(keep)
+            if keep:
+                cur.executemany(_INSERT, keep)
+
+        if rows:
+            self.db.write_retrying(write)
+            self.write_behind.unapplied("analytics", left_out[0], "their user no longer exists")
 
     def history(self, user_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         self.flush()

@@ -88,21 +88,18 @@ class UsageLedger:
     def __init__(self, db: Database, store: RedisStore, write_behind: WriteBehind):
         self.db = db
         self.store = store
-        self._batches = store.key(_BATCHES)
-        self._epoch = store.key(_EPOCH)
-        self._flush_lock = store.key(_FLUSH_LOCK)
         self.write_behind = write_behind
         self._origin: tuple[int, str] | None = None  # (pid, random): use ids unique across processes and hosts
         self._sequence = itertools.count()
         write_behind.register(
             "usage",
             Sink(
-                stage=lambda pipe, uses: pipe.rpush(self._batches, _batch(uses)),
+                stage=lambda pipe, uses: pipe.rpush(write_behind.key(_BATCHES), _batch(uses)),
                 write_direct=lambda uses: self._write([_parse(_batch(uses))]),  # the id it has when queued
                 flush=lambda: self.flush(settle=False),
-                lock_key=self._flush_lock,
+                lock=_FLUSH_LOCK,
                 lock_seconds=FLUSH_INTERVAL,
-                epoch_key=self._epoch,
+                epoch=_EPOCH,
             ),
         )
 
@@ -124,8 +121,8 @@ class UsageLedger:
             pipe.delete(*_LEGACY)
 
         try:
-            taken = self.write_behind.take(self._batches, self._epoch, None if self.store.prefix else legacy)
-        except redis.RedisError as exc:
+            taken = self.write_behind.take(_BATCHES, _EPOCH, None if self.store.prefix else legacy)
+        except (redis.RedisError, DatabaseUnavailable) as exc:
             log.warning("usage flush skipped: %s", exc)
             return 0
         raw = list(taken.items)
@@ -135,7 +132,7 @@ class UsageLedger:
         if raw and not self._write_taken(taken, raw):
             return 0
         if settle:
-            self.write_behind.settle(self._batches)
+            self.write_behind.settle(_BATCHES)
         return len(raw)
 
     def _write_taken(self, taken: Taken, raw: list) -> bool:
@@ -158,6 +155,7 @@ class UsageLedger:
         if not key_ids:
             return
         marks = ", ".join(["%s"] * len(key_ids))
+        left_out = [0]
 
         def write(cur) -> None:
             cur.execute(f"SELECT id FROM api_keys WHERE id IN ({marks})", key_ids)  # on the primary: a new key too
@@ -166,6 +164,7 @@ class UsageLedger:
             for batch_id, tally in batches:
                 if batch_id is None or cur.execute("INSERT IGNORE INTO write_batches (id) VALUES (%s)", (batch_id,)):
                     total.add(tally)
+            left_out[0] = sum(n for (k, _), n in total.counts.items() if k not in existing)
             cur.execute(
                 "DELETE FROM write_batches WHERE applied_at < %s LIMIT 1000",
                 (utcnow() - timedelta(days=BATCH_MEMORY_DAYS),),
@@ -195,6 +194,7 @@ class UsageLedger:
                 )
 
         self.db.write_retrying(write)
+        self.write_behind.unapplied("usage", left_out[0], "requests of API keys that no longer exist")
 
 
 def _legacy_batch(counts: dict[str, str], last: dict[str, str]) -> str:

@@ -27,17 +27,15 @@ class Revocations:
     def __init__(self, db: Database, store: RedisStore, admission: KeyAdmission, write_behind: WriteBehind):
         self.db = db
         self.store = store
-        self._pending = store.key(_PENDING)
-        self._flush_lock = store.key(_FLUSH_LOCK)
         self.admission = admission
         self.write_behind = write_behind
         write_behind.register(
             "revocations",
             Sink(
-                stage=lambda pipe, items: pipe.hset(self._pending, mapping=dict(items)),
+                stage=lambda pipe, items: pipe.hset(write_behind.key(_PENDING), mapping=dict(items)),
                 write_direct=self._write,
                 flush=self.flush,
-                lock_key=self._flush_lock,
+                lock=_FLUSH_LOCK,
                 lock_seconds=2,
             ),
         )
@@ -48,14 +46,20 @@ class Revocations:
         try:
             self._write([(key_id, user_id)])
         except DatabaseUnavailable:
-            if not (buried and self.store.safe(lambda r: r.hset(self._pending, key_id, user_id) >= 0, False)):
+            pending = self.write_behind.key(_PENDING)  # known once this process has pushed anything
+            if not (buried and self.store.safe(lambda r: r.hset(pending, key_id, user_id) >= 0, False)):
                 raise
             log.warning("key %s revoked in Redis; MySQL will be updated when it answers", key_id)
             self.write_behind.retry_later("revocations")
 
     def flush(self) -> int:
         """Apply queued revocations to MySQL; returns how many."""
-        pending: dict = self.store.safe(lambda r: r.hgetall(self._pending), {})  # decoded: key id -> user id
+        try:
+            key = self.write_behind.key(_PENDING)
+        except DatabaseUnavailable:
+            self.write_behind.retry_later("revocations")
+            return 0
+        pending: dict = self.store.safe(lambda r: r.hgetall(key), {})  # decoded: key id -> user id
         if not pending:
             return 0
         try:
@@ -63,9 +67,22 @@ class Revocations:
         except DatabaseUnavailable:
             self.write_behind.retry_later("revocations")
             return 0
-        self.store.safe(lambda r: r.hdel(self._pending, *pending), 0)
+        self.store.safe(lambda r: r.hdel(key, *pending), 0)
         log.info("%d queued key revocations written to MySQL", len(pending))
         return len(pending)
 
     def _write(self, items: list[tuple[str, str]]) -> None:
-        self.db.write_retrying(lambda cur: cur.executemany(_UPDATE, items))
+        """Mark the keys inactive; a key that no longer exists (deleted since) is counted as unapplied."""
+        found = [0]
+
+        def write(cur) -> None:
+            marks = ", ".join(["(%s, %s)"] * len(items))
+            cur.execute(
+                f"SELECT COUNT(*) AS n FROM api_keys WHERE (id, user_id) IN ({marks})",
+                [v for item in items for v in item],
+            )
+            found[0] = int(cur.fetchone()["n"])
+            cur.executemany(_UPDATE, items)
+
+        self.db.write_retrying(write)
+        self.write_behind.unapplied("revocations", len(items) - found[0], "their API key no longer exists")
