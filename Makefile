@@ -28,7 +28,8 @@ migrate: install services ## Apply database migrations
 	$(VENV)/bin/altus4 migrate
 
 demo: migrate ## Load the demo database and print a fresh demo API key
-	APP_ENV=$${APP_ENV:-development} $(VENV)/bin/altus4 demo
+	export APP_ENV=$${APP_ENV:-development}; [ "$$APP_ENV" != development ] || export ALLOW_OWN_SERVERS=$${ALLOW_OWN_SERVERS:-true}; \
+	$(VENV)/bin/altus4 demo
 
 run: install services ## Migrate, load the demo data, print a demo API key, serve on 127.0.0.1:${PORT:-3000}
 	@bash scripts/run.sh

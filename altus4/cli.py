@@ -118,11 +118,38 @@ def user_promote(email: str) -> None:
     click.echo(f"{user['email']} is now an admin")
 
 
+@main.command("user:tier", help="Set an account's rate-limit tier (free, pro, enterprise); its keys are capped by it.")
+@click.argument("email")
+@click.argument("tier", type=click.Choice(["free", "pro", "enterprise"]))
+def user_tier(email: str, tier: str) -> None:
+    from altus4.errors import ApiError
+
+    svc = _services()
+    try:
+        user = svc.accounts.set_tier(svc.users.by_email(email)["id"], tier)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        svc.close()
+    click.echo(f"{user['email']} is now on the {user['tier']} tier")
+
+
 @main.command("demo", help="Load the demo database, create the demo user and print a fresh demo API key.")
 def demo() -> None:
     from altus4 import demo as demo_data
+    from altus4.db.host_policy import HostNotAllowed, check_host_allowed
 
     settings = _settings()
+    try:  # the demo "tenant" database lives on the metadata server: the host policy must allow that
+        check_host_allowed(settings.db_host, settings)
+    except HostNotAllowed as exc:
+        click.echo(
+            f"demo skipped: the demo database would live on this service's metadata server, which tenants may"
+            f" not connect to here ({exc}); a single-user set-up may set ALLOW_OWN_SERVERS=true, or set"
+            " ALTUS4_DEMO=0 to skip this step",
+            err=True,
+        )
+        return
     try:
         demo_data.build_demo_database(settings)
     except pymysql.MySQLError as exc:  # e.g. a least-privilege account with rights on its own database only
@@ -134,6 +161,11 @@ def demo() -> None:
             err=True,
         )
         return
+    try:
+        username, password = demo_data.demo_reader(settings)
+    except pymysql.MySQLError as exc:
+        username, password = settings.db_username, settings.db_password
+        click.echo(f"demo connection uses {username!r}: no read-only account could be made ({exc.args[-1]})", err=True)
     svc = _services(settings)
     try:
         row = svc.db.fetch_one("SELECT id FROM users WHERE email = %s", (demo_data.DEMO_EMAIL,))
@@ -147,8 +179,8 @@ def demo() -> None:
                 "host": settings.db_host,
                 "port": settings.db_port,
                 "database": demo_data.DEMO_DATABASE,
-                "username": settings.db_username,
-                "password": settings.db_password,
+                "username": username,
+                "password": password,
                 "ssl": False,
             },
         )

@@ -146,6 +146,7 @@ def _limits(env: Mapping[str, str], name: str, default: tuple[Limit, ...]) -> tu
 
 
 SECRET_VARIABLES = (
+    "METRICS_TOKEN",
     "DB_PASSWORD",
     "DB_READ_PASSWORD",
     "REDIS_PASSWORD",
@@ -216,6 +217,16 @@ def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) 
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             raise ConfigError(f"{name} entries must be hostnames, *.wildcards or CIDRs; got {entry!r}") from None
+    return entries
+
+
+def _cidrs(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    entries = _list(env, name)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name} entries must be CIDRs or addresses, got {entry!r}") from None
     return entries
 
 
@@ -312,6 +323,8 @@ class Settings:
     semantic_query_expansion: bool = _setting("SEMANTIC_QUERY_EXPANSION", False, read_bool)
     # connected databases
     allowed_database_hosts: tuple[str, ...] = _setting("ALLOWED_DATABASE_HOSTS", (), _networks)
+    # tenants may connect to this service's own servers and machine: single-user set-ups only (make run's demo)
+    allow_own_servers: bool = _setting("ALLOW_OWN_SERVERS", False, read_bool)
     database_ssl_ca: str = _setting("DATABASE_SSL_CA", "")
     connection_timeout: float = _setting("CONNECTION_TIMEOUT", 5.0, read_float, 0.1)
     # a connected database (or its replica) that failed is answered at once with its error for this long
@@ -324,9 +337,27 @@ class Settings:
     rate_limit_free: int = _setting("RATE_LIMIT_FREE", 1000, read_int, 1)
     rate_limit_pro: int = _setting("RATE_LIMIT_PRO", 10000, read_int, 1)
     rate_limit_enterprise: int = _setting("RATE_LIMIT_ENTERPRISE", 100000, read_int, 1)
+    # the tier a new account gets (an admin changes it: `altus4 user:tier`); its keys' tiers are capped by it
+    default_account_tier: str = _setting(
+        "DEFAULT_ACCOUNT_TIER", "free", lambda e, n, d: _choice(e, n, d, ("free", "pro", "enterprise"))
+    )
     auth_rate_limit: tuple[Limit, ...] = _setting("AUTH_RATE_LIMIT", (Limit(10, 60), Limit(100, 3600)), _limits)
     user_rate_limit: tuple[Limit, ...] = _setting("USER_RATE_LIMIT", (Limit(600, 60),), _limits)
+    # per account, on saving and testing connections (each connects to a host the user names)
+    connection_test_rate_limit: tuple[Limit, ...] = _setting(
+        "CONNECTION_TEST_RATE_LIMIT", (Limit(20, 60), Limit(200, 3600)), _limits
+    )
+    # wrong passwords an account may have before each further try waits (doubling, at most the backoff)
+    password_free_attempts: int = _setting("PASSWORD_FREE_ATTEMPTS", 5, read_int, 1, 1000)
+    password_max_backoff: int = _setting("PASSWORD_MAX_BACKOFF", 900, read_int, 1, 86400)
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 1_048_576, read_int, 1024)
+    # who may read /metrics: these networks (by the client address, after TRUSTED_PROXIES), or this bearer token
+    metrics_allowed: tuple[str, ...] = _setting(
+        "METRICS_ALLOWED",
+        ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"),
+        lambda e, n, d: _cidrs(e, n) or d,
+    )
+    metrics_token: str = _setting("METRICS_TOKEN", "", read_exact, secret=True)
     # how many proxies in front set X-Forwarded-For (nginx/HAProxy: 1)
     trusted_proxies: int = _setting("TRUSTED_PROXIES", 0, read_int, 0, 10)
     # search

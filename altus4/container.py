@@ -28,6 +28,7 @@ from altus4.services.api_keys import ApiKeyService
 from altus4.services.connections import ConnectionService
 from altus4.services.key_admission import KeyAdmission
 from altus4.services.key_usage import UsageLedger
+from altus4.services.password_guard import PasswordGuard
 from altus4.services.rate_limits import RateLimiter
 from altus4.services.reports import ReportService
 from altus4.services.revocations import Revocations
@@ -74,7 +75,9 @@ class Services:
         vectors = VectorIndex(db, store)
         connections.listeners.append(vectors.forget)
         search = SearchService(connections, pools, store, settings, metrics, ai, vectors)
-        users = UserService(db, settings)
+        users = UserService(
+            db, settings, PasswordGuard(store, settings.password_free_attempts, settings.password_max_backoff)
+        )
         keys = ApiKeyService(db, limiter, admission, usage, Revocations(db, store, admission, write_behind))
         reports = ReportService(db, analytics, started, ai)
         return cls(

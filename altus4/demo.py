@@ -8,6 +8,7 @@ because a key can only be shown when it is created.
 from __future__ import annotations
 
 import random
+import secrets
 
 import pymysql
 
@@ -17,6 +18,7 @@ from altus4.db.pool import connect_kwargs
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-123"
 DEMO_DATABASE = "altus4_demo"
+DEMO_READER = "altus4_demo_reader"  # the demo connection's account: SELECT on the demo database only
 
 _ADJECTIVES = [
     "wireless",
@@ -124,3 +126,21 @@ def build_demo_database(
             cur.fetchall()
     finally:
         conn.close()
+
+
+def demo_reader(settings: Settings, database: str = DEMO_DATABASE) -> tuple[str, str]:
+    """A read-only account for the demo connection, as the console advises tenants to use (a fresh password
+    each time: a stored one cannot be read back).
+    :raise pymysql.MySQLError: the configured account may not create users or grant."""
+    password = secrets.token_urlsafe(24)
+    quoted = "`" + database.replace("`", "``") + "`"
+    conn = pymysql.connect(**connect_kwargs(settings, settings.db_host, settings.db_port, None))
+    try:
+        with conn.cursor() as cur:
+            for host in ("localhost", "127.0.0.1", "%"):
+                cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (DEMO_READER, host, password))
+                cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (DEMO_READER, host, password))
+                cur.execute(f"GRANT SELECT ON {quoted}.* TO %s@%s", (DEMO_READER, host))
+    finally:
+        conn.close()
+    return DEMO_READER, password

@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     metrics = Metrics()
     app.extensions["altus4"] = Services.build(settings, app.config["ALTUS4_STARTED"], metrics)
-    api_metrics.init_app(app, metrics)
+    api_metrics.init_app(app, metrics, settings)
     api.init_app(app)
     cli.init_app(app)
     return app

@@ -147,7 +147,7 @@ class Metrics:
         self.pool_exhausted.labels("primary")
         for sink in ("analytics", "usage", "revocations"):
             self.write_behind_unapplied.labels(sink)
-        for scope in ("ip", "user", "api_key_free", "api_key_pro", "api_key_enterprise"):
+        for scope in ("ip", "user", "connection_test", "api_key_free", "api_key_pro", "api_key_enterprise"):
             self.rate_limited.labels(scope)
         for kind in ("search", "api_key", "schema", "embedding"):
             for result in ("hit", "miss"):

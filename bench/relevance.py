@@ -150,6 +150,8 @@ def main() -> None:
         env = {
             **os.environ,
             "APP_ENV": "development",
+            "ALLOW_OWN_SERVERS": "true",  # its "tenant" databases are on the metadata server
+            "DEFAULT_ACCOUNT_TIER": "enterprise",
             "DB_DATABASE": "altus4_bench",
             "REDIS_DB": "12",
             "OPENAI_API_KEY": "local",

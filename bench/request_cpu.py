@@ -42,6 +42,8 @@ def main() -> None:
     env = {
         **os.environ,
         "APP_ENV": "development",
+        "ALLOW_OWN_SERVERS": "true",  # its "tenant" databases are on the metadata server
+        "DEFAULT_ACCOUNT_TIER": "enterprise",
         "DB_DATABASE": "altus4_bench",
         "REDIS_DB": "11",
         "RATE_LIMIT_ENTERPRISE": "100000000",

@@ -155,6 +155,8 @@ def server_env(workers: int) -> dict[str, str]:
     """The benchmarked servers' settings: their own database and Redis db, limits out of the way, no access log."""
     return {
         "APP_ENV": "development",
+        "ALLOW_OWN_SERVERS": "true",  # its "tenant" databases are on the metadata server
+        "DEFAULT_ACCOUNT_TIER": "enterprise",
         "DB_DATABASE": "altus4_bench",
         "REDIS_DB": "11",
         "WEB_CONCURRENCY": str(workers),

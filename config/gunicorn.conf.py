@@ -21,6 +21,7 @@ import tempfile
 from dotenv import load_dotenv
 
 from altus4.config import read_int, read_str
+from altus4.gunicorn_worker import GuardedGeventWorker
 from altus4.serving import answer_gunicorn_errors_in_the_envelope, send_each_response_in_one_write
 
 load_dotenv(override=False)  # the same .env the app reads; the environment wins
@@ -32,10 +33,15 @@ _cpus = multiprocessing.cpu_count()
 # the same parsers as the app's settings: a bad value stops gunicorn with the variable named
 bind = read_str(_env, "BIND", f"{read_str(_env, 'HOST', '127.0.0.1')}:{read_int(_env, 'PORT', 3000, 1, 65535)}")
 _METRICS_PREFIX = os.path.join(tempfile.gettempdir(), "altus4-metrics-")
-worker_class = "gevent"
+# gevent's worker with a deadline on request heads and a bound on waiting connections (slow clients)
+worker_class = "altus4.gunicorn_worker.GuardedGeventWorker"
 # gevent workers are each asynchronous: one or two per core keeps the cores busy without oversubscribing them
 workers = read_int(_env, "WEB_CONCURRENCY", max(2, _cpus), 1, 1024)
 worker_connections = read_int(_env, "WORKER_CONNECTIONS", 1000, 1)
+# a new connection's first request head must arrive within this many seconds; at most this many connections
+# per worker wait for a request head at once (one more closes the longest waiting): altus4/gunicorn_worker.py
+GuardedGeventWorker.header_timeout = read_int(_env, "GUNICORN_HEADER_TIMEOUT", 10, 1, 3600)
+GuardedGeventWorker.max_waiting = read_int(_env, "GUNICORN_MAX_WAITING", max(1, worker_connections // 2), 1)
 timeout = read_int(_env, "GUNICORN_TIMEOUT", 30, 0)
 graceful_timeout = read_int(_env, "GUNICORN_GRACEFUL_TIMEOUT", 30, 0)
 # idle keep-alive: longer than the proxy's upstream keepalive_timeout (nginx 60 s) so the proxy closes first

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/load-env.sh
 export APP_ENV=${APP_ENV:-${NODE_ENV:-development}}
+# development is a single-user set-up: the demo's database lives on the metadata server (never in production
+# unless the environment says so: Security in the README)
+if [ "$APP_ENV" = development ]; then export ALLOW_OWN_SERVERS=${ALLOW_OWN_SERVERS:-true}; fi
 .venv/bin/altus4 migrate
 if [ "${ALTUS4_DEMO:-1}" != "0" ]; then .venv/bin/altus4 demo; fi  # says in one line why when it cannot
 echo "Altus 4 on http://${HOST:-127.0.0.1}:${PORT:-3000}  (curl http://${HOST:-127.0.0.1}:${PORT:-3000}/health)"

@@ -41,7 +41,11 @@ def env_for_tests(**overrides: str) -> dict[str, str]:
         "REDIS_DB": str(TEST_REDIS_DB),
         "AUTH_RATE_LIMIT": "100000 per minute",
         "USER_RATE_LIMIT": "100000 per minute",
+        "CONNECTION_TEST_RATE_LIMIT": "100000 per minute",
         "CONNECTION_TIMEOUT": "2",
+        # the tests' "tenant" databases live on the metadata server itself (a single-user set-up)
+        "ALLOW_OWN_SERVERS": "true",
+        "DEFAULT_ACCOUNT_TIER": "enterprise",  # keys of any tier (tests/test_security_pass2.py: tiers capped)
     }
     env.update(overrides)
     return env

@@ -112,7 +112,7 @@ def test_update_profile(user, make_user):
     r = user.call("PUT", "/api/v1/auth/profile", json={"name": "Renamed"})
     assert r.status_code == 200 and r.get_json()["data"]["name"] == "Renamed"
     other = make_user()
-    clash = user.call("PUT", "/api/v1/auth/profile", json={"email": other.email})
+    clash = user.call("PUT", "/api/v1/auth/profile", json={"email": other.email, "currentPassword": user.password})
     assert clash.status_code == 409
     bad = user.call("PUT", "/api/v1/auth/profile", json={"name": "x"})
     assert bad.status_code == 400
@@ -179,7 +179,7 @@ def test_without_a_grace_a_refreshed_token_dies_at_once(migrated):
 def test_delete_account_cascades(client, user, settings, targets, db):
     secret, key = user.create_key()
     conn = user.connect_database(settings, targets["a"])
-    assert user.call("DELETE", "/api/v1/auth/account").status_code == 200
+    assert user.call("DELETE", "/api/v1/auth/account", json={"currentPassword": user.password}).status_code == 200
     assert user.call("GET", "/api/v1/auth/profile").status_code == 401
     with db.cursor() as cur:
         for table, column, value in (

@@ -135,7 +135,8 @@ QUERY_RULES = {"INVALID_QUERY", "UNKNOWN_IDENTIFIER"}
 STATED_RULES: dict[tuple[str, str], set[str]] = {
     # e-mail addresses on special-use domains (.test, .local, .invalid...) are refused when an account is made
     ("POST", "/api/v1/auth/register"): {"email"},
-    ("PUT", "/api/v1/auth/profile"): {"email"},
+    # a new e-mail needs currentPassword (`reauthentication`)
+    ("PUT", "/api/v1/auth/profile"): {"email", "currentPassword"},
     ("POST", "/api/v1/keys"): {"expiresAt"},
     ("PUT", "/api/v1/keys/{keyId}"): {"expiresAt"},
     ("POST", "/api/v1/search"): {"offset", *QUERY_RULES},

@@ -41,7 +41,8 @@ def test_end_to_end_over_gunicorn_gevent(server, settings, targets):
 
 
 def test_workers_are_gevent(server):
-    assert "Using worker: gevent" in server.log.read_text()
+    """gevent's worker, with the deadline and bound on slow connections (altus4/gunicorn_worker.py)."""
+    assert "Using worker: altus4.gunicorn_worker.GuardedGeventWorker" in server.log.read_text()
 
 
 def test_bad_configuration_stops_the_server_with_the_setting_named(migrated):

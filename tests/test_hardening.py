@@ -19,7 +19,8 @@ from conftest import READER, ROOT_DIR, connect_admin, env_for_tests, fresh_fullt
 
 from altus4 import create_app
 from altus4.db import targets as target_db
-from altus4.db.targets import HostNotAllowed, TargetSpec, check_host_allowed, describe_error
+from altus4.db.host_policy import HostNotAllowed, check_host_allowed
+from altus4.db.targets import TargetSpec, describe_error
 
 HUGE = "18446744073709551616"  # 2**64: one past what MySQL's LIMIT takes
 
@@ -176,9 +177,62 @@ def test_h_production_refuses_internal_addresses_by_default(host):
 
 def test_h_production_allows_public_addresses_but_not_its_own_servers():
     assert check_host_allowed("8.8.8.8", make_settings(**PROD)) == ["8.8.8.8"]
-    own = make_settings(**PROD, REDIS_HOST="8.8.4.4")
+    own = make_settings(**PROD, REDIS_HOST="8.8.4.4", ALLOW_OWN_SERVERS="false")
     with pytest.raises(HostNotAllowed):
         check_host_allowed("8.8.4.4", own)
+
+
+@pytest.mark.parametrize("env", ["production", "development"])
+@pytest.mark.parametrize("allowlist", ["127.0.0.0/8", "*", "localhost,127.0.0.*", "0.0.0.0/0,::/0", ""])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "127.0.0.2", "0.0.0.0", "::ffff:127.0.0.1"])
+def test_h_own_servers_are_refused_whatever_the_allowlist_says(env, allowlist, host):
+    """The metadata database and Redis run on this machine (127.0.0.1): no allowlist opens them, nor this
+    machine's other loopback addresses. Before, an allowlist match returned before the own-address check: the
+    README's Swarm example (10.0.0.0/8) let a tenant connect to the stack's own MariaDB and probe its Redis."""
+    settings = make_settings(**{**PROD, "APP_ENV": env}, ALLOWED_DATABASE_HOSTS=allowlist, ALLOW_OWN_SERVERS="false")
+    with pytest.raises(HostNotAllowed):
+        check_host_allowed(host, settings)
+    if allowlist == "*":  # the opt-in lifts the own-server rule (and only that)
+        check_host_allowed(host, make_settings(**{**PROD, "APP_ENV": env}, ALLOWED_DATABASE_HOSTS="*"))
+
+
+def test_h_own_servers_by_any_name_are_refused_but_other_hosts_are_not():
+    """Own servers named in the settings (a replica, a sentinel) are refused by every name that resolves to
+    them; an address outside them that the allowlist admits still works."""
+    settings = make_settings(
+        **PROD,
+        DB_HOST="8.8.8.8",
+        REDIS_HOST="8.8.8.8",
+        DB_READ_HOSTS="1.1.1.1:3306",
+        REDIS_SENTINELS="9.9.9.9:26379",
+        REDIS_SENTINEL_MASTER="none",
+        REDIS_SOCKET_TIMEOUT="0.05",
+        ALLOWED_DATABASE_HOSTS="*",
+        ALLOW_OWN_SERVERS="false",
+    )
+    for own in ("8.8.8.8", "1.1.1.1", "9.9.9.9", "::ffff:8.8.8.8"):
+        with pytest.raises(HostNotAllowed, match="own servers"):
+            check_host_allowed(own, settings)
+    assert check_host_allowed("127.0.0.1", settings) == ["127.0.0.1"]  # nothing of ours runs on loopback here
+    assert check_host_allowed("8.8.4.4", settings) == ["8.8.4.4"]
+
+
+def test_h_the_api_refuses_its_own_database_and_redis_with_an_allowlist_that_covers_them(migrated, targets):
+    """What the attacker did: with the allowlist covering the service's network, connect a "database" at the
+    metadata MariaDB itself and at Redis. Both are refused when saved (400 HOST_NOT_ALLOWED), nothing is kept."""
+    from conftest import register
+
+    app = create_app(make_settings(**PROD, ALLOWED_DATABASE_HOSTS="127.0.0.0/8", ALLOW_OWN_SERVERS="false"))
+    try:
+        user = register(app.test_client())
+        for port in (migrated.db_port, migrated.redis_port):
+            body = {"name": "inside", "host": "127.0.0.1", "port": port, "database": targets["a"]}
+            r = user.call("POST", "/api/v1/databases", json={**body, "username": READER[0], "password": READER[1]})
+            assert r.status_code == 400 and r.get_json()["error"]["code"] == "HOST_NOT_ALLOWED", r.get_json()
+            assert "own servers" in r.get_json()["error"]["message"]
+        assert user.call("GET", "/api/v1/databases").get_json()["data"] == []
+    finally:
+        app.extensions["altus4"].close()
 
 
 def test_h_the_operator_opens_the_policy_explicitly():

@@ -9,6 +9,7 @@ from altus4.api.auth import ip_limited, public, user_required
 from altus4.api.envelope import ok
 from altus4.api.validation import body
 from altus4.container import services
+from altus4.errors import ValidationFailed
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
@@ -54,7 +55,15 @@ def profile():
 @user_required
 def update_profile():
     data = body(schemas.ProfileBody)
-    return ok(_user_payload(services().users.update_profile(g.user["id"], data.name, data.email)))
+    users = services().users
+    if data.email and data.email.lower() != g.user["email"]:
+        if data.currentPassword is None:
+            raise ValidationFailed(
+                "Changing the e-mail needs the current password",
+                details=[{"field": "currentPassword", "code": "missing", "message": "required to change the e-mail"}],
+            )
+        users.confirm_password(g.user, data.currentPassword)
+    return ok(_user_payload(users.update_profile(g.user["id"], data.name, data.email)))
 
 
 @bp.post("/change-password")
@@ -63,7 +72,7 @@ def change_password():
     """Every earlier token stops working; the session that asked gets a new one and stays signed in."""
     data = body(schemas.ChangePasswordBody)
     users = services().users
-    user = users.change_password(g.user["id"], data.currentPassword, data.newPassword)
+    user = users.change_password(g.user, data.currentPassword, data.newPassword)
     return ok(
         {
             "success": True,
@@ -77,11 +86,8 @@ def change_password():
 @user_required
 def refresh():
     """A new token; the one presented is revoked after a short grace (JWT_REFRESH_GRACE), so requests already
-    sent with it still succeed, and it cannot be replayed later."""
-    users = services().users
-    token = users.issue_token(g.user)
-    users.revoke_token(g.claims, services().settings.jwt_refresh_grace)
-    return ok(_signed_in(g.user, token))
+    sent with it still succeed, and it cannot be replayed later. Within the grace it refreshes to the same one."""
+    return ok(_signed_in(g.user, services().users.refresh(g.user, g.claims)))
 
 
 @bp.post("/logout")
@@ -94,5 +100,8 @@ def logout():
 @bp.delete("/account")
 @user_required
 def delete_account():
+    """Only with the current password: a stolen token alone cannot destroy an account and its data."""
+    data = body(schemas.DeleteAccountBody)
+    services().users.confirm_password(g.user, data.currentPassword)
     services().accounts.close(g.user["id"])
     return ok({"success": True})

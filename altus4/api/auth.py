@@ -65,6 +65,20 @@ def ip_limited(limits_setting: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
+def connection_tests_limited(view: Callable) -> Callable:
+    """Per account, on what connects to a host the user names (CONNECTION_TEST_RATE_LIMIT): testing
+    connections must not make a port scanner. Goes inside `user_required`."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        svc = services()
+        verdict = svc.limiter.hit(f"conntest:{g.user['id']}", svc.settings.connection_test_rate_limit)
+        _enforce(verdict, "Too many connection tests for this account.", "connection_test")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
 def _authenticate_user() -> None:
     token = _bearer()
     if token is None:

@@ -4,7 +4,7 @@ from flask import Blueprint, g
 
 from altus4.api import presenters as present
 from altus4.api import schemas
-from altus4.api.auth import user_required
+from altus4.api.auth import connection_tests_limited, user_required
 from altus4.api.envelope import ok
 from altus4.api.validation import body, query
 from altus4.container import services
@@ -20,6 +20,7 @@ def list_databases():
 
 @bp.post("")
 @user_required
+@connection_tests_limited
 def create_database():
     data = body(schemas.CreateConnectionBody)
     return ok(present.connection(services().connections.create(g.user["id"], data.model_dump())), 201)
@@ -39,6 +40,7 @@ def get_database(conn_id):
 
 @bp.put("/<uuid:conn_id>")
 @user_required
+@connection_tests_limited
 def update_database(conn_id):
     data = body(schemas.UpdateConnectionBody)
     return ok(present.connection(services().connections.update(g.user["id"], str(conn_id), data.changes())))
@@ -53,6 +55,7 @@ def delete_database(conn_id):
 
 @bp.post("/<uuid:conn_id>/test")
 @user_required
+@connection_tests_limited
 def test_database(conn_id):
     return ok(services().connections.test(g.user["id"], str(conn_id)))
 

@@ -13,7 +13,8 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from altus4.db.targets import HostNotAllowed, TargetError
+from altus4.db.host_policy import HostNotAllowed
+from altus4.db.targets import TargetError
 from altus4.errors import ApiError, UpstreamFailed, ValidationFailed
 from altus4.search.boolean import QuerySyntaxError
 from altus4.search.plan import UnknownIdentifier
@@ -141,14 +142,19 @@ def _assign_request_id() -> None:
     g.request_id = incoming if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
 
 
-def _echo_request_id(response: Response) -> Response:
+def _common_headers(response: Response) -> Response:
+    """The request id echoed; no content-type sniffing of any answer; API answers kept out of every cache
+    (some carry secrets: tokens, new API keys; none is meant to be stored)."""
     response.headers["X-Request-ID"] = g.get("request_id", "")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.path.startswith("/api/") and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
 def init_app(app: Flask) -> None:
     app.before_request(_assign_request_id)
-    app.after_request(_echo_request_id)
+    app.after_request(_common_headers)
     app.register_error_handler(ApiError, _on_api_error)
     for domain_error in _TRANSLATIONS:
         app.register_error_handler(domain_error, _on_domain_error)

@@ -1,13 +1,16 @@
-"""/health and /api/v1/management: liveness, dependency health, first-key setup, migration status."""
+"""/health and /api/v1/management: liveness, dependency health, first-key setup, migration status, and the
+admin's account tiers."""
 
 import time
 
 from flask import Blueprint, current_app, g
 
 from altus4.api import presenters as present
-from altus4.api.auth import public, user_required
+from altus4.api import schemas
+from altus4.api.auth import admin_required, public, user_required
 from altus4.api.envelope import error_response, ok
 from altus4.api.keys import SHOWN_ONCE
+from altus4.api.validation import body
 from altus4.container import services
 from altus4.times import iso, utcnow
 
@@ -133,3 +136,12 @@ def migration_status():
             "documentation": "/api/v1/openapi.json",
         }
     )
+
+
+@bp.put("/api/v1/management/users/<uuid:user_id>/tier")
+@admin_required
+def set_account_tier(user_id):
+    """An admin sets an account's rate-limit tier; its keys count at most at it from the next request on."""
+    data = body(schemas.TierBody)
+    user = services().accounts.set_tier(str(user_id), data.tier)
+    return ok(present.user(user, services().users.connected_database_ids(user["id"])))

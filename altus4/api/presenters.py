@@ -23,6 +23,7 @@ def user(row: dict[str, Any], connected: list[str] | None = None) -> dict[str, A
         "email": row["email"],
         "name": row["name"],
         "role": row["role"],
+        "tier": row["tier"],  # the account's rate-limit tier: its keys' tiers are at most this
         "connectedDatabases": connected or [],
         "createdAt": iso(row["created_at"]),
         "lastActive": iso(row["last_active"] or row["created_at"]),  # registering is the first activity

@@ -62,12 +62,14 @@ class LoginBody(Body):
 
 
 class ProfileBody(Body):
-    """Both optional; a field that is sent must have a value (the spec has no `null` for them)."""
+    """All optional; a field that is sent must have a value (the spec has no `null` for them). A new e-mail
+    needs `currentPassword` (what signs in is changed only by whoever knows the password)."""
 
     name: str | None = Field(default=None, min_length=2, max_length=255)
     email: EmailStr | None = None
+    currentPassword: Password | None = None
 
-    @field_validator("name", "email", mode="before")
+    @field_validator("name", "email", "currentPassword", mode="before")
     @classmethod
     def _not_null(cls, value: object) -> object:
         if value is None:
@@ -78,6 +80,14 @@ class ProfileBody(Body):
 class ChangePasswordBody(Body):
     currentPassword: Password
     newPassword: NewPassword
+
+
+class TierBody(Body):
+    tier: Literal["free", "pro", "enterprise"]
+
+
+class DeleteAccountBody(Body):
+    currentPassword: Password
 
 
 # the days analytics can be asked about; outside them date arithmetic would overflow, and nothing was recorded

@@ -9,11 +9,8 @@ owner (no password, no stack).
 
 from __future__ import annotations
 
-import fnmatch
-import functools
-import ipaddress
 import re
-import socket
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,14 +18,11 @@ import pymysql
 
 from altus4.config import Settings
 from altus4.db import sql
+from altus4.db.host_policy import HostNotAllowed, check_host_allowed
 
 
 class TargetError(Exception):
     """A connected database could not be reached or queried; `str()` is safe to return to its owner."""
-
-
-class HostNotAllowed(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -41,69 +35,6 @@ class TargetSpec:
     password: str
     ssl: bool
     replicas: tuple[tuple[str, int], ...] = ()  # read replicas of this database, searched instead of it
-
-
-def _resolve(host: str) -> list[str]:
-    """Every address `host` resolves to (an IP literal resolves to itself). :raise HostNotAllowed: no answer."""
-    try:
-        return sorted({str(info[4][0]).split("%")[0] for info in socket.getaddrinfo(host, None)})
-    except (socket.gaierror, UnicodeError):
-        raise HostNotAllowed(f"Host {host!r} does not resolve") from None
-
-
-def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Loopback, private, link-local (cloud metadata lives at 169.254.169.254), reserved, multicast or unset."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not address.is_global or address.is_multicast
-
-
-@functools.lru_cache(maxsize=8)
-def _own_addresses(settings: Settings) -> frozenset[str]:
-    """The addresses of this service's own metadata databases and Redis servers (never a tenant's target)."""
-    hosts = {settings.db_host, settings.redis_host}
-    hosts |= {h for h, _ in (*settings.db_read_hosts, *settings.redis_sentinels, *settings.redis_cluster_nodes)}
-    found: set[str] = set()
-    for host in hosts:
-        try:
-            found.update(_resolve(host))
-        except HostNotAllowed:
-            pass
-    return frozenset(found)
-
-
-def check_host_allowed(host: str, settings: Settings) -> list[str] | None:
-    """Whether a tenant may connect to `host`; the addresses to connect to when they were checked.
-
-    With `ALLOWED_DATABASE_HOSTS` set, a name matching one of its `*.example.com` patterns is allowed as
-    it is (None: connect by name), and otherwise every address the name resolves to must lie in one of
-    its CIDRs; `*` allows anything. Without it, production allows only public addresses that are not this
-    service's own metadata or Redis servers (no loopback, private, link-local or cloud-metadata targets);
-    development allows anything.
-    :raise HostNotAllowed: with the reason, fit for the tenant.
-    """
-    allowlist = settings.allowed_database_hosts
-    lowered = host.lower().strip("[]")
-    if "*" in allowlist or (not allowlist and settings.development):
-        return None
-    if any(fnmatch.fnmatch(lowered, entry.lower()) for entry in allowlist if "/" not in entry):
-        return None
-    if allowlist:
-        networks = [ipaddress.ip_network(e, strict=False) for e in allowlist if "/" in e]
-        if networks:  # no CIDR listed: nothing to resolve (no DNS query for a name that is refused anyway)
-            addresses = _resolve(lowered)
-            if all(any(ipaddress.ip_address(a) in n for n in networks) for a in addresses):
-                return addresses
-        raise HostNotAllowed(f"Host {host!r} is not in ALLOWED_DATABASE_HOSTS")
-    addresses = _resolve(lowered)
-    own = _own_addresses(settings)
-    refused = [a for a in addresses if _internal(ipaddress.ip_address(a)) or a in own]
-    if refused:
-        raise HostNotAllowed(
-            f"Host {host!r} resolves to an internal address ({refused[0]}); this server connects only to public"
-            " addresses unless its operator lists others in ALLOWED_DATABASE_HOSTS"
-        )
-    return addresses
 
 
 def connect_kwargs(spec: TargetSpec, settings: Settings, read_timeout: float | None = None) -> dict[str, Any]:
@@ -133,14 +64,31 @@ def connect_kwargs(spec: TargetSpec, settings: Settings, read_timeout: float | N
     return kwargs
 
 
+# errors before a MySQL server has answered its handshake: a refused port, a silent one, one that speaks
+# something else. They get one message, so testing a connection cannot tell them apart (a port scanner).
+_UNREACHABLE = {2003, 2006, 2013, 2055}
+
+
+def _unreachable(spec: TargetSpec) -> str:
+    return f"Cannot reach a MySQL server at {spec.host}:{spec.port} (refused, timed out or not MySQL)"
+
+
 def connect(spec: TargetSpec, settings: Settings, read_timeout: float | None = None) -> pymysql.Connection:
     """:raise TargetError: with a message fit for the connection's owner."""
     try:
         return pymysql.connect(**connect_kwargs(spec, settings, read_timeout))
-    except pymysql.MySQLError as exc:
+    except pymysql.err.OperationalError as exc:
         raise TargetError(describe_error(exc, spec)) from None
-    except (OSError, ValueError) as exc:  # certificate files, socket errors outside PyMySQL's wrapping
-        raise TargetError(f"Cannot connect to {spec.host}:{spec.port}: {exc}") from None
+    except pymysql.MySQLError as exc:  # a peer that is not MySQL: PyMySQL's protocol errors
+        if exc.args and exc.args[0] in (1045, 1044, 1049, 1698):
+            raise TargetError(describe_error(exc, spec)) from None
+        raise TargetError(_unreachable(spec)) from None
+    except OSError as exc:  # socket errors outside PyMySQL's wrapping; certificate files
+        if isinstance(exc, FileNotFoundError | PermissionError):
+            raise TargetError(f"Cannot read the TLS files for {spec.host}:{spec.port}: {exc.strerror}") from None
+        raise TargetError(_unreachable(spec)) from None
+    except (ValueError, struct.error, IndexError, UnicodeError):  # garbage where a handshake should be
+        raise TargetError(_unreachable(spec)) from None
 
 
 def describe_error(exc: BaseException, spec: TargetSpec) -> str:
@@ -152,9 +100,9 @@ def describe_error(exc: BaseException, spec: TargetSpec) -> str:
         return f"TLS connection to {spec.host}:{spec.port} failed: {text}"
     if code in (1969, 3024):  # MariaDB max_statement_time / MySQL max_execution_time
         return "the query exceeded the server-side time limit"
-    if code == 2003:
-        return f"Cannot reach {spec.host}:{spec.port} (connection refused or timed out)"
-    if code == 1045:
+    if code in _UNREACHABLE:
+        return _unreachable(spec)
+    if code in (1045, 1698):  # 1698: auth plugin refused (unix_socket...): the server quotes the user back
         return f"Access denied for user {spec.username!r}"
     if code == 1049:
         return f"Unknown database {spec.database!r}"

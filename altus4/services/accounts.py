@@ -1,4 +1,4 @@
-"""Closing an account: what it owns is let go of in the right order, then the row goes."""
+"""Account-wide changes that reach what the account owns: closing it, and its tier (which caps its keys)."""
 
 from __future__ import annotations
 
@@ -24,3 +24,9 @@ class AccountService:
         for row in self.connections.owned_by(user_id):
             self.connections.delete(user_id, row["id"])
         self.users.delete(user_id)
+
+    def set_tier(self, user_id: str, tier: str) -> dict:
+        """An admin sets the account's tier; its keys' cached entries go, so the new cap counts at once."""
+        user = self.users.set_tier(user_id, tier)
+        self.keys.forget_all(user_id)
+        return user

@@ -13,18 +13,24 @@ from typing import Any
 
 from altus4.db.pool import Database
 from altus4.db.sql import set_clause
-from altus4.errors import Conflict, NotFound
+from altus4.errors import Conflict, NotFound, ValidationFailed
 from altus4.security import api_keys as keygen
-from altus4.services.key_admission import KeyAdmission
+from altus4.services.key_admission import TIERS, KeyAdmission, effective_tier
 from altus4.services.key_usage import UsageLedger
 from altus4.services.rate_limits import RateLimiter, Verdict
 from altus4.services.revocations import Revocations
 from altus4.times import naive_utc, utcnow
 
-_COLUMNS = (
-    "id, user_id, name, key_prefix, key_hash, environment, permissions, rate_limit_tier, expires_at, "
-    "last_used, last_used_ip, usage_count, is_active, created_at, updated_at"
+# a key's row as its owner sees it: `rate_limit_tier` is what counts (capped by the account's tier)
+_SELECT = (
+    "SELECT k.id, k.user_id, k.name, k.key_prefix, k.key_hash, k.environment, k.permissions, k.rate_limit_tier,"
+    " k.expires_at, k.last_used, k.last_used_ip, k.usage_count, k.is_active, k.created_at, k.updated_at,"
+    " u.tier AS account_tier FROM api_keys k JOIN users u ON u.id = k.user_id"
 )
+
+
+def _as_counted(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "rate_limit_tier": effective_tier(row["rate_limit_tier"], row["account_tier"])}
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class ApiKeyService:
     def create(
         self, user_id: str, name: str, environment: str, permissions: list[str], tier: str, expires_at: datetime | None
     ) -> tuple[dict[str, Any], str]:
+        """:raise ValidationFailed: `tier` is above the account's."""
+        self._check_tier(user_id, tier)
         key_id, secret = str(uuid.uuid4()), keygen.generate(environment)
         self.db.execute(
             "INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash, environment, permissions, rate_limit_tier,"
@@ -74,6 +82,16 @@ class ApiKeyService:
         )
         return self.get(user_id, key_id), secret
 
+    def _check_tier(self, user_id: str, tier: str) -> None:
+        """:raise ValidationFailed: `tier` is above the account's (users do not choose their own limits)."""
+        row = self.db.fetch_one("SELECT tier FROM users WHERE id = %s", (user_id,))
+        account = row["tier"] if row else TIERS[0]
+        if TIERS.index(tier) > TIERS.index(account):
+            raise ValidationFailed(
+                f"Rate-limit tier {tier!r} is above this account's tier ({account!r}); an administrator sets it",
+                details=[{"field": "rateLimitTier", "code": "above_account_tier", "message": f"at most {account!r}"}],
+            )
+
     def setup_first_key(self, user_id: str) -> tuple[dict[str, Any], str]:
         if self.db.fetch_one("SELECT id FROM api_keys WHERE user_id = %s LIMIT 1", (user_id,)):
             raise Conflict("API key already exists for this user", code="API_KEY_EXISTS")
@@ -83,19 +101,21 @@ class ApiKeyService:
         """The user's keys, newest first; `current_usage` writes queued use counts first (what a list shows)."""
         if current_usage:
             self.usage_ledger.flush()
-        return self.db.fetch_all(
-            f"SELECT {_COLUMNS} FROM api_keys WHERE user_id = %s ORDER BY created_at DESC", (user_id,)
-        )
+        rows = self.db.fetch_all(f"{_SELECT} WHERE k.user_id = %s ORDER BY k.created_at DESC", (user_id,))
+        return [_as_counted(row) for row in rows]
 
     def get(self, user_id: str, key_id: str) -> dict[str, Any]:
         """:raise NotFound: the key does not exist or belongs to someone else (indistinguishable)."""
-        row = self.db.fetch_one(f"SELECT {_COLUMNS} FROM api_keys WHERE id = %s AND user_id = %s", (key_id, user_id))
+        row = self.db.fetch_one(f"{_SELECT} WHERE k.id = %s AND k.user_id = %s", (key_id, user_id))
         if row is None:
             raise NotFound("API key not found")
-        return row
+        return _as_counted(row)
 
     def update(self, user_id: str, key_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """:raise ValidationFailed: a tier above the account's."""
         row = self.get(user_id, key_id)
+        if "rateLimitTier" in changes:
+            self._check_tier(user_id, changes["rateLimitTier"])
         columns = {
             "name": "name",
             "permissions": "permissions",
@@ -126,7 +146,9 @@ class ApiKeyService:
 
     def regenerate(self, user_id: str, key_id: str) -> tuple[dict[str, Any], str]:
         """A new secret under a new id with the same settings; the old key stops working at once."""
-        old = self.get(user_id, key_id)
+        old = self.db.fetch_one("SELECT * FROM api_keys WHERE id = %s AND user_id = %s", (key_id, user_id))
+        if old is None:
+            raise NotFound("API key not found")
         new_id, secret = str(uuid.uuid4()), keygen.generate(old["environment"])
         with self.db.write() as cur:
             cur.execute("UPDATE api_keys SET is_active = 0 WHERE id = %s AND user_id = %s", (key_id, user_id))

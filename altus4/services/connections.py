@@ -18,6 +18,7 @@ import pymysql
 
 from altus4.config import Settings
 from altus4.db import targets
+from altus4.db.host_policy import check_host_allowed
 from altus4.db.pool import Database
 from altus4.db.schema import DatabaseSchema, SchemaCache, discover
 from altus4.db.sql import set_clause
@@ -70,8 +71,8 @@ class ConnectionService:
         self.listeners: list = []  # callables(connection_id) told when a connection changes or goes
 
     def _check_host(self, host: str) -> None:
-        """:raise targets.HostNotAllowed: outside ALLOWED_DATABASE_HOSTS."""
-        targets.check_host_allowed(host, self.settings)
+        """:raise HostNotAllowed: outside ALLOWED_DATABASE_HOSTS, or one of this service's own servers."""
+        check_host_allowed(host, self.settings)
 
     def _replicas(self, replicas: list[str] | None) -> str:
         """Validated `host:port,host:port` for storage; every host passes the allowlist."""

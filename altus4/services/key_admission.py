@@ -50,6 +50,15 @@ class ApiKeyPrincipal:
             )
 
 
+TIERS = ("free", "pro", "enterprise")  # lowest first
+
+
+def effective_tier(key_tier: str, account_tier: str) -> str:
+    """A key's tier as it counts: never above its account's (a key made before accounts had tiers may ask for
+    more; it keeps asking, and gets it back if an admin raises the account)."""
+    return min(key_tier, account_tier, key=lambda t: TIERS.index(t) if t in TIERS else 0)
+
+
 def tier_limits(settings: Settings) -> dict[str, tuple[Limit, ...]]:
     """Requests per hour by rate-limit tier."""
     return {
@@ -139,7 +148,8 @@ class KeyAdmission:
     def _load(self, digest: str) -> ApiKeyPrincipal:
         row = self.db.fetch_one(
             "SELECT k.id, k.user_id, k.permissions, k.rate_limit_tier, k.environment, k.expires_at, k.is_active,"
-            " u.is_active AS user_active FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = %s",
+            " u.is_active AS user_active, u.tier AS account_tier FROM api_keys k JOIN users u ON u.id = k.user_id"
+            " WHERE k.key_hash = %s",
             (digest,),
             primary=True,
         )
@@ -150,7 +160,7 @@ class KeyAdmission:
             id=row["id"],
             user_id=row["user_id"],
             permissions=tuple(row["permissions"].split(",")),
-            tier=row["rate_limit_tier"],
+            tier=effective_tier(row["rate_limit_tier"], row["account_tier"]),
             environment=row["environment"],
             expires_at=expires,
             is_active=bool(row["is_active"] and row["user_active"]),
