@@ -54,6 +54,7 @@ bench: install services ## Performance benchmark on two data profiles (own, anch
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends wrk >/dev/null)  # the HTTP load generator
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/structured.py  # filter, facets, sort and browse beside plain search (anchor-shop)
 
 bench/.venv-embed/.installed: bench/requirements-embedding.txt
 	$(PYTHON) -m venv bench/.venv-embed

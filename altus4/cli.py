@@ -134,6 +134,41 @@ def user_tier(email: str, tier: str) -> None:
     click.echo(f"{user['email']} is now on the {user['tier']} tier")
 
 
+@main.command(
+    "tenant-token",
+    help="Mint a tenant token offline: a search-only JWT signed with KEY, limited by its rules (no call to Altus 4).",
+)
+@click.option(
+    "--key", "secret", envvar="ALTUS4_API_KEY", required=True, help="the API key's secret (or ALTUS4_API_KEY)"
+)
+@click.option("--key-id", required=True, help="the API key's id (apiKey.id when it was created)")
+@click.option("--filter", "rule_filter", default=None, help="the rule's filter, e.g. 'tenant_id = 42'")
+@click.option("--database", default="*", show_default=True, help="the database id the rule is for ('*': every one)")
+@click.option("--tables", default=None, help="comma-separated tables the token may search")
+@click.option("--expires-in", type=click.IntRange(min=1), default=None, help="seconds until it expires")
+def tenant_token(
+    secret: str, key_id: str, rule_filter: str | None, database: str, tables: str | None, expires_in: int | None
+) -> None:
+    from altus4.security import api_keys as keygen
+    from altus4.security import tenant_tokens
+
+    if not keygen.looks_like_key(secret):
+        raise click.ClickException("--key must be an API key (altus4_sk_test_… or altus4_sk_live_…)")
+    from altus4.search import filters
+
+    rule: dict = {}
+    if rule_filter:
+        try:
+            filters.parse(rule_filter)
+        except filters.FilterSyntaxError as exc:
+            raise click.ClickException(f"--filter: {exc}") from None
+        rule["filter"] = rule_filter
+    if tables:
+        rule["tables"] = [t.strip() for t in tables.split(",") if t.strip()]
+    expires = int(time.time()) + expires_in if expires_in else None
+    click.echo(tenant_tokens.mint(secret, key_id, {database: rule}, expires))
+
+
 @main.command("demo", help="Load the demo database, create the demo user and print a fresh demo API key.")
 def demo() -> None:
     from altus4 import demo as demo_data

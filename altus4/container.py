@@ -64,11 +64,12 @@ class Services:
         db = Database(settings, store, metrics)
         limiter = RateLimiter(store)
         schemas = SchemaCache(store, settings.schema_cache_ttl)
-        connections = ConnectionService(db, SecretBox(settings.encryption_key), schemas, settings, store)
+        box = SecretBox(settings.encryption_key)
+        connections = ConnectionService(db, box, schemas, settings, store)
         pools = TargetPools(settings, metrics)
         connections.listeners.append(pools.discard)
         write_behind = WriteBehind(store, settings.write_behind_interval_ms / 1000, db.deployment_id)
-        admission = KeyAdmission(db, store, limiter, settings)
+        admission = KeyAdmission(db, store, limiter, settings, box)
         usage = UsageLedger(db, store, write_behind)
         analytics = AnalyticsService(db, store, write_behind)
         ai = AIService(settings, store, metrics, embeddings=EmbeddingStore(db))
@@ -78,7 +79,7 @@ class Services:
         users = UserService(
             db, settings, PasswordGuard(store, settings.password_free_attempts, settings.password_max_backoff)
         )
-        keys = ApiKeyService(db, limiter, admission, usage, Revocations(db, store, admission, write_behind))
+        keys = ApiKeyService(db, limiter, admission, usage, Revocations(db, store, admission, write_behind), box)
         reports = ReportService(db, analytics, started, ai)
         return cls(
             settings=settings,

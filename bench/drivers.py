@@ -107,12 +107,15 @@ def http_load(
     searches: Searches | None = None,
     delay_ms: float = 0.0,
     ranking: str = "",
+    extra: dict | None = None,
 ) -> Summary:
     """`users` keep-alive connections for `duration`: `searches` (with a key) or GET /health; with
     `delay_ms` (wrk only) each connection pauses that long on average between requests; `ranking` is sent
-    when given (the service's default otherwise)."""
+    when given (the service's default otherwise); `extra` (wrk only) adds members to every search body."""
     if client == "wrk":
-        return _wrk(base, users, duration, key, searches, delay_ms, ranking)
+        return _wrk(base, users, duration, key, searches, delay_ms, ranking, extra)
+    if extra:
+        raise ValueError("extra body members need wrk (make bench installs it)")
     http = HttpClient(base, {"Authorization": f"Bearer {key}"} if key else {})
     try:
         if searches is None:
@@ -133,8 +136,10 @@ def _wrk(
     searches: Searches | None,
     delay_ms: float,
     ranking: str = "",
+    extra: dict | None = None,
 ) -> Summary:
     env = {**os.environ, "API_KEY": key or "", "DELAY_MS": f"{delay_ms:.3f}", "RANKING": ranking}
+    env["EXTRA"] = json.dumps(extra)[1:-1] if extra else ""
     env.pop("QUERIES_FILE", None)
     if searches is not None:
         env.update(

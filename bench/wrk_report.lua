@@ -1,6 +1,7 @@
 -- wrk script for bench/run.py: with QUERIES_FILE set, every request is POST /api/v1/search for the next
 -- query of the list (each thread starting at its own place), LIMIT rows from one of the first PAGES pages at
--- random (offset = LIMIT x page index), in the TABLES given (a JSON array) if any; without it, wrk's plain
+-- random (offset = LIMIT x page index), in the TABLES given (a JSON array) if any, with the members EXTRA
+-- holds (`"filter":"category = \"Books\""`) if any; without it, wrk's plain
 -- GET of the URL.
 -- With DELAY_MS set, each connection waits a random 0..2×DELAY_MS before its next request (a given load
 -- instead of as fast as possible). Ends by printing one JSON line: counts, failures and latency
@@ -12,6 +13,7 @@ local limit = os.getenv("LIMIT") or "20"
 local ranking = os.getenv("RANKING") or ""
 local pages = tonumber(os.getenv("PAGES") or "1")
 local tables = os.getenv("TABLES") or ""
+local body_extra = os.getenv("EXTRA") or ""  -- more JSON members for every body, as `"filter":"…"`
 local threads = {}
 local turn = 0
 
@@ -41,6 +43,7 @@ if os.getenv("QUERIES_FILE") then
     local query = queries[turn % #queries + 1]
     local extra = ranking ~= "" and (',"ranking":"' .. ranking .. '"') or ""
     if tables ~= "" then extra = extra .. ',"tables":' .. tables end
+    if body_extra ~= "" then extra = extra .. ',' .. body_extra end
     if pages > 1 then extra = extra .. ',"offset":' .. (limit * math.random(0, pages - 1)) end
     local body = '{"query":' .. json_string(query) .. ',"searchMode":"natural","limit":' .. limit .. extra .. '}'
     return wrk.format("POST", nil, headers, body)

@@ -362,3 +362,23 @@ def test_indexed_tables_are_searched_by_vector_too(migrated, ai_database, fake, 
     after = _search(user, query="automobile", searchMode="semantic", limit=3)
     assert after["aiUsed"] is True and _ids(after)[0] == 3  # "automobile" and "car" share a vector direction
     app.extensions["altus4"].close()
+
+
+def test_semantic_mode_never_returns_a_row_the_filter_excludes(migrated, ai_database, fake, monkeypatch):
+    """The vector candidates pass the filter too: the row only its vector finds ("automobile" → "car repair
+    shop", id 3) comes back unfiltered, and not when the filter excludes it."""
+    from click.testing import CliRunner
+
+    from altus4.cli import main
+
+    app = _app(fake)
+    user = _searcher(app, migrated, ai_database)
+    conn_id = user.call("GET", "/api/v1/databases").get_json()["data"][0]["id"]
+    _cli_environment(monkeypatch, fake)
+    assert CliRunner().invoke(main, ["index", conn_id, "notes"]).exit_code == 0
+    assert 3 in _ids(_search(user, query="automobile", searchMode="semantic", limit=5))
+    kept = _search(user, query="automobile", searchMode="semantic", limit=50, filter="id != 3")
+    assert kept["aiUsed"] is True and 3 not in _ids(kept)
+    narrowed = _search(user, query="redis automobile", searchMode="semantic", limit=50, filter="id >= 10")
+    assert narrowed["aiUsed"] is True and all(i >= 10 for i in _ids(narrowed))
+    app.extensions["altus4"].close()

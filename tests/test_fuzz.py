@@ -131,7 +131,7 @@ def _prepare(case, fuzzed: Fixture, draw: int) -> dict[str, str]:
 # valid boolean syntax, a host the host policy allows, an e-mail domain that is not special-use. A 400 that
 # names only these fields (or carries only these codes) is the documented answer to a request that breaks
 # them, not a valid request refused.
-QUERY_RULES = {"INVALID_QUERY", "UNKNOWN_IDENTIFIER"}
+QUERY_RULES = {"INVALID_QUERY", "UNKNOWN_IDENTIFIER", "INVALID_FILTER", "INVALID_SORT"}
 STATED_RULES: dict[tuple[str, str], set[str]] = {
     # e-mail addresses on special-use domains (.test, .local, .invalid...) are refused when an account is made
     ("POST", "/api/v1/auth/register"): {"email"},
@@ -139,11 +139,13 @@ STATED_RULES: dict[tuple[str, str], set[str]] = {
     ("PUT", "/api/v1/auth/profile"): {"email", "currentPassword"},
     ("POST", "/api/v1/keys"): {"expiresAt"},
     ("PUT", "/api/v1/keys/{keyId}"): {"expiresAt"},
-    ("POST", "/api/v1/search"): {"offset", *QUERY_RULES},
+    # an empty query needs a filter or sort; facets must name columns some searched table has, of a type with values;
+    # a filter in array form is at most 2,000 characters in all
+    ("POST", "/api/v1/search"): {"offset", "query", "facets", "filter", *QUERY_RULES},
     ("POST", "/api/v1/search/analyze"): QUERY_RULES,
     ("POST", "/api/v1/databases"): {"HOST_NOT_ALLOWED"},
     ("PUT", "/api/v1/databases/{connectionId}"): {"HOST_NOT_ALLOWED"},
-    ("GET", "/api/v1/search/suggestions"): QUERY_RULES,
+    ("GET", "/api/v1/search/suggestions"): {"filter", *QUERY_RULES},
     **{
         ("GET", f"/api/v1/analytics/{name}"): {"startDate"}
         for name in ("search-trends", "trends", "usage", "performance", "popular-queries", "admin/user-activity")

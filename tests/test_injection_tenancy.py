@@ -8,6 +8,7 @@ or leaks driver text, and none waited on an injected SLEEP.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.parse
 
@@ -80,6 +81,11 @@ def _state(settings) -> tuple:
     return rows, sums, tables
 
 
+def _backticked(name: str) -> str:
+    """`name` as a quoted column in the filter language (a payload with backticks stays one name)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def _placements(connection_id: str, key_id: str):
     """(method, path, body or None, credential) for each payload `p`: every place a user's text goes."""
     q = urllib.parse.quote
@@ -90,6 +96,22 @@ def _placements(connection_id: str, key_id: str):
         lambda p: ("POST", "/api/v1/search", {"query": "ordinary", "tables": [p]}, "key"),
         lambda p: ("POST", "/api/v1/search", {"query": "ordinary", "tables": ["docs"], "columns": [p]}, "key"),
         lambda p: ("POST", "/api/v1/search", {"query": "ordinary", "databases": [p]}, "key"),
+        # structured search: values, column names, facet names, sort keys and the filter text itself
+        lambda p: ("POST", "/api/v1/search", {"query": "ordinary", "filter": f"title = {json.dumps(p)}"}, "key"),
+        lambda p: (
+            "POST",
+            "/api/v1/search",
+            {"query": "ordinary", "filter": f"title IN [{json.dumps(p)}, 'x']"},
+            "key",
+        ),
+        lambda p: ("POST", "/api/v1/search", {"query": "", "filter": f"id > {json.dumps(p)}"}, "key"),
+        lambda p: ("POST", "/api/v1/search", {"query": "ordinary", "filter": _backticked(p) + " = 1"}, "key"),
+        lambda p: ("POST", "/api/v1/search", {"query": "ordinary", "filter": p}, "key"),
+        lambda p: ("POST", "/api/v1/search", {"query": "ordinary", "facets": [p]}, "key"),
+        lambda p: ("POST", "/api/v1/search", {"query": "ordinary", "facets": [_backticked(p)]}, "key"),
+        lambda p: ("POST", "/api/v1/search", {"query": "ordinary", "sort": [f"{p}:asc"]}, "key"),
+        lambda p: ("POST", "/api/v1/search", {"query": "", "sort": [f"{_backticked(p)}:desc"]}, "key"),
+        lambda p: ("GET", f"/api/v1/search/suggestions?query=ord&filter={q('title = ' + json.dumps(p))}", None, "key"),
         lambda p: ("GET", f"/api/v1/search/suggestions?query={q(p)}", None, "key"),
         lambda p: ("GET", f"/api/v1/search/suggestions?query=ord&tables={q(p)}", None, "key"),
         lambda p: ("POST", "/api/v1/search/analyze", {"query": p, "databases": [connection_id]}, "key"),

@@ -16,6 +16,7 @@ from altus4 import context
 from altus4.config import Limit
 from altus4.container import services
 from altus4.errors import Forbidden, InvalidApiKey, RateLimited, Unauthorized
+from altus4.security import tenant_tokens as tenant_token
 from altus4.security.api_keys import looks_like_key
 from altus4.services.rate_limits import Verdict
 
@@ -113,11 +114,12 @@ def admin_required(view: Callable) -> Callable:
 
 
 def api_key_required(
-    permission: str, prefetch: Callable[[str], list[str]] | None = None
+    permission: str, prefetch: Callable[[str], list[str]] | None = None, tenant_tokens: bool = False
 ) -> Callable[[Callable], Callable]:
     """API key bearer auth: a valid key within its tier's rate limit, with the permission; the use is counted.
     `prefetch(user_id)` names Redis keys the view reads next: they come in admission's round trip, in
-    `g.prefetched` (see `KeyAdmission.admit`)."""
+    `g.prefetched` (see `KeyAdmission.admit`). With `tenant_tokens` (search, suggestions) a tenant token
+    signed by a key is taken too, as that key, its rules in `g.tenant_claims`; elsewhere it is refused (403)."""
 
     def decorate(view: Callable) -> Callable:
         @wraps(view)
@@ -126,8 +128,15 @@ def api_key_required(
             if token is None:
                 raise InvalidApiKey("Missing API key: send 'Authorization: Bearer altus4_sk_…'")
             svc = services()
-            # a refused request counts against the limit too
-            principal, verdict, g.prefetched = svc.admission.admit(token, prefetch)
+            g.tenant_claims = None
+            if not looks_like_key(token) and tenant_token.looks_like_tenant_token(token):
+                if not tenant_tokens:
+                    raise Forbidden("A tenant token may only search (POST /search, GET /search/suggestions)")
+                principal, verdict, g.tenant_claims = svc.admission.admit_tenant_token(token)
+                g.prefetched = {}
+            else:
+                # a refused request counts against the limit too
+                principal, verdict, g.prefetched = svc.admission.admit(token, prefetch)
             context.bind(principal.user_id)
             g.api_key, g.api_key_tier = principal, principal.tier
             _enforce(verdict, "Rate limit exceeded.", f"api_key_{principal.tier}")
@@ -135,7 +144,7 @@ def api_key_required(
             svc.usage.record_use(principal, request.remote_addr)
             return view(*args, **kwargs)
 
-        return _mark(wrapper, f"api_key:{permission}")
+        return _mark(wrapper, f"api_key:{permission}" + (":tenant_tokens" if tenant_tokens else ""))
 
     return decorate
 

@@ -21,6 +21,8 @@ from pydantic import (
     field_validator,
 )
 
+from altus4.search.filters import filter_text
+
 Permission = Literal["search", "analytics", "admin"]
 Tier = Literal["free", "pro", "enterprise"]
 _HOST = re.compile(r"^[A-Za-z0-9._:\[\]-]+$")
@@ -224,8 +226,13 @@ def _empty_means_all(value: list | None) -> list | None:
 AnyOf = AfterValidator(_empty_means_all)
 
 
+FilterText = Annotated[str, BeforeValidator(filter_text), StringConstraints(max_length=2000)]  # or Meilisearch's array
+ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=140)]  # `table.column`, backticks
+
+
 class SearchBody(Body):
-    query: str = Field(min_length=1, max_length=500)
+    # may be empty (browse) when a filter or sort says which rows (`altus4.search.structured`)
+    query: str = Field(max_length=500)
     databases: Annotated[list[DatabaseId] | None, AnyOf] = Field(default=None, max_length=50)
     tables: Annotated[list[Identifier] | None, AnyOf] = Field(default=None, max_length=50)
     columns: Annotated[list[Identifier] | None, AnyOf] = Field(default=None, max_length=100)
@@ -234,13 +241,12 @@ class SearchBody(Body):
     offset: int = Field(default=0, ge=0, le=999)  # offset + limit <= 1000 (checked by the search)
     includeAnalytics: bool = False
     ranking: Literal["bm25", "mysql"] = "bm25"
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must contain a search term")
-        return value
+    filter: FilterText | None = None
+    facets: Annotated[list[ColumnName] | None, AnyOf] = Field(default=None, max_length=10)
+    maxValuesPerFacet: int = Field(default=10, ge=1, le=100)
+    sort: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=150)]] | None, AnyOf] = Field(
+        default=None, max_length=3
+    )
 
 
 class SuggestionsQuery(Body):
@@ -248,6 +254,7 @@ class SuggestionsQuery(Body):
     databases: list[DatabaseId] | None = Field(default=None, max_length=50)
     tables: list[Identifier] | None = Field(default=None, max_length=50)
     limit: int = Field(default=10, ge=1, le=25)
+    filter: FilterText | None = None  # completions come only from rows it lets through
 
 
 class AnalyzeBody(Body):

@@ -8,7 +8,8 @@ from altus4.api.auth import api_key_required
 from altus4.api.envelope import ok
 from altus4.api.validation import body, query
 from altus4.container import services
-from altus4.errors import ApiError
+from altus4.errors import ApiError, InvalidApiKey
+from altus4.search import structured
 from altus4.search.service import SearchParams
 
 bp = Blueprint("search", __name__, url_prefix="/api/v1/search")
@@ -16,6 +17,17 @@ bp = Blueprint("search", __name__, url_prefix="/api/v1/search")
 
 def _tuple(values):
     return tuple(values) if values else None
+
+
+def _scope() -> structured.Scope | None:
+    """A tenant token's rules (None for an API key). :raise InvalidApiKey: a rule that cannot be applied."""
+    claims = g.get("tenant_claims")
+    if claims is None:
+        return None
+    try:
+        return structured.scope_of(claims.rules)
+    except structured.BadRule as exc:
+        raise InvalidApiKey(f"Invalid tenant token: {exc}", code="INVALID_TENANT_TOKEN") from None
 
 
 def _request() -> tuple[SearchParams, bool]:
@@ -32,6 +44,11 @@ def _request() -> tuple[SearchParams, bool]:
             limit=data.limit,
             offset=data.offset,
             ranking=data.ranking,
+            filter=data.filter,
+            facets=_tuple(data.facets),
+            max_values_per_facet=data.maxValuesPerFacet,
+            sort=_tuple(data.sort),
+            scope=_scope(),
         )
         g.search_request = (params, data.includeAnalytics)
     return g.search_request
@@ -48,14 +65,14 @@ def _first_reads(user_id: str) -> list[str]:
 
 
 @bp.post("")
-@api_key_required("search", prefetch=_first_reads)
+@api_key_required("search", prefetch=_first_reads, tenant_tokens=True)
 def search():
     params, include_analytics = _request()
     return ok(services().searches.run(g.api_key, params, include_analytics, g.prefetched))
 
 
 @bp.get("/suggestions")
-@api_key_required("search")
+@api_key_required("search", tenant_tokens=True)
 def suggestions():
     params = query(schemas.SuggestionsQuery)
     return ok(
@@ -66,6 +83,8 @@ def suggestions():
             list(params.tables or []) or None,
             params.limit,
             g.api_key.tier,
+            params.filter,
+            _scope(),
         )
     )
 

@@ -38,6 +38,7 @@ class TableSchema:
     columns: dict[str, str]  # name -> data type, in ordinal order
     primary_key: tuple[str, ...] = ()
     fulltext_indexes: list[FullTextIndex] = field(default_factory=list)
+    column_types: dict[str, str] = field(default_factory=dict)  # name -> full type: enum('a','b'), int unsigned
 
     @property
     def text_columns(self) -> list[str]:
@@ -64,7 +65,13 @@ class DatabaseSchema:
                 FullTextIndex(i["name"], tuple(i["columns"]), i.get("cardinality")) for i in t["fulltext_indexes"]
             ]
             tables[name] = TableSchema(
-                t["name"], t["engine"], t["row_estimate"], t["columns"], tuple(t["primary_key"]), indexes
+                t["name"],
+                t["engine"],
+                t["row_estimate"],
+                t["columns"],
+                tuple(t["primary_key"]),
+                indexes,
+                t.get("column_types", {}),  # absent from entries cached before filters
             )
         return cls(raw["database"], tables)
 
@@ -82,13 +89,17 @@ def discover(conn: pymysql.Connection, database: str) -> DatabaseSchema:
             for r in cur.fetchall()
         }
         cur.execute(
-            "SELECT TABLE_NAME AS table_name, COLUMN_NAME AS column_name, DATA_TYPE AS data_type"
-            " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            "SELECT TABLE_NAME AS table_name, COLUMN_NAME AS column_name, DATA_TYPE AS data_type,"
+            " COLUMN_TYPE AS column_type FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s"
+            " ORDER BY TABLE_NAME, ORDINAL_POSITION",
             (database,),
         )
         for r in cur.fetchall():
             if r["table_name"] in tables:
-                tables[r["table_name"]].columns[r["column_name"]] = r["data_type"].lower()
+                found = tables[r["table_name"]]
+                found.columns[r["column_name"]] = r["data_type"].lower()
+                full = r["column_type"]  # bytes on some servers (a LONGTEXT in information_schema)
+                found.column_types[r["column_name"]] = full.decode() if isinstance(full, bytes) else full
         cur.execute(
             "SELECT TABLE_NAME AS table_name, INDEX_NAME AS index_name, COLUMN_NAME AS column_name,"
             " INDEX_TYPE AS index_type, CARDINALITY AS cardinality FROM information_schema.STATISTICS"

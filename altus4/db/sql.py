@@ -72,3 +72,14 @@ def escape_like(text: str) -> str:
 def set_clause(values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     """`col = %s, col = %s` and its parameters, for an UPDATE whose column names come from our code only."""
     return ", ".join(f"{column} = %s" for column in values), tuple(values.values())
+
+
+def quote(identifier: str) -> str:
+    """A MySQL identifier, backtick-quoted, as a person reads it (hints, messages)."""
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+def ident(identifier: str) -> str:
+    """`quote` for a statement: PyMySQL formats the SQL text with `%` when it has parameters, so a `%` in a
+    name (a table `pct%s`) is doubled; every statement built with it is executed with a parameter tuple."""
+    return quote(identifier).replace("%", "%%")

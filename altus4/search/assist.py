@@ -17,6 +17,7 @@ from altus4.ai.provider import AIUnavailable
 from altus4.ai.service import AIService
 from altus4.db import targets
 from altus4.search import plan as planner
+from altus4.search import structured
 from altus4.search.results import json_value
 from altus4.search.service import SearchService, compile_query, run_parallel
 from altus4.services.analytics import AnalyticsService
@@ -51,11 +52,19 @@ class Assistant:
         tables: list[str] | None,
         limit: int = 10,
         tier: str = "free",
+        filter_text: str | None = None,
+        scope: structured.Scope | None = None,
     ) -> dict[str, Any]:
         """Popular past queries, completions from indexed words, then (when the AI answers within a second)
-        spelling corrections and related queries; the response says whether the AI took part."""
-        self.analytics.flush()
-        popular = self.analytics.popular_prefix(user_id, text.strip(), 5)
+        spelling corrections and related queries; the response says whether the AI took part. With a filter,
+        words come only from rows it lets through; under a tenant token (`scope`), only from the rows its rules
+        reach, and no past queries (they are every tenant's).
+        :raise ValidationFailed: a malformed filter."""
+        shape = structured.structure(filter_text, None, None, text, scope)
+        popular = []
+        if scope is None:
+            self.analytics.flush()
+            popular = self.analytics.popular_prefix(user_id, text.strip(), 5)
         top = max((int(p["n"]) for p in popular), default=1)
         out = [
             {"text": p["query_text"], "score": round(int(p["n"]) / top, 4), "type": "popular", "source": "history"}
@@ -67,7 +76,7 @@ class Assistant:
         seen = {s["text"].lower() for s in out}
         if len(partial) >= 2:
             head = text[: text.rfind(partial)]
-            vocabulary = self._vocabulary(user_id, partial, databases, tables)
+            vocabulary = self._vocabulary(user_id, partial, databases, tables, shape)
             for word, score in vocabulary:
                 completion = head + word
                 if completion.lower() not in seen and word.lower() != partial.lower():
@@ -88,28 +97,31 @@ class Assistant:
                 ai_meta["aiReason"] = exc.reason
         return {"suggestions": out[:limit], **ai_meta}
 
-    def _vocabulary(self, user_id: str, partial: str, databases, tables) -> list[tuple[str, float]]:
-        """Words starting with `partial` in a sample of the indexed rows, most frequent first."""
+    def _vocabulary(
+        self, user_id: str, partial: str, databases, tables, shape: structured.Structure
+    ) -> list[tuple[str, float]]:
+        """Words starting with `partial` in a sample of the indexed rows the filter lets through, most frequent
+        first."""
         rows = self.connections.active_for(user_id, databases)
+        if shape.scope is not None:
+            reachable = shape.scope.databases([r["id"] for r in rows], databases)
+            rows = [r for r in rows if r["id"] in reachable]
         schemas, _ = self.search.schemas(rows)
-        jobs = []
-        for row in rows:
-            if row["id"] in schemas:
-                for q in planner.plan(schemas[row["id"]], tables or [], []):
-                    if q.match_groups:
-                        jobs.append((row, q))
+        planned = structured.plan_tables(rows, schemas, shape, tables or None, None)
+        jobs = [(row, q, plan) for row, q, plan in planned.jobs if q.match_groups and not plan.where.never]
         jobs = jobs[:MAX_SUGGESTION_TABLES]
         boolean = partial + "*"
 
-        def sample(row, q):
+        def sample(row, q, plan):
             spec = self.connections.spec(row)
             columns = ", ".join(planner.ident(c) for c in q.match_groups[0])
+            extra, params = (f" AND ({plan.where.sql})", plan.where.params) if plan.where.sql else ("", ())
             sql = (
                 f"SELECT {columns} FROM {planner.ident(q.table)}"
-                f" WHERE MATCH ({columns}) AGAINST (%s IN BOOLEAN MODE) LIMIT %s"
+                f" WHERE MATCH ({columns}) AGAINST (%s IN BOOLEAN MODE){extra} LIMIT %s"
             )
             with self.search.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
-                cur.execute(sql, (boolean, SAMPLE_ROWS))
+                cur.execute(sql, (boolean, *params, SAMPLE_ROWS))
                 return list(cur.fetchall())
 
         counts: Counter[str] = Counter()

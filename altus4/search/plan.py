@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from altus4.db.schema import DatabaseSchema, TableSchema
-from altus4.db.sql import escape_like
+from altus4.db.sql import escape_like, ident, quote
+from altus4.search.conditions import Clause
+from altus4.search.ordering import TableOrder
 
 SCORE = "__altus4_score"
 TOTAL = "__altus4_total"  # COUNT(*) OVER (): every match counted in the same pass (MySQL 8, MariaDB 10.2+)
@@ -39,21 +41,10 @@ class UnknownIdentifier(ValueError):
         self.available = available
 
 
-def quote(identifier: str) -> str:
-    """A MySQL identifier, backtick-quoted, as a person reads it (hints, messages)."""
-    return "`" + identifier.replace("`", "``") + "`"
-
-
 def fulltext_ddl(table: str, columns: list[str] | tuple[str, ...]) -> str:
     """The statement that makes `columns` of `table` searchable, as suggested to users (never run by us)."""
     name = quote(f"ft_{table}_{'_'.join(columns)}"[:64])
     return f"ALTER TABLE {quote(table)} ADD FULLTEXT INDEX {name} ({', '.join(quote(c) for c in columns)})"
-
-
-def ident(identifier: str) -> str:
-    """`quote` for a statement: PyMySQL formats the SQL text with `%` when it has parameters, so a `%` in a
-    name (a table `pct%s`) is doubled; every statement built here is executed with a parameter tuple."""
-    return quote(identifier).replace("%", "%%")
 
 
 @dataclass(frozen=True)
@@ -65,10 +56,11 @@ class TableQuery:
     match_groups: tuple[tuple[str, ...], ...] = ()  # FULLTEXT index column lists
     like_columns: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    browse: bool = False  # an empty query: every row (that the filter lets through), no MATCH
 
     @property
     def strategy(self) -> str:
-        return "fulltext" if self.match_groups else "like"
+        return "browse" if self.browse else "fulltext" if self.match_groups else "like"
 
     @functools.cached_property  # asked for every row rendered
     def searched_columns(self) -> tuple[str, ...]:
@@ -118,10 +110,27 @@ def plan_table(table: TableSchema, columns: list[str] | None, explicit: bool) ->
     )
 
 
+def named(schema: DatabaseSchema, tables: list[str]) -> list[TableSchema]:
+    """The tables of `schema` among `tables` (case-insensitively), in the request's order."""
+    return [schema.tables[name] for name in _resolve(tables, list(schema.tables)).values()]
+
+
+def browse_table(table: TableSchema) -> TableQuery:
+    """A table read without a query: every column for `data`, its text columns for snippets."""
+    return TableQuery(
+        table=table.name,
+        columns=tuple(table.columns),
+        key=_order_key(table),
+        key_is_unique=bool(table.primary_key),
+        like_columns=tuple(table.text_columns),
+        browse=True,
+    )
+
+
 def plan(schema: DatabaseSchema, tables: list[str] | None, columns: list[str] | None) -> list[TableQuery]:
     """The table queries for one database; names it lacks are skipped (checked across databases by the caller)."""
     if tables:
-        chosen = [schema.tables[name] for name in _resolve(tables, list(schema.tables)).values()]
+        chosen = named(schema, tables)
     else:
         chosen = list(schema.tables.values())
     queries = [plan_table(t, columns, explicit=bool(tables)) for t in chosen]
@@ -162,6 +171,34 @@ class Statement:
     params: tuple
 
 
+def predicate(
+    q: TableQuery,
+    mode: str,
+    text: str,
+    like_terms: tuple[str, ...],
+    like_excluded: tuple[str, ...],
+    where: Clause | None = None,
+) -> tuple[str, str, tuple, tuple]:
+    """(score expression, WHERE condition, the score's params, the condition's): the query's match (none in
+    browse mode, which scores every row 0), and the filter."""
+    score_params: tuple = ()
+    params: tuple = ()
+    if q.browse:
+        score, condition = "0", ""
+    elif q.match_groups:
+        matches = [f"MATCH ({', '.join(ident(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
+        score, condition = " + ".join(matches), " OR ".join(matches)
+        score_params = params = (text,) * len(matches)
+    else:
+        score, condition, both = _like_clauses(q.like_columns, like_terms, like_excluded)
+        half = len(like_terms[:MAX_LIKE_TERMS]) * len(q.like_columns)
+        score_params, params = both[:half], both[half:]
+    if where is not None and where.sql is not None:
+        condition = f"({condition}) AND ({where.sql})" if condition else where.sql
+        params += where.params
+    return score, condition or "1 = 1", score_params, params
+
+
 def build_select(
     q: TableQuery,
     mode: str,
@@ -170,29 +207,28 @@ def build_select(
     like_excluded: tuple[str, ...],
     window: int,
     skip: tuple[int, int] | None = None,
+    where: Clause | None = None,
+    order: TableOrder | None = None,
 ) -> Statement:
-    """The table's top `window` rows by score, each with the score and the count of every match. With `skip`
-    (after, offset), for a single table's page at or past `after`: the rows ranked in (after, offset] are left
-    out, as the page needs nothing of them and the caller knows how many there were from the count, and
-    those up to `after` come with their key and searched text only (their scores are all the page needs)."""
-    if q.match_groups:
-        matches = [f"MATCH ({', '.join(ident(c) for c in g)}) {_against(mode)}" for g in q.match_groups]
-        score = " + ".join(matches)
-        where = " OR ".join(matches)
-        params = (text,) * len(matches) * 2
-    else:
-        score, where, params = _like_clauses(q.like_columns, like_terms, like_excluded)
-    ranked = f"({score}) AS {ident(SCORE)}, COUNT(*) OVER () AS {ident(TOTAL)} FROM {ident(q.table)} WHERE {where}"
+    """The table's top `window` rows by score (or by `order`'s columns, then score), each with the score and
+    the count of every match; `where` narrows the matches (a filter), `mode` "browse" takes every row. With
+    `skip` (after, offset), for a single table's page at or past `after` in relevance order: the rows ranked
+    in (after, offset] are left out, as the page needs nothing of them and the caller knows how many there
+    were from the count, and those up to `after` come with their key and searched text only (their scores are
+    all the page needs)."""
+    score, condition, score_params, where_params = predicate(q, mode, text, like_terms, like_excluded, where)
+    params = score_params + where_params
+    ranked = f"({score}) AS {ident(SCORE)}, COUNT(*) OVER () AS {ident(TOTAL)} FROM {ident(q.table)} WHERE {condition}"
     if not q.key_is_unique:
-        sql = f"SELECT {_columns(q.columns)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s"
+        sql = f"SELECT {_columns(q.columns)}, {ranked} ORDER BY {_order(q.key, order=order)} LIMIT %s"
         return Statement(sql, (*params, window))
     join = " AND ".join(f"t.{ident(c)} = s.{ident(c)}" for c in q.key)
-    if skip is not None:
+    if skip is not None and order is None:
         return _skipping_select(q, ranked, join, (*params, window), skip)
     sql = (
         f"SELECT {_columns(q.columns, 't.')}, s.{ident(SCORE)}, s.{ident(TOTAL)}"
-        f" FROM (SELECT {_columns(q.key)}, {ranked} ORDER BY {_order(q.key)} LIMIT %s) AS s"
-        f" JOIN {ident(q.table)} AS t ON {join} ORDER BY {_order(q.key, 's.')}"
+        f" FROM (SELECT {_columns(q.key)}, {ranked} ORDER BY {_order(q.key, order=order)} LIMIT %s) AS s"
+        f" JOIN {ident(q.table)} AS t ON {join} ORDER BY {_order(q.key, 's.', order, 't.')}"
     )
     return Statement(sql, (*params, window))
 
@@ -223,20 +259,31 @@ def _columns(columns: tuple[str, ...], prefix: str = "") -> str:
     return ", ".join(prefix + ident(c) for c in columns)
 
 
-def _order(key: tuple[str, ...], prefix: str = "") -> str:
-    """Best score first; the key breaks ties, so every page of the same query sees the same order."""
-    return ", ".join([f"{prefix}{ident(SCORE)} DESC", *(prefix + ident(c) for c in key)])
+def _order(key: tuple[str, ...], prefix: str = "", order: TableOrder | None = None, columns: str = "") -> str:
+    """`order`'s columns (`sort`) if any, then best score first; the key breaks ties, so every page of the same
+    query sees the same order. `prefix` for the score and key, `columns` for sorted columns (the outer query
+    reads them from the joined table)."""
+    parts = []
+    for column, descending, is_score in order.columns if order else ():
+        if column is not None:
+            parts.append(f"{columns}{ident(column)} {'DESC' if descending else 'ASC'}")
+        elif is_score:
+            parts.append(f"{prefix}{ident(SCORE)} DESC")
+    parts.append(f"{prefix}{ident(SCORE)} DESC")
+    return ", ".join(dict.fromkeys([*parts, *(prefix + ident(c) for c in key)]))
 
 
-def build_fetch(q: TableQuery, keys: list[str]) -> Statement | None:
-    """The rows with these primary keys (a one-column key only), scored 0: vector-only candidates."""
-    if len(q.key) != 1 or not keys:
+def build_fetch(q: TableQuery, keys: list[str], where: Clause | None = None) -> Statement | None:
+    """The rows with these primary keys (a one-column key only) that pass the filter, scored 0: vector-only
+    candidates."""
+    if len(q.key) != 1 or not keys or (where is not None and where.never):
         return None
     marks = ", ".join(["%s"] * len(keys))
+    extra, params = (f" AND ({where.sql})", where.params) if where is not None and where.sql else ("", ())
     return Statement(
         f"SELECT {_columns(q.columns)}, 0 AS {ident(SCORE)}, 0 AS {ident(TOTAL)} FROM {ident(q.table)}"
-        f" WHERE {ident(q.key[0])} IN ({marks})",
-        tuple(keys),
+        f" WHERE {ident(q.key[0])} IN ({marks}){extra}",
+        (*keys, *params),
     )
 
 

@@ -116,15 +116,16 @@ class Hit:
         return (self.segment, -self.score, self.database_order, self.table, self.position)
 
 
-def normalise(rows: list[dict[str, Any]], q: TableQuery, like_predicates: int) -> list[float]:
-    """FULLTEXT: score / the table's best score (the first row, the same on every page), so each table's best
-    match is 1.0. LIKE: the share of (term, column) predicates that matched."""
+def normalise(rows: list[dict[str, Any]], q: TableQuery, like_predicates: int, best: bool = False) -> list[float]:
+    """FULLTEXT: score / the table's best score (the first row, the same on every page; with `best`, rows
+    sorted by columns, the best of those read), so each table's best match is 1.0. LIKE: the share of (term,
+    column) predicates that matched. Browse: 0 (no query)."""
     raws = [float(r[SCORE] or 0) for r in rows]
-    if not raws:
-        return []
+    if not raws or q.browse:
+        return [0.0] * len(raws)
     if q.strategy == "like":
         return [min(1.0, r / max(1, like_predicates)) for r in raws]
-    top = raws[0] or 1.0
+    top = (max(raws) if best else raws[0]) or 1.0
     return [r / top for r in raws]
 
 

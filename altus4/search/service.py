@@ -28,7 +28,9 @@ from altus4.db.target_pools import TargetPools
 from altus4.errors import ApiError, ServiceUnavailable, UpstreamFailed, ValidationFailed
 from altus4.metrics import Metrics
 from altus4.redis_store import RedisStore
-from altus4.search import bm25, page_cache
+from altus4.search import bm25, ordering, page_cache, structured
+from altus4.search import facets as faceting
+from altus4.search import filters as f
 from altus4.search import plan as planner
 from altus4.search.boolean import QuerySyntaxError, natural_terms, parse_boolean
 from altus4.search.results import Hit, normalise, render, row_key, term_pattern
@@ -60,6 +62,22 @@ class SearchParams:
     limit: int = 20
     offset: int = 0
     ranking: str = "bm25"  # or "mysql": MySQL's own order
+    filter: str | None = None  # `altus4.search.filters`
+    facets: tuple[str, ...] | None = None
+    max_values_per_facet: int = 10
+    sort: tuple[str, ...] | None = None  # "column:asc|desc", `altus4.search.ordering`
+    scope: structured.Scope | None = None  # a tenant token's rules
+
+    def structure(self) -> structured.Structure:
+        """The filter, sort, facets and browse, parsed (once per distinct request: cached).
+        :raise ValidationFailed: a malformed one; sort in semantic mode."""
+        if self.sort and self.mode == "semantic":
+            raise ValidationFailed(
+                "sort orders the matches by columns; semantic mode ranks by meaning: use natural or boolean mode",
+                code="INVALID_SORT",
+                details=[{"field": "sort", "code": "semantic", "message": "not with searchMode semantic"}],
+            )
+        return structured.structure(self.filter, self.sort, self.facets, self.query, self.scope)
 
 
 @dataclass(frozen=True)
@@ -70,10 +88,15 @@ class CompiledQuery:
     excluded: tuple[str, ...]
 
 
+BROWSE = CompiledQuery("browse", "", (), ())  # an empty query with a filter or sort: every row, no MATCH
+
+
 @functools.lru_cache(maxsize=4096)  # asked twice per search (its Redis keys first), and popular queries repeat
 def compile_query(query: str, mode: str) -> CompiledQuery:
     """:raise QuerySyntaxError: a malformed boolean query, pointing at the problem.
     :raise ValidationFailed: a natural-language query without a searchable word."""
+    if not query.strip():
+        return BROWSE
     if mode == "boolean":
         parsed = parse_boolean(query)
         return CompiledQuery("boolean", parsed.mysql, parsed.positive_terms, parsed.negative_terms)
@@ -125,7 +148,7 @@ def run_parallel(tasks: list, timeout: float) -> list[tuple[str, Any]]:
         return list(outcomes)
 
 
-Job = tuple[dict[str, Any], planner.TableQuery]  # (connection row, the statement for one of its tables)
+Job = tuple[dict[str, Any], planner.TableQuery, structured.TablePlan]  # a table of a connection, and its plan
 
 
 @dataclass
@@ -185,11 +208,15 @@ class SearchService:
         `prefetched`: Redis values already read for this request (see `first_reads`)."""
         started = time.perf_counter()
         compiled = self._compile(params)
+        structure = params.structure()
         ttl = self.settings.search_cache_ttl
         key = self._cache_key(user_id, compiled, params) if ttl else None
         rows, cached = self.connections.active_and_get(
             user_id, list(params.databases) if params.databases else None, key, prefetched
         )
+        if structure.scope is not None:  # a tenant token: only the databases its rules reach
+            reachable = structure.scope.databases([r["id"] for r in rows], list(params.databases or []) or None)
+            rows = [r for r in rows if r["id"] in reachable]
         if not rows:
             raise ValidationFailed(
                 "No active database connections to search; add one with POST /api/v1/databases", code="NO_DATABASES"
@@ -204,7 +231,7 @@ class SearchService:
             data["cached"] = True
         else:
             data = self._execute(rows, compiled, params, user_id, tier, started)
-            complete = all(d["status"] == "ok" for d in data["databases"])
+            complete = all(d["status"] == "ok" for d in data["databases"]) and not data.pop("_partial", False)
             if key is not None and complete and (params.mode != "semantic" or data["aiUsed"]):
                 payload = page_cache.pack(versions, data)
                 self.store.safe(lambda r: r.set(key, payload, ex=ttl), None)
@@ -213,7 +240,7 @@ class SearchService:
         elapsed = time.perf_counter() - started
         data["executionTime"] = round(elapsed * 1000, 2)
         self.metrics.search_duration.labels(params.mode, str(len(rows))).observe(elapsed)
-        if params.mode == "semantic" and not data["aiUsed"]:
+        if params.mode == "semantic" and not data["aiUsed"] and "aiReasonCode" in data:  # browse: nothing to embed
             self.metrics.ai_fallbacks.labels(data["aiReasonCode"]).inc()
         return data
 
@@ -307,26 +334,35 @@ class SearchService:
         tier: str,
         started: float,
     ) -> dict[str, Any]:
-        """Plan every table, run them in parallel, merge, re-rank in semantic mode, and shape the page."""
+        """Plan every table, run them (and the facets' counts) in parallel, merge, re-rank in semantic mode, and
+        shape the page."""
         schemas, failed = self.schemas(rows)
         planner.check_names(schemas, list(params.tables or []), list(params.columns or []))
-        semantic = params.mode == "semantic"
+        structure = params.structure()
+        planned = structured.plan_tables(
+            rows, schemas, structure, list(params.tables or []) or None, list(params.columns or []) or None
+        )
+        jobs = planned.jobs
+        semantic = params.mode == "semantic" and not structure.browse
         expansion = self._expand(params.query, user_id, tier, started) if semantic else []
         if expansion:  # natural mode ORs its words, so the expanded text finds the union of candidates
             compiled = compile_query(f"{params.query} {' '.join(expansion)}", "natural")
+        # relevance orders the page unless a sort does, or there is no query (browse)
+        ranking = "sort" if structure.sort or structure.browse else params.ranking
         window = params.offset + params.limit
         # semantic mode re-ranks a generous lexical candidate set; BM25 re-scores a fixed window of each table's
         # top matches (the same for every page, so pages concatenate); MySQL's order needs only the page
         fetch = max(window, self.settings.semantic_candidates) if semantic else window
-        if params.ranking == "bm25":
+        if ranking == "bm25":
             fetch = max(fetch, self.settings.bm25_window)
-        jobs = self._plan(rows, schemas, params)
-        skip = self._skip(len(jobs), params)
+        skip = self._skip(len(jobs), params) if ranking != "sort" else None
+        counting = self._facet_tasks(jobs, compiled, params.max_values_per_facet)
         outcomes = run_parallel(
-            [lambda j=j: self._run_table(j[0], j[1], compiled, fetch, params.ranking, skip) for j in jobs],
+            [lambda j=j: self._run_table(j, compiled, fetch, ranking, skip) for j in jobs] + [t for *_, t in counting],
             self.settings.search_timeout_ms / 1000,
         )
-        merged = self._merge(rows, jobs, outcomes, failed, compiled, params.ranking)
+        merged = self._merge(rows, jobs, outcomes[: len(jobs)], failed, compiled, ranking, structure.sort)
+        tally = self._tally(counting, outcomes[len(jobs) :], params.max_values_per_facet, merged)
         ai_used, reason = False, None
         if semantic:
             try:
@@ -334,8 +370,15 @@ class SearchService:
                 ai_used = True
             except AIUnavailable as exc:
                 reason = exc.reason
+        page = self._page(merged, jobs, compiled, params, rows)
+        page["warnings"] = sorted(set(page["warnings"]) | set(planned.warnings))
+        if structure.facets:
+            labels = [facet.label for facet in structure.facets]
+            page["facetDistribution"], page["facetStats"] = tally.distribution(labels), tally.stats()
+        if tally.missing:
+            page["_partial"] = True  # not cached: the next search may count them
         return {
-            **self._page(merged, jobs, compiled, params, rows),
+            **page,
             "modeUsed": "semantic" if ai_used else compiled.mode,
             "rankingUsed": merged.ranking,
             **({"expandedTerms": expansion} if expansion else {}),
@@ -343,13 +386,56 @@ class SearchService:
             **({} if reason is None else {"aiReasonCode": reason, "aiReason": AI_REASONS.get(reason, reason)}),
         }
 
-    @staticmethod
-    def _plan(rows: list[dict[str, Any]], schemas: dict[str, DatabaseSchema], params: SearchParams) -> list[Job]:
-        """One statement per (database, table) to search; databases whose schema failed have none."""
-        tables, columns = list(params.tables or []), list(params.columns or [])
-        return [
-            (row, q) for row in rows if row["id"] in schemas for q in planner.plan(schemas[row["id"]], tables, columns)
-        ]
+    def _facet_tasks(self, jobs: list[Job], compiled: CompiledQuery, max_values: int) -> list[tuple[str, str, Any]]:
+        """(facet label, "counts" or "bounds", the statement's task) for every facet of every table that has it."""
+        tasks: list[tuple[str, str, Any]] = []
+        single = len({(row["id"], q.table) for row, q, plan in jobs if plan.facets}) == 1
+        for row, q, plan in jobs:
+            if not plan.facets or plan.where.never:
+                continue
+            _, condition, _, condition_params = planner.predicate(
+                q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, plan.where
+            )
+            for facet, column, data_type in plan.facets:
+                limit = max_values if single else faceting.GROUP_CAP
+                counts = faceting.counting(q.table, column, condition, condition_params, limit)
+                tasks.append(
+                    (facet.label, "counts", functools.partial(self._statement, row, counts.sql, counts.params))
+                )
+                if data_type in faceting.WITH_STATS:
+                    edge = faceting.bounds(q.table, column, condition, condition_params)
+                    tasks.append(
+                        (facet.label, "bounds", functools.partial(self._statement, row, edge.sql, edge.params))
+                    )
+        return tasks
+
+    def _tally(self, counting, outcomes, max_values: int, merged: Merged) -> faceting.Tally:
+        """The facets' counts as answered; a facet some table could not count in time is left out, and said."""
+        tally = faceting.Tally(max_values)
+        for (label, kind, _), (status, value) in zip(counting, outcomes, strict=True):
+            if status != "ok":
+                tally.missing.add(label)
+                why = "within the search's time budget" if status == "timeout" else f"({_reason(value)})"
+                merged.notes.add(f"FACET_UNAVAILABLE: facet {label!r} could not be counted {why}")
+            elif kind == "counts":
+                tally.add_counts(label, value)
+            else:
+                tally.add_bounds(label, value[0] if value else None)
+        for label in tally.capped - tally.missing:
+            merged.notes.add(
+                f"FACET_CAPPED: facet {label!r} has more than {faceting.GROUP_CAP} values in a table; its counts come"
+                " from each table's most frequent ones"
+            )
+        return tally
+
+    def _statement(self, row: dict[str, Any], sql: str, params: tuple) -> list[dict[str, Any]]:
+        spec = self.connections.spec(row)
+        try:
+            with self.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
+                cur.execute(sql, params)
+                return list(cur.fetchall())
+        except pymysql.MySQLError as exc:
+            raise targets.TargetError(targets.describe_error(exc, spec)) from None
 
     def _skip(self, tables: int, params: SearchParams) -> tuple[int, int] | None:
         """What a page at or past the rows BM25 re-scores (MySQL's order: the first, whose score scales the
@@ -369,51 +455,67 @@ class SearchService:
         failed: dict[str, dict[str, Any]],
         compiled: CompiledQuery,
         ranking: str = "mysql",
+        sort: tuple[ordering.SortKey, ...] = (),
     ) -> Merged:
         """Every table's rows as scored hits in one order, plus each database's status.
 
         BM25 ranking: every table's re-scored window first, by BM25 score across tables and databases (the
         scores share a scale), then the rows beyond the windows in MySQL's normalised order. When a table
         cannot be re-scored (LIKE, a parser not mirrored), the whole request keeps MySQL's order and says why.
+        A sort (or browse): each table's rows in MySQL's order, merged by their sort values (`ordering.merge`).
 
         :raise UpstreamFailed: (ServiceUnavailable if all timed out) no database could be searched.
         """
         merged = Merged(order={row["id"]: i for i, row in enumerate(rows)})
         like_predicates = len(compiled.terms[: planner.MAX_LIKE_TERMS])
-        answered: list[tuple[dict[str, Any], planner.TableQuery, TableAnswer]] = []
-        for (row, q), (status, value) in zip(jobs, outcomes, strict=False):
+        answered: list[tuple[dict[str, Any], planner.TableQuery, structured.TablePlan, TableAnswer]] = []
+        for (row, q, plan), (status, value) in zip(jobs, outcomes, strict=False):
             if status != "ok":
                 failed.setdefault(row["id"], self._failure(row, status, value))
                 continue
-            answered.append((row, q, value))
+            answered.append((row, q, plan, value))
             merged.per_table[(row["id"], q.table)] = value.total
             merged.skipped += value.skipped
             if value.note:
                 merged.notes.add(value.note)
             elif ranking == "bm25" and q.strategy == "like":
                 merged.notes.add(f"{q.table!r} is searched with LIKE, which has no BM25 statistics")
-        use_bm25 = ranking == "bm25" and all(a.bm25 is not None for _, _, a in answered)
+        use_bm25 = ranking == "bm25" and all(a.bm25 is not None for *_, a in answered)
         if ranking == "bm25" and not use_bm25:
             merged.notes = {f"MySQL's order is used: {n}" for n in merged.notes}
-        merged.ranking = "bm25" if use_bm25 else "mysql"
-        for row, q, answer in answered:
-            scores = normalise(answer.rows, q, like_predicates * len(q.like_columns))
+        merged.ranking = "bm25" if use_bm25 else "sort" if ranking == "sort" else "mysql"
+        lists: list[list[Hit]] = []
+        for row, q, _, answer in answered:
+            scores = normalise(answer.rows, q, like_predicates * len(q.like_columns), best=ranking == "sort")
             rescored = (answer.bm25 or []) if use_bm25 else []
-            for position, (r, score) in enumerate(zip(answer.rows, scores, strict=False)):
-                windowed = position < len(rescored)
-                merged.hits.append(
+            lists.append(
+                [
                     Hit(
                         row["id"],
                         merged.order[row["id"]],
                         q.table,
                         position,
                         float(r[planner.SCORE] or 0),
-                        rescored[position] if windowed else score,
+                        rescored[position] if position < len(rescored) else score,
                         r,
                         q,
-                        segment=0 if windowed or not use_bm25 else 1,
+                        segment=0 if position < len(rescored) or not use_bm25 else 1,
                     )
-                )
+                    for position, (r, score) in enumerate(zip(answer.rows, scores, strict=False))
+                ]
+            )
+        self._statuses(merged, rows, failed)
+        if ranking == "sort":
+            merged.hits = _sorted(lists, [plan for *_, plan, _ in answered], sort)
+        else:
+            merged.hits = sorted((h for hits in lists for h in hits), key=Hit.sort_key)
+        if use_bm25:
+            _scale_bm25(merged.hits)
+        return merged
+
+    def _statuses(self, merged: Merged, rows: list[dict[str, Any]], failed: dict[str, dict[str, Any]]) -> None:
+        """Each database's status, in the request's order. :raise UpstreamFailed: (ServiceUnavailable if all
+        timed out) no database could be searched."""
         for row in rows:
             if row["id"] in failed:
                 merged.statuses.append(failed[row["id"]])
@@ -430,10 +532,6 @@ class SearchService:
                 code="ALL_DATABASES_FAILED",
                 details={"databases": merged.statuses},
             )
-        merged.hits.sort(key=Hit.sort_key)
-        if use_bm25:
-            _scale_bm25(merged.hits)
-        return merged
 
     def _page(
         self,
@@ -472,11 +570,11 @@ class SearchService:
                     "impact": "high",
                     "sqlSuggestion": planner.fulltext_ddl(q.table, q.like_columns),
                 }
-                for _, q in jobs
+                for _, q, _ in jobs
                 if q.strategy == "like"
                 for note in q.notes
             ],
-            "warnings": sorted({note for _, q in jobs for note in q.notes} | merged.notes),
+            "warnings": sorted({note for _, q, _ in jobs for note in q.notes} | merged.notes),
         }
 
     def _expand(self, query: str, user_id: str, tier: str, started: float) -> list[str]:
@@ -528,9 +626,10 @@ class SearchService:
         found = {(h.database, h.table, row_key(h.row, h.query.key)) for h in hits}
         model = self.settings.openai_embedding_model
         extra: list[Hit] = []
-        for row, q in jobs:
+        for row, q, plan in jobs:
             keys = self.vectors.nearest(row["id"], q.table, model, query_vector, self.settings.semantic_candidates)
-            fetch = planner.build_fetch(q, [k for k in keys if (row["id"], q.table, k) not in found])
+            # the filter holds for these too: no mode returns a row it excludes
+            fetch = planner.build_fetch(q, [k for k in keys if (row["id"], q.table, k) not in found], plan.where)
             if fetch is None:
                 continue
             try:
@@ -549,16 +648,15 @@ class SearchService:
         return extra
 
     def _run_table(
-        self,
-        row: dict[str, Any],
-        q: planner.TableQuery,
-        compiled: CompiledQuery,
-        window: int,
-        ranking: str,
-        skip: tuple[int, int] | None = None,
+        self, job: Job, compiled: CompiledQuery, window: int, ranking: str, skip: tuple[int, int] | None = None
     ) -> TableAnswer:
+        row, q, plan = job
+        if plan.where.never:  # the filter holds for none of its rows (`products.price < 9` for articles)
+            return TableAnswer([], 0)
         spec = self.connections.spec(row)
-        select = planner.build_select(q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, window, skip)
+        select = planner.build_select(
+            q, compiled.mode, compiled.text, compiled.terms, compiled.excluded, window, skip, plan.where, plan.order
+        )
         try:
             with self.pools.connection(spec, row["schema_version"]) as conn, conn.cursor() as cur:
                 cur.execute(select.sql, select.params)
@@ -598,19 +696,23 @@ class SearchService:
 
 @functools.lru_cache(maxsize=4096)  # asked twice per search: for the API key's round trip, then by the search
 def _page_key(prefix: str, user_id: str, compiled: CompiledQuery, params: SearchParams) -> str:
-    """The search cache's key of a user's request (`SearchService._cache_key`)."""
-    material = json.dumps(
-        [
-            sorted(params.databases) if params.databases else None,
-            params.mode,
-            compiled.text,
-            sorted(params.tables or []),
-            sorted(params.columns or []),
-            params.offset,
-            params.limit,
-            params.ranking,
-        ]
-    )
+    """The search cache's key of a user's request (`SearchService._cache_key`): the filter normalised, and a
+    tenant token's rules, in it, so two tokens with different rules never share a page."""
+    parts: list[Any] = [
+        sorted(params.databases) if params.databases else None,
+        params.mode,
+        compiled.text,
+        sorted(params.tables or []),
+        sorted(params.columns or []),
+        params.offset,
+        params.limit,
+        params.ranking,
+    ]
+    if params.filter or params.facets or params.sort or params.scope:
+        node = structured.parse_filter(params.filter)
+        scope = [[db, rule.filter, rule.tables] for db, rule in params.scope.rules] if params.scope else None
+        parts.append([f.render(node) if node else None, params.facets, params.max_values_per_facet, params.sort, scope])
+    material = json.dumps(parts)
     return f"{prefix}search:{user_id}:{hashlib.sha256(material.encode()).hexdigest()}"
 
 
@@ -622,3 +724,29 @@ def _scale_bm25(hits: list[Hit]) -> None:
     floor = min(windowed, default=top) / top
     for h in hits:
         h.score = h.score / top if h.segment == 0 else h.score * floor
+
+
+def _reason(error: BaseException | None) -> str:
+    if isinstance(error, targets.TargetError | ApiError):
+        return str(error)
+    return "failed"
+
+
+def _sorted(lists: list[list[Hit]], plans: list[structured.TablePlan], sort: tuple[ordering.SortKey, ...]) -> list[Hit]:
+    """The tables' hits, each list in MySQL's order, merged by sort values (`_score`: MySQL's raw score); ties
+    by raw score, then where the row comes from (deterministic, and independent of the page, so pages
+    concatenate)."""
+
+    def key(hit: Hit, plan: structured.TablePlan) -> tuple:
+        parts: list[Any] = []
+        for column, descending, is_score in plan.order.columns if plan.order else ():
+            if is_score:
+                parts.append(-hit.raw_score)
+            else:
+                parts.extend(ordering.merge_key((hit.row.get(column) if column else None,), (descending,)))
+        return (*parts, -hit.raw_score, hit.database_order, hit.table, hit.position)
+
+    decorated = [
+        [(key(hit, plan), i, hit) for i, hit in enumerate(hits)] for hits, plan in zip(lists, plans, strict=True)
+    ]
+    return [hit for _, _, hit in ordering.merge(decorated, lambda item: item[0])]

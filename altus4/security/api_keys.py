@@ -1,7 +1,8 @@
 """API key secrets: `altus4_sk_{test|live}_<40 base62 chars>` (~238 bits).
 
-Only a SHA-256 of the whole key is stored; with that much entropy a slow hash
-buys nothing and would cost every request. The stored, displayable prefix
+Only a SHA-256 of the whole key is looked up; with that much entropy a slow hash
+buys nothing and would cost every request. The secret itself is also kept, encrypted
+(`sealing_context`), because tenant tokens are signed with it. The stored, displayable prefix
 carries 4 characters (~24 bits) of the random part: enough to tell keys apart
 in a list, far too little to help guess one.
 """
@@ -34,3 +35,8 @@ def digest(key: str) -> str:
 def display_prefix(key: str) -> str:
     head, _, secret = key.rpartition("_")
     return f"{head}_{secret[:PREFIX_SECRET_CHARS]}"
+
+
+def sealing_context(key_id: str) -> str:
+    """The associated data a key's encrypted secret is bound to: copied onto another key, it does not open."""
+    return f"api_key:{key_id}"

@@ -15,6 +15,7 @@ from altus4.db.pool import Database
 from altus4.db.sql import set_clause
 from altus4.errors import Conflict, NotFound, ValidationFailed
 from altus4.security import api_keys as keygen
+from altus4.security.secrets_box import SecretBox
 from altus4.services.key_admission import TIERS, KeyAdmission, effective_tier
 from altus4.services.key_usage import UsageLedger
 from altus4.services.rate_limits import RateLimiter, Verdict
@@ -52,7 +53,9 @@ class ApiKeyService:
         admission: KeyAdmission,
         usage_ledger: UsageLedger,
         revocations: Revocations,
+        box: SecretBox,
     ):
+        self.box = box  # seals each new key's secret: tenant tokens are signed with it
         self.db = db
         self.limiter = limiter
         self.admission = admission
@@ -67,7 +70,7 @@ class ApiKeyService:
         key_id, secret = str(uuid.uuid4()), keygen.generate(environment)
         self.db.execute(
             "INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash, environment, permissions, rate_limit_tier,"
-            " expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " expires_at, sealed_secret) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 key_id,
                 user_id,
@@ -78,6 +81,7 @@ class ApiKeyService:
                 ",".join(dict.fromkeys(permissions)),
                 tier,
                 naive_utc(expires_at),
+                self.box.encrypt(secret, keygen.sealing_context(key_id)),
             ),
         )
         return self.get(user_id, key_id), secret
@@ -154,7 +158,7 @@ class ApiKeyService:
             cur.execute("UPDATE api_keys SET is_active = 0 WHERE id = %s AND user_id = %s", (key_id, user_id))
             cur.execute(
                 "INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash, environment, permissions,"
-                " rate_limit_tier, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " rate_limit_tier, expires_at, sealed_secret) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     new_id,
                     user_id,
@@ -165,6 +169,7 @@ class ApiKeyService:
                     old["permissions"],
                     old["rate_limit_tier"],
                     old["expires_at"],
+                    self.box.encrypt(secret, keygen.sealing_context(new_id)),
                 ),
             )
         self.admission.forget(old["key_hash"])

@@ -23,6 +23,8 @@ from altus4.db.pool import Database
 from altus4.errors import Forbidden, InvalidApiKey
 from altus4.redis_store import RedisStore
 from altus4.security import api_keys as keygen
+from altus4.security import tenant_tokens
+from altus4.security.secrets_box import DecryptionError, SecretBox
 from altus4.services.rate_limits import RateLimiter, Verdict
 
 KEY_CACHE_TTL = 60  # bounds staleness if an invalidation is lost while Redis is unreachable
@@ -41,6 +43,7 @@ class ApiKeyPrincipal:
     environment: str
     expires_at: float | None
     is_active: bool
+    sealed: str | None = None  # the secret, encrypted: tenant tokens are signed with it (None: an older key)
 
     def require(self, permission: str) -> None:
         if permission not in self.permissions and "admin" not in self.permissions:
@@ -69,7 +72,8 @@ def tier_limits(settings: Settings) -> dict[str, tuple[Limit, ...]]:
 
 
 class KeyAdmission:
-    def __init__(self, db: Database, store: RedisStore, limiter: RateLimiter, settings: Settings):
+    def __init__(self, db: Database, store: RedisStore, limiter: RateLimiter, settings: Settings, box: SecretBox):
+        self.box = box
         self.db = db
         self.store = store
         self.limiter = limiter
@@ -123,7 +127,46 @@ class KeyAdmission:
             return principal, self.limiter.judge(keys, counts), prefetched
         return principal, self.limiter.hit(f"key:{principal.id}", self.tier_limits[principal.tier]), prefetched
 
-    def _principal(self, digest: str, cached: bytes | None) -> ApiKeyPrincipal:
+    def admit_tenant_token(self, token: str) -> tuple[ApiKeyPrincipal, Verdict, tenant_tokens.TenantClaims]:
+        """A tenant token: its parent key (valid, with the search permission), the token's signature by that
+        key's secret, and the request counted against the key's rate limit.
+        :raise InvalidApiKey: the parent key is unknown, revoked or expired, lacks `search`, or predates
+        tenant tokens; or the token is tampered with or expired (its `code` says which)."""
+        key_id = tenant_tokens.api_key_id(token)
+        digest = self._digest_of(key_id) if key_id else None
+        if digest is None:
+            raise InvalidApiKey("The tenant token's API key does not exist", code="INVALID_TENANT_TOKEN")
+        principal = self._principal(digest, self.store.safe(lambda r: r.get(self._entry(digest)), None))
+        if "search" not in principal.permissions and "admin" not in principal.permissions:
+            raise InvalidApiKey("The tenant token's API key lacks the search permission", code="INVALID_TENANT_TOKEN")
+        if not principal.sealed:
+            raise InvalidApiKey(
+                "The tenant token's API key was made before tenant tokens: regenerate it to sign them",
+                code="INVALID_TENANT_TOKEN",
+            )
+        try:
+            claims = tenant_tokens.verify(
+                token, self.box.decrypt(principal.sealed, keygen.sealing_context(principal.id))
+            )
+        except tenant_tokens.TenantTokenError as exc:
+            raise InvalidApiKey(exc.message, code=exc.code) from None
+        except DecryptionError:
+            raise InvalidApiKey("The tenant token's API key cannot be read", code="INVALID_TENANT_TOKEN") from None
+        return principal, self.limiter.hit(f"key:{principal.id}", self.tier_limits[principal.tier]), claims
+
+    def _digest_of(self, key_id: str) -> str | None:
+        """A key's digest from its id (immutable: cached in Redis for a day)."""
+        entry = self.store.key(f"apikey-id:{key_id}")
+        digest = self.store.safe(lambda r: r.get(entry), None)
+        if digest:
+            return digest.decode() if isinstance(digest, bytes) else digest
+        row = self.db.fetch_one("SELECT key_hash FROM api_keys WHERE id = %s", (key_id,))
+        if row is None:
+            return None
+        self.store.safe(lambda r: r.set(entry, row["key_hash"], ex=86400), None)
+        return row["key_hash"]
+
+    def _principal(self, digest: str, cached: bytes | str | None) -> ApiKeyPrincipal:
         local = self._local.get(digest)
         self.store.count_cache("api_key", bool(cached))
         if cached:
@@ -148,8 +191,8 @@ class KeyAdmission:
     def _load(self, digest: str) -> ApiKeyPrincipal:
         row = self.db.fetch_one(
             "SELECT k.id, k.user_id, k.permissions, k.rate_limit_tier, k.environment, k.expires_at, k.is_active,"
-            " u.is_active AS user_active, u.tier AS account_tier FROM api_keys k JOIN users u ON u.id = k.user_id"
-            " WHERE k.key_hash = %s",
+            " k.sealed_secret, u.is_active AS user_active, u.tier AS account_tier FROM api_keys k"
+            " JOIN users u ON u.id = k.user_id WHERE k.key_hash = %s",
             (digest,),
             primary=True,
         )
@@ -164,6 +207,7 @@ class KeyAdmission:
             environment=row["environment"],
             expires_at=expires,
             is_active=bool(row["is_active"] and row["user_active"]),
+            sealed=row["sealed_secret"],
         )
         entry = json.dumps(asdict(principal))
         # nx: a tombstone written while this look-up ran (a revocation) is never overwritten
