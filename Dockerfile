@@ -8,7 +8,8 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md app.py ./
 COPY altus4 ./altus4
 COPY config/gunicorn.conf.py config/docker-entrypoint.sh ./config/
-RUN pip install --no-deps . && useradd --system --uid 10001 altus4
+RUN pip install --no-deps . && useradd --system --uid 10001 altus4 \
+    && mkdir -p /var/lib/altus4/vectors && chown altus4 /var/lib/altus4/vectors
 USER 10001
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \

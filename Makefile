@@ -6,7 +6,7 @@ PYTHON ?= python3
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install services tools migrate demo run test test-stack test-fast fuzz bench bench-relevance lint clean
+.PHONY: help install services tools migrate demo run test test-stack test-fast fuzz bench bench-scale bench-relevance lint clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench: install services ## Performance benchmark on two data profiles (own, anch
 		apt-get install -y -qq --no-install-recommends wrk >/dev/null)  # the HTTP load generator
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/structured.py  # filter, facets, sort and browse beside plain search (anchor-shop)
+
+bench-scale: install services ## Vectors and BM25 at 100k and 1M rows: ANN vs exact, recall, memory per node, first searches (~20 min)
+	$(PY) bench/scale.py $(BENCH_ARGS)
 
 bench/.venv-embed/.installed: bench/requirements-embedding.txt
 	$(PYTHON) -m venv bench/.venv-embed

@@ -226,43 +226,80 @@ def demo() -> None:
     click.echo(f"demo API key: {secret}")
 
 
-@main.command("index", help="Embed a connected table's rows ahead of time (resumable, incremental).")
-@click.argument("connection_id")
-@click.argument("table")
+@main.command(
+    "index",
+    help="Embed a connected table's rows ahead of time (resumable, incremental); with --follow, keep every "
+    "embedded table's vectors up to date as its rows change.",
+)
+@click.argument("connection_id", required=False)
+@click.argument("table", required=False)
 @click.option("--batch", type=click.IntRange(1, 2048), default=64, show_default=True)
-def index(connection_id: str, table: str, batch: int) -> None:
+@click.option("--follow", is_flag=True, help="then keep following every embedded table (one leader per fleet)")
+def index(connection_id: str | None, table: str | None, batch: int, follow: bool) -> None:
     from altus4.jobs.indexer import IndexFailed, index_table
 
+    if bool(connection_id) != bool(table) or not (table or follow):
+        raise click.UsageError("give CONNECTION_ID and TABLE, or --follow, or both")
     svc = _services()
     try:
-        row = svc.db.fetch_one("SELECT id, user_id FROM database_connections WHERE id = %s", (connection_id,))
-        if row is None:
-            raise click.ClickException(f"no connection {connection_id}")
-        connection = svc.connections.get(row["user_id"], connection_id)
-        total = next(
-            (
-                t.row_estimate
-                for name, t in svc.connections.schema_for(connection).tables.items()
-                if name.lower() == table.lower()
-            ),
-            0,
-        )
-        try:
-            with click.progressbar(length=max(total, 1), label=f"embedding {table}") as bar:
-                report = index_table(
-                    svc.connections,
-                    svc.ai,
-                    connection,
-                    table,
-                    batch,
-                    progress=bar.update,
-                    vector_index=svc.search.vectors,
-                )
-        except IndexFailed as exc:
-            raise click.ClickException(str(exc)) from None
+        if table:
+            row = svc.db.fetch_one("SELECT id, user_id FROM database_connections WHERE id = %s", (connection_id,))
+            if row is None:
+                raise click.ClickException(f"no connection {connection_id}")
+            connection = svc.connections.get(row["user_id"], connection_id)
+            total = next(
+                (
+                    t.row_estimate
+                    for name, t in svc.connections.schema_for(connection).tables.items()
+                    if name.lower() == table.lower()
+                ),
+                0,
+            )
+            try:
+                with click.progressbar(length=max(total, 1), label=f"embedding {table}") as bar:
+                    report = index_table(
+                        svc.connections,
+                        svc.ai,
+                        connection,
+                        table,
+                        batch,
+                        progress=bar.update,
+                        vector_index=svc.search.vectors,
+                    )
+            except IndexFailed as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(
+                f"{report.rows} rows: {report.embedded} embedded, {report.skipped} already indexed,"
+                f" {report.deleted} deleted since"
+            )
+        if follow:
+            _follow(svc)
     finally:
         svc.close()
-    click.echo(f"{report.rows} rows: {report.embedded} embedded, {report.skipped} already indexed")
+
+
+def _follow(svc) -> None:
+    """Follow until SIGTERM or SIGINT, serving the follower's metrics on FOLLOW_METRICS_PORT (0: none)."""
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from altus4.jobs.follower import Follower, FollowSettings
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if not svc.ai.enabled:  # a deployment's indexer service without a model: idle, not a restart loop
+        click.echo("no embedding endpoint (OPENAI_API_KEY is not set): following nothing", err=True)
+        stop.wait()
+        return
+    s = svc.settings
+    follower = Follower(svc, FollowSettings(s.follow_interval, s.follow_deletions_every, s.follow_reconcile_every))
+    if s.follow_metrics_port:
+        start_http_server(s.follow_metrics_port, s.follow_metrics_host, registry=follower.metrics.registry)
+    click.echo(f"following embedded tables every {s.follow_interval:g} s (one leader per fleet)", err=True)
+    follower.run(stop)
 
 
 @main.command("loadtest", help="Simulate users searching a running Altus 4; print a latency summary.")

@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -316,9 +317,21 @@ class Settings:
     bm25_b: float = _setting("BM25_B", 0.4, read_float, 0.0, 1.0)
     bm25_df_cap: int = _setting("BM25_DF_CAP", 50_000, read_int, 100)
     bm25_stats_ttl: int = _setting("BM25_STATS_TTL", 3600, read_int, 10)
+    # how long a search waits for a new term's document-frequency count (in the background) before estimating it
+    bm25_df_wait_ms: int = _setting("BM25_DF_WAIT_MS", 50, read_int, 0, 60_000)
     semantic_rrf_k: int = _setting("SEMANTIC_RRF_K", 60, read_int, 1, 10_000)
     semantic_lexical_weight: float = _setting("SEMANTIC_LEXICAL_WEIGHT", 2.0, read_float)
     semantic_vector_weight: float = _setting("SEMANTIC_VECTOR_WEIGHT", 1.0, read_float)
+    # where a node keeps its vector indexes (one file per indexed table, memory-mapped by its workers)
+    vector_index_dir: str = _setting("VECTOR_INDEX_DIR", os.path.join(tempfile.gettempdir(), "altus4-vectors"))
+    # tables with at most this many indexed rows are searched exactly, from each worker's memory
+    vector_exact_max_rows: int = _setting("VECTOR_EXACT_MAX_ROWS", 20_000, read_int, 0)
+    # the follower (`altus4 index --follow`): seconds between passes, deletion checks, full reconciliations
+    follow_interval: float = _setting("FOLLOW_INTERVAL", 5.0, read_float, 0.05)
+    follow_deletions_every: float = _setting("FOLLOW_DELETIONS_EVERY", 30.0, read_float, 0.0)
+    follow_reconcile_every: float = _setting("FOLLOW_RECONCILE_EVERY", 3600.0, read_float, 0.0)
+    follow_metrics_port: int = _setting("FOLLOW_METRICS_PORT", 9465, read_int, 0, 65535)
+    follow_metrics_host: str = _setting("FOLLOW_METRICS_HOST", "127.0.0.1")
     # a chat call per semantic search widens the candidates
     semantic_query_expansion: bool = _setting("SEMANTIC_QUERY_EXPANSION", False, read_bool)
     # connected databases

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from altus4.ai.ann import NodeIndexes
 from altus4.ai.service import AIService
 from altus4.ai.store import EmbeddingStore
-from altus4.ai.vectors import VectorIndex
 from altus4.config import Settings
 from altus4.db.pool import Database
 from altus4.db.schema import SchemaCache
@@ -73,7 +73,7 @@ class Services:
         usage = UsageLedger(db, store, write_behind)
         analytics = AnalyticsService(db, store, write_behind)
         ai = AIService(settings, store, metrics, embeddings=EmbeddingStore(db))
-        vectors = VectorIndex(db, store)
+        vectors = NodeIndexes(db, store, settings.vector_index_dir, settings.vector_exact_max_rows, metrics)
         connections.listeners.append(vectors.forget)
         search = SearchService(connections, pools, store, settings, metrics, ai, vectors)
         users = UserService(

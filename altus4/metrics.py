@@ -123,6 +123,27 @@ class Metrics:
             "altus4_ai_fallback", "Searches answered without AI, by reason", ["reason"], registry=r
         )
         self.redis_errors = Counter("altus4_redis_errors", "Redis operations that failed", registry=r)
+        self.vector_index_rows = Gauge(
+            "altus4_vector_index_rows",
+            "Rows in this node's vector index of a table",
+            ["table"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.vector_index_bytes = Gauge(
+            "altus4_vector_index_bytes",
+            "Bytes of this node's vector index files of a table (memory-mapped, shared)",
+            ["table"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.vector_index_build_seconds = Histogram(
+            "altus4_vector_index_build_seconds",
+            "Time to build a table's vector index on this node",
+            ["table"],
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 180, 600, 1800),
+            registry=r,
+        )
         self.write_behind_unapplied = Counter(
             "altus4_write_behind_unapplied",
             "Queued items a flush could not apply to MySQL (their user or API key is gone), by sink",

@@ -139,6 +139,9 @@ def main() -> None:
     parser.add_argument("--embedding-python", default=str(ROOT / "bench" / ".venv-embed" / "bin" / "python"))
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "relevance.json")
+    parser.add_argument(
+        "--sweep", action="store_true", help="after indexing, semantic mode under each fusion setting of SWEEP (dev)"
+    )
     args = parser.parse_args()
     args.output.parent.mkdir(parents=True, exist_ok=True)
 
@@ -204,6 +207,10 @@ def main() -> None:
         index_seconds = round(time.monotonic() - started, 1)
         print(f"indexed {report.rows} rows ({report.embedded} embedded, {report.skipped} already) in {index_seconds}s")
 
+        if args.sweep:
+            sweep(env, queries, qrels, headers, args.output.with_name(f"fusion-sweep-{args.split}.json"))
+            svc.close()
+            return
         results: dict[str, dict] = {}
         for mode, ranking in ((m, r) for m in MODES for r in RANKINGS):
             runs, latencies, used_ai = {}, [], 0
@@ -287,6 +294,45 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(10)
+
+
+# fusion settings tried on the dev split (semantic mode, BM25 ranking): the lexical and vector candidate pools,
+# how many of the lexical ones BM25 re-scores, and how the two orders are fused
+SWEEP = [
+    {},
+    *({"SEMANTIC_RRF_K": str(k)} for k in (10, 20, 40, 60)),
+    *({"SEMANTIC_LEXICAL_WEIGHT": str(w)} for w in (1, 1.5, 2, 3)),
+    *({"BM25_WINDOW": str(w), "SEMANTIC_RRF_K": str(k)} for w in (100, 200) for k in (20, 60)),
+    *({"SEMANTIC_CANDIDATES": str(c), "BM25_WINDOW": str(c)} for c in (200, 300)),
+    *({"SEMANTIC_FUSION": "convex", "SEMANTIC_ALPHA": str(a), "BM25_WINDOW": "100"} for a in (0.3, 0.4, 0.5, 0.6, 0.7)),
+    *(
+        {"SEMANTIC_FUSION": "convex", "SEMANTIC_ALPHA": str(a), "BM25_WINDOW": "200", "SEMANTIC_CANDIDATES": "200"}
+        for a in (0.4, 0.5, 0.6)
+    ),
+]
+
+
+def sweep(env: dict, queries: dict[str, str], qrels: dict[str, set[str]], headers: dict, output: Path) -> None:
+    """nDCG@10 of semantic mode (BM25 ranking) under each setting of SWEEP, on the same index and key."""
+    rows = []
+    for overrides in SWEEP:
+        app = create_app(Settings.from_env({**env, **overrides}))
+        client = app.test_client()
+        runs = {}
+        for qid, text in queries.items():
+            r = client.post(
+                "/api/v1/search",
+                headers=headers,
+                json={"query": text, "searchMode": "semantic", "tables": ["docs"], "limit": 100},
+            )
+            runs[qid] = [x["rowId"] for x in r.get_json()["data"]["results"]] if r.status_code == 200 else []
+        app.extensions["altus4"].close()
+        rows.append({"settings": overrides, **summarise(runs, qrels)})
+        print(json.dumps(rows[-1]), flush=True)
+    output.write_text(json.dumps(rows, indent=2) + "\n")
+    print("\n| settings | nDCG@10 | Recall@100 | MRR@10 |\n|---|---|---|---|")
+    for row in sorted(rows, key=lambda r: -r["nDCG@10"]):
+        print(f"| {row['settings'] or 'defaults'} | {row['nDCG@10']} | {row['Recall@100']} | {row['MRR@10']} |")
 
 
 def _user_id(client, auth) -> str:

@@ -42,10 +42,13 @@ def env_for_tests(**overrides: str) -> dict[str, str]:
         "AUTH_RATE_LIMIT": "100000 per minute",
         "USER_RATE_LIMIT": "100000 per minute",
         "CONNECTION_TEST_RATE_LIMIT": "100000 per minute",
+        "TARGET_POOLS_MAX": "16",  # each test connects new "tenant" databases: pools beyond these are closed
         "CONNECTION_TIMEOUT": "2",
         # the tests' "tenant" databases live on the metadata server itself (a single-user set-up)
         "ALLOW_OWN_SERVERS": "true",
-        "DEFAULT_ACCOUNT_TIER": "enterprise",  # keys of any tier (tests/test_security_pass2.py: tiers capped)
+        "DEFAULT_ACCOUNT_TIER": "enterprise",
+        # BM25 waits for a new term's count (tests assert exact rankings; test_bm25 estimates on purpose)
+        "BM25_DF_WAIT_MS": "20000",  # keys of any tier (tests/test_security_pass2.py: tiers capped)
     }
     env.update(overrides)
     return env
@@ -98,6 +101,10 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def migrated(settings: Settings) -> Settings:
+    conn = connect_admin(settings)
+    with conn.cursor() as cur:  # every test "tenant" database lives on this one server, with every app's pools
+        cur.execute("SET GLOBAL max_connections = GREATEST(@@max_connections, 600)")
+    conn.close()
     Migrator(settings).fresh()
     redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB).flushdb()
     return settings

@@ -204,3 +204,44 @@ def test_profile_counts_what_the_token_list_counts():
                     for term in terms
                 ]
                 assert tokenizer.profile(text, terms) == (len(tokens), expected), (tokenizer, terms, text)
+
+
+def test_a_first_search_does_not_wait_for_a_slow_count(migrated, targets, monkeypatch):
+    """A new term's document frequency is counted in the background; a search waits at most BM25_DF_WAIT_MS
+    for it, then estimates it from its own matches (exact for a one-term query), and the count, once back,
+    serves the next searches. Before, the search waited for the count (seconds on a million rows)."""
+    import threading
+    import time as clock
+
+    from altus4.search import bm25 as bm25_module
+
+    _table(migrated, "slow", [(i, f"kiwi {'lime ' * (i % 3)}row{i}") for i in range(1, 21)])
+    counted = threading.Event()
+    real = bm25_module.StatsStore.count
+
+    def slow_count(self, cur, table, columns, terms):
+        clock.sleep(1.0)  # a million rows' worth of COUNT
+        found = real(self, cur, table, columns, terms)
+        counted.set()
+        return found
+
+    monkeypatch.setattr(bm25_module.StatsStore, "count", slow_count)
+    app = create_app(make_settings(BM25_DF_WAIT_MS="50", SEARCH_CACHE_TTL="0"))
+    try:
+        user = register(app.test_client())
+        user.connect_database(migrated, DB)
+        headers = user.key_headers()
+        started = clock.perf_counter()
+        first = _search(user, headers, query="kiwi", tables=["slow"])
+        waited = clock.perf_counter() - started
+        assert waited < 0.8 and first["rankingUsed"] == "bm25", waited  # the count takes 1 s: not waited for
+        assert counted.wait(5)
+        clock.sleep(0.1)
+        again = _search(user, headers, query="kiwi", tables=["slow"])
+        # one term: every match holds it, so the estimate was the count itself, and the order the same
+        assert [r["id"] for r in first["results"]] == [r["id"] for r in again["results"]]
+        cache = redis.Redis(host=migrated.redis_host, port=migrated.redis_port, db=TEST_REDIS_DB, decode_responses=True)
+        stored = [v for key in cache.scan_iter("bm25:*:slow:*") for v in [cache.hget(key, "t:kiwi")] if v]
+        assert stored == ["20"]
+    finally:
+        app.extensions["altus4"].close()

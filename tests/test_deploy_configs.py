@@ -188,11 +188,15 @@ def test_swarm_stack_is_valid():
     edge = stack["services"]["nginx"]
     assert edge["deploy"]["mode"] == "global" and {p["mode"] for p in edge["ports"]} == {"host"}
     assert stack["services"]["migrate"]["command"] == ["altus4", "migrate"]
+    assert stack["services"]["indexer"]["command"] == ["altus4", "index", "--follow"]
+    assert "vectors:/var/lib/altus4/vectors" in " ".join(str(v) for v in api.get("volumes", [])) or any(
+        v.get("target") == "/var/lib/altus4/vectors" for v in api.get("volumes", []) if isinstance(v, dict)
+    )
     assert int(env["SHUTDOWN_DELAY"]) > 5  # longer than nginx caches tasks.api (resolver valid=5s)
 
 
 def test_kubernetes_manifests_are_valid():
-    files = [f"config/k8s/{n}.yaml" for n in ("deployment", "service", "hpa", "pdb")]
+    files = [f"config/k8s/{n}.yaml" for n in ("deployment", "indexer", "service", "hpa", "pdb")]
     result = run(BIN / "kubernetes-validate", "--strict", "-k", "1.30.0", *files)
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "WARN" not in output and "ERROR" not in output, output

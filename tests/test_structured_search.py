@@ -310,3 +310,20 @@ def test_browse_reads_tables_without_a_fulltext_index_with_an_exact_total(shoppe
 def test_an_unfiltered_search_answers_as_before(shopper):
     plain = _search(shopper, query="wireless headphones")
     assert "facetDistribution" not in plain and plain["rankingUsed"] == "bm25" and plain["modeUsed"] == "natural"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"sort": ["price:desc"]}, {"filter": "price < 250"}, {"ranking": "mysql"}, {"offset": 20}, {"query": ""}],
+)
+def test_a_faceted_page_is_the_page_without_facets(shopper, extra):
+    """Facets read every match with the page (one MATCH): the page itself must not change."""
+    body = {"query": "wireless lamp", "limit": 20, "tables": ["products"], **extra}
+    if not body["query"]:
+        body["filter"] = "price > 100"
+    plain = _search(shopper, **body)
+    faceted = _search(shopper, **body, facets=["category", "price"])
+    assert [(r["id"], r["relevanceScore"]) for r in faceted["results"]] == [
+        (r["id"], r["relevanceScore"]) for r in plain["results"]
+    ]
+    assert faceted["totalCount"] == plain["totalCount"] and faceted["rankingUsed"] == plain["rankingUsed"]

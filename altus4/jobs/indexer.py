@@ -1,6 +1,8 @@
 """`altus4 index`: embed a connected table's rows ahead of time, so semantic searches over it make no
 model calls for rows. Batched, resumable and incremental: rows whose text is already embedded for the
-model (same content hash) are skipped, so a second run embeds only new and changed rows."""
+model (same content hash) are skipped, so a second run embeds only new and changed rows, and rows the table
+no longer has are marked deleted. The table is then followed (`altus4.jobs.follower`) from where this run
+started."""
 
 from __future__ import annotations
 
@@ -17,12 +19,43 @@ from altus4.search.results import row_key
 from altus4.search.semantic import row_text
 from altus4.services.connections import ConnectionService
 
+TIMESTAMP_NAMES = ("updated_at", "modified_at", "updated", "modified", "last_modified", "changed_at", "updatedat")
+
 
 @dataclass
 class IndexReport:
     rows: int = 0
     embedded: int = 0
     skipped: int = 0
+    deleted: int = 0
+
+
+def watermark_column(conn, table) -> tuple[str | None, str]:
+    """The column to find a table's changes by: an updated-at timestamp ("time": inserts and updates), else an
+    AUTO_INCREMENT key ("serial": inserts), else none (only full reconciliations find changes)."""
+    for name, data_type in table.columns.items():
+        if name.lower() in TIMESTAMP_NAMES and data_type in ("datetime", "timestamp"):
+            return name, "time"
+    if len(table.primary_key) == 1:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT EXTRA AS extra FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+                " AND TABLE_NAME = %s AND COLUMN_NAME = %s",
+                (table.name, table.primary_key[0]),
+            )
+            if "auto_increment" in str((cur.fetchone() or {}).get("extra") or "").lower():
+                return table.primary_key[0], "serial"
+    return None, ""
+
+
+def _current(conn, table: str, column: str | None) -> tuple[str, str] | None:
+    """(column, its largest value now): where the follower starts."""
+    if column is None:
+        return None
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT MAX({planner.ident(column)}) AS top FROM {planner.ident(table)}", ())
+        top = (cur.fetchone() or {}).get("top")
+    return (column, str(top)) if top is not None else None
 
 
 class IndexFailed(Exception):
@@ -79,7 +112,10 @@ def index_table(
     model = ai.settings.openai_embedding_model
     report = IndexReport()
     conn = targets.connect(connections.spec(connection), connections.settings)
+    seen: set[str] = set()
     try:
+        column, _ = watermark_column(conn, schema.tables[found])
+        start = _current(conn, found, column)  # before the scan: a change during it is found again, not missed
         for rows in _batches(conn, q, columns, batch):
             texts = [row_text(r, columns) for r in rows]
             hashes = [content_hash(t) for t in texts]
@@ -91,12 +127,16 @@ def index_table(
                 except AIUnavailable as exc:
                     raise IndexFailed(f"embedding failed ({exc}); run again to resume") from None
                 stored.put(model, dict(zip(todo, vectors)))
-            stored.map_rows(connection["id"], found, model, [(row_key(r, q.key), h) for r, h in zip(rows, hashes)])
+            keys = [row_key(r, q.key) for r in rows]
+            seen.update(keys)
+            stored.map_rows(connection["id"], found, model, list(zip(keys, hashes, strict=True)))
             report.rows += len(rows)
             report.embedded += len(todo)
             report.skipped += len(rows) - len(todo)
             if progress:
                 progress(len(rows))
+        report.deleted = stored.mark_deleted(connection["id"], found, model, seen)
+        stored.follow(connection["id"], found, model, start)
     finally:
         conn.close()
         if vector_index is not None:  # workers reload this table's vectors on their next search

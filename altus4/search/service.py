@@ -18,9 +18,9 @@ from typing import Any
 
 import pymysql
 
+from altus4.ai.ann import NodeIndexes
 from altus4.ai.provider import AIUnavailable
 from altus4.ai.service import AIService
-from altus4.ai.vectors import VectorIndex
 from altus4.config import Settings
 from altus4.db import targets
 from altus4.db.schema import DatabaseSchema
@@ -184,7 +184,7 @@ class SearchService:
         settings: Settings,
         metrics: Metrics | None = None,
         ai: AIService | None = None,
-        vectors: VectorIndex | None = None,
+        vectors: NodeIndexes | None = None,
     ):
         self.connections = connections
         self.pools = pools
@@ -193,7 +193,9 @@ class SearchService:
         self.metrics = metrics or Metrics()
         self.ai = ai
         self.vectors = vectors
-        self.bm25 = bm25.StatsStore(store, settings.bm25_stats_ttl, settings.bm25_df_cap)
+        self.bm25 = bm25.StatsStore(
+            store, settings.bm25_stats_ttl, settings.bm25_df_cap, settings.bm25_df_wait_ms / 1000
+        )
 
     # ---- public -------------------------------------------------------------------
     def search(
@@ -677,13 +679,32 @@ class SearchService:
         self, cur, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery, rows: list[dict[str, Any]]
     ) -> list[float]:
         """Each row's BM25 score, summed over the FULLTEXT groups the table is searched by (as MySQL sums its
-        MATCHes); statistics come from `self.bm25`, counted on this connection when new."""
+        MATCHes); statistics come from `self.bm25`. A term seen for the first time is counted in the background
+        on a connection of its own; if that takes longer than BM25_DF_WAIT_MS, its frequency is estimated from
+        this search's matches: the share of these rows that hold it, times the number of matches."""
         scores = [0.0] * len(rows)
         if not rows:
             return scores
+        total = int(rows[0][planner.TOTAL] or 0) or len(rows)
+        spec = self.connections.spec(row)
         for group in q.match_groups:
             key = self.bm25.key(row["id"], row["schema_version"], q.table, group)
-            tokenizer, stats = self.bm25.lookup(cur, key, q.table, group, compiled.terms)
+
+            def count(terms: list[str], group: tuple[str, ...] = group) -> dict[str, int]:
+                conn = targets.connect(
+                    spec, self.settings, read_timeout=60
+                )  # its own, closed after: pools stay as sized
+                try:
+                    with conn.cursor() as other:
+                        return self.bm25.count(other, q.table, group, terms)
+                finally:
+                    conn.close()
+
+            def estimate(tokenizer: bm25.Tokenizer, term: str, group: tuple[str, ...] = group) -> int:
+                holding = sum(1 for r in rows if tokenizer.profile(bm25.document(r, group), [term])[1][0])
+                return max(1, round(total * holding / len(rows)))
+
+            tokenizer, stats = self.bm25.lookup(cur, key, q.table, group, compiled.terms, count, estimate)
             terms = list(stats.df)
             if not terms:
                 continue
