@@ -1,7 +1,9 @@
 # Altus 4 API image: gunicorn + gevent workers, non-root, read-only friendly (writes only to /tmp).
 FROM python:3.11-slim AS base
+# no PROMETHEUS_MULTIPROC_DIR here: gunicorn's master makes one of its own (config/gunicorn.conf.py), and a
+# command run in the image (`altus4 index --follow`, `altus4 user:tier`) must not look for one
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    HOST=0.0.0.0 PORT=3000 TRUSTED_PROXIES=1 PROMETHEUS_MULTIPROC_DIR=/tmp/altus4-metrics
+    HOST=0.0.0.0 PORT=3000 TRUSTED_PROXIES=1
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt

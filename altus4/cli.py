@@ -290,14 +290,14 @@ def _follow(svc) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    s = svc.settings
+    follower = Follower(svc, FollowSettings(s.follow_interval, s.follow_deletions_every, s.follow_reconcile_every))
+    if s.follow_metrics_port:  # also while idle: a deployment's health check reads it
+        start_http_server(s.follow_metrics_port, s.follow_metrics_host, registry=follower.metrics.registry)
     if not svc.ai.enabled:  # a deployment's indexer service without a model: idle, not a restart loop
         click.echo("no embedding endpoint (OPENAI_API_KEY is not set): following nothing", err=True)
         stop.wait()
         return
-    s = svc.settings
-    follower = Follower(svc, FollowSettings(s.follow_interval, s.follow_deletions_every, s.follow_reconcile_every))
-    if s.follow_metrics_port:
-        start_http_server(s.follow_metrics_port, s.follow_metrics_host, registry=follower.metrics.registry)
     click.echo(f"following embedded tables every {s.follow_interval:g} s (one leader per fleet)", err=True)
     follower.run(stop)
 

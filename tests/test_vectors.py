@@ -233,8 +233,12 @@ def test_index_follow_without_a_model_idles_until_stopped(migrated):
 
     from altus4.cli import main
 
-    env = {**os.environ, **env_for_tests(FOLLOW_METRICS_PORT="0")}
+    from servers import call, free_port
+
+    port = free_port()
+    env = {**os.environ, **env_for_tests(FOLLOW_METRICS_PORT=str(port))}
     env.pop("OPENAI_API_KEY", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "altus4.cli", "index", "--follow"],
         cwd=ROOT_DIR,
@@ -245,6 +249,7 @@ def test_index_follow_without_a_model_idles_until_stopped(migrated):
     try:
         line = proc.stderr.readline()
         assert "following nothing" in line and proc.poll() is None
+        assert call(f"http://127.0.0.1:{port}/metrics")[0] == 200  # what a deployment's health check reads
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:

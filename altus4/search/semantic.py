@@ -1,9 +1,11 @@
 """Semantic re-ranking: FULLTEXT finds the candidates, embeddings re-order them.
 
-The fused order is reciprocal rank fusion of the lexical rank and the vector (cosine) rank:
-score = w_lex / (k + lexical_rank) + w_vec / (k + vector_rank). Rank fusion needs no calibration
-between MySQL's scores and cosine similarities, and it keeps a strong lexical match near the top
-even when its embedding is unremarkable.
+Two fusions of the lexical and the vector order, chosen by SEMANTIC_FUSION:
+- `rrf`, reciprocal rank fusion: score = w_lex / (k + lexical_rank) + w_vec / (k + vector_rank). It needs no
+  calibration between MySQL's scores and cosine similarities, and keeps a strong lexical match near the top
+  even when its embedding is unremarkable;
+- `convex`: alpha x the lexical score + (1 - alpha) x the cosine, each scaled to [0, 1] over the candidates
+  (min-max). It keeps how far apart candidates are, which ranks throw away (bench/relevance.py --sweep).
 """
 
 from __future__ import annotations
@@ -46,3 +48,19 @@ def fuse(
             score += lexical_weight / (k + i + 1)
         fused.append(replace(hit, score=score / best if best else 0.0, position=i))
     return sorted(fused, key=Hit.sort_key)
+
+
+def fuse_convex(
+    hits: list[Hit], lexical_count: int, query: list[float], vectors: list[list[float]], alpha: float
+) -> list[Hit]:
+    """`hits` as in `fuse`, ordered by alpha x their lexical score (BM25 scaled to [0, 1]; 0 for vector-only
+    candidates) + (1 - alpha) x their cosine scaled to [0, 1] over the candidates."""
+    similarity = [cosine(query, v) for v in vectors]
+    low, high = min(similarity, default=0.0), max(similarity, default=0.0)
+    spread = (high - low) or 1.0
+    fused = []
+    for i, hit in enumerate(hits):
+        lexical = hit.score if i < lexical_count else 0.0
+        score = alpha * lexical + (1 - alpha) * (similarity[i] - low) / spread
+        fused.append(replace(hit, score=score, position=i))
+    return sorted(fused, key=lambda h: (-h.score, h.position))

@@ -34,7 +34,7 @@ from altus4.search import filters as f
 from altus4.search import plan as planner
 from altus4.search.boolean import QuerySyntaxError, natural_terms, parse_boolean
 from altus4.search.results import Hit, normalise, render, row_key, term_pattern
-from altus4.search.semantic import fuse, row_text
+from altus4.search.semantic import fuse, fuse_convex, row_text
 from altus4.services.connections import ConnectionService
 
 AI_CATEGORIES_BUDGET = 2.0
@@ -609,6 +609,8 @@ class SearchService:
         if not hits and not extra:
             return hits
         s = self.settings
+        if s.semantic_fusion == "convex":
+            return fuse_convex(hits + extra, len(hits), query_vector, vectors, s.semantic_alpha)
         return fuse(
             hits + extra,
             len(hits),
