@@ -230,10 +230,9 @@ def test_index_follow_without_a_model_idles_until_stopped(migrated):
 
     from click.testing import CliRunner
     from conftest import ROOT_DIR
+    from servers import call, free_port
 
     from altus4.cli import main
-
-    from servers import call, free_port
 
     port = free_port()
     env = {**os.environ, **env_for_tests(FOLLOW_METRICS_PORT=str(port))}
