@@ -8,6 +8,7 @@ registered on the Flask CLI (`flask --app app migrate`), so either works.
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import time
 
@@ -170,49 +171,61 @@ def tenant_token(
 
 
 @main.command("demo", help="Load the demo database, create the demo user and print a fresh demo API key.")
-def demo() -> None:
+@click.option("--host", help="build it on this MySQL server (e.g. a stack's demo-db), not on the metadata server")
+@click.option("--port", type=int, default=3306, show_default=True)
+@click.option("--admin-user", default="root", show_default=True, help="an account there that may create databases")
+@click.option("--admin-password-stdin", is_flag=True, help="read that account's password from stdin")
+def demo(host: str | None, port: int, admin_user: str, admin_password_stdin: bool) -> None:
     from altus4 import demo as demo_data
     from altus4.db.host_policy import HostNotAllowed, check_host_allowed
 
     settings = _settings()
-    try:  # the demo "tenant" database lives on the metadata server: the host policy must allow that
-        check_host_allowed(settings.db_host, settings)
+    server = demo_data.DemoServer.metadata(settings)
+    if host:
+        password = sys.stdin.read().strip() if admin_password_stdin else ""
+        server = demo_data.DemoServer(host, port, admin_user, password)
+    try:  # the demo is a tenant's database: the host policy must allow it (the metadata server: rarely)
+        check_host_allowed(server.host, settings)
     except HostNotAllowed as exc:
+        where = "on this service's metadata server" if not host else f"on {host}"
         click.echo(
-            f"demo skipped: the demo database would live on this service's metadata server, which tenants may"
-            f" not connect to here ({exc}); a single-user set-up may set ALLOW_OWN_SERVERS=true, or set"
+            f"demo skipped: the demo database would live {where}, which tenants may not connect to here ({exc});"
+            " add it to ALLOWED_DATABASE_HOSTS (a single-user set-up may set ALLOW_OWN_SERVERS=true), or set"
             " ALTUS4_DEMO=0 to skip this step",
             err=True,
         )
         return
+    account = server.user or settings.db_username
     try:
-        demo_data.build_demo_database(settings)
+        demo_data.build_demo_database(settings, server=server)
     except pymysql.MySQLError as exc:  # e.g. a least-privilege account with rights on its own database only
         reason = exc.args[1] if len(exc.args) > 1 else str(exc)
         click.echo(
-            f"demo skipped: {settings.db_username!r} cannot create and fill the database"
-            f" {demo_data.DEMO_DATABASE!r} ({reason}); grant it ALL ON `{demo_data.DEMO_DATABASE}`.*"
-            " or set ALTUS4_DEMO=0 to skip this step",
+            f"demo not built: {account!r} cannot create and fill the database {demo_data.DEMO_DATABASE!r} on"
+            f" {server.host} ({reason}); grant it ALL ON `{demo_data.DEMO_DATABASE}`.* or set ALTUS4_DEMO=0 to"
+            " skip this step",
             err=True,
         )
-        return
+        sys.exit(1 if host else 0)  # asked for by name: a failure (stack.sh demo retries until it is up)
     try:
-        username, password = demo_data.demo_reader(settings)
+        username, password = demo_data.demo_reader(settings, server=server)
     except pymysql.MySQLError as exc:
-        username, password = settings.db_username, settings.db_password
+        username, password = account, server.password if host else settings.db_password
         click.echo(f"demo connection uses {username!r}: no read-only account could be made ({exc.args[-1]})", err=True)
+    # a known password is for a machine of one's own only
+    user_password = demo_data.DEMO_PASSWORD if settings.env == "development" else secrets.token_urlsafe(12)
     svc = _services(settings)
     try:
         row = svc.db.fetch_one("SELECT id FROM users WHERE email = %s", (demo_data.DEMO_EMAIL,))
         if row:
             svc.users.delete(row["id"])  # cascades: old keys and connections go with it
-        user = svc.users.register(demo_data.DEMO_EMAIL, demo_data.DEMO_PASSWORD, "Demo User")
+        user = svc.users.register(demo_data.DEMO_EMAIL, user_password, "Demo User")
         svc.connections.create(
             user["id"],
             {
                 "name": "Demo store",
-                "host": settings.db_host,
-                "port": settings.db_port,
+                "host": server.host,
+                "port": server.port,
                 "database": demo_data.DEMO_DATABASE,
                 "username": username,
                 "password": password,
@@ -222,7 +235,7 @@ def demo() -> None:
         _, secret = svc.keys.create(user["id"], "Demo key", "test", ["search", "analytics"], "free", None)
     finally:
         svc.close()
-    click.echo(f"demo user: {demo_data.DEMO_EMAIL} / {demo_data.DEMO_PASSWORD}")
+    click.echo(f"demo user: {demo_data.DEMO_EMAIL} / {user_password}")
     click.echo(f"demo API key: {secret}")
 
 
@@ -299,7 +312,12 @@ def _follow(svc) -> None:
         stop.wait()
         return
     click.echo(f"following embedded tables every {s.follow_interval:g} s (one leader per fleet)", err=True)
-    follower.run(stop)
+
+    def report(done: dict[str, int]) -> None:  # on a terminal, a line per pass that changed something
+        if sys.stderr.isatty() and (done["embedded"] or done["deleted"]):
+            click.echo(f"{time.strftime('%H:%M:%S')} {done['embedded']} embedded, {done['deleted']} deleted", err=True)
+
+    follower.run(stop, report)
 
 
 @main.command("loadtest", help="Simulate users searching a running Altus 4; print a latency summary.")

@@ -322,10 +322,10 @@ class Settings:
     semantic_rrf_k: int = _setting("SEMANTIC_RRF_K", 60, read_int, 1, 10_000)
     semantic_lexical_weight: float = _setting("SEMANTIC_LEXICAL_WEIGHT", 2.0, read_float)
     semantic_vector_weight: float = _setting("SEMANTIC_VECTOR_WEIGHT", 1.0, read_float)
-    # how semantic mode fuses the lexical and vector orders: rrf (ranks) or convex (alpha x the BM25 score
-    # + (1 - alpha) x the cosine, each scaled to [0, 1] over the candidates)
-    semantic_fusion: str = _setting("SEMANTIC_FUSION", "rrf", lambda e, n, d: _choice(e, n, d, ("rrf", "convex")))
-    semantic_alpha: float = _setting("SEMANTIC_ALPHA", 0.5, read_float, 0.0, 1.0)
+    # how semantic mode fuses the lexical and vector orders: convex (alpha x the BM25 score + (1 - alpha) x the
+    # cosine, each scaled to [0, 1] over the candidates) or rrf (ranks); chosen on SciFact's dev split (README)
+    semantic_fusion: str = _setting("SEMANTIC_FUSION", "convex", lambda e, n, d: _choice(e, n, d, ("rrf", "convex")))
+    semantic_alpha: float = _setting("SEMANTIC_ALPHA", 0.4, read_float, 0.0, 1.0)
     # where a node keeps its vector indexes (one file per indexed table, memory-mapped by its workers)
     vector_index_dir: str = _setting("VECTOR_INDEX_DIR", os.path.join(tempfile.gettempdir(), "altus4-vectors"))
     # tables with at most this many indexed rows are searched exactly, from each worker's memory

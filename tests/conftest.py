@@ -46,9 +46,9 @@ def env_for_tests(**overrides: str) -> dict[str, str]:
         "CONNECTION_TIMEOUT": "2",
         # the tests' "tenant" databases live on the metadata server itself (a single-user set-up)
         "ALLOW_OWN_SERVERS": "true",
-        "DEFAULT_ACCOUNT_TIER": "enterprise",
-        # BM25 waits for a new term's count (tests assert exact rankings; test_bm25 estimates on purpose)
-        "BM25_DF_WAIT_MS": "20000",  # keys of any tier (tests/test_security_pass2.py: tiers capped)
+        "DEFAULT_ACCOUNT_TIER": "enterprise",  # keys of any tier (tests/test_security_pass2.py: tiers capped)
+        # a search that cannot work a new term's frequency out waits for its count (tests assert exact rankings)
+        "BM25_DF_WAIT_MS": "20000",
     }
     env.update(overrides)
     return env

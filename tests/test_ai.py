@@ -66,6 +66,7 @@ def _app(fake, **extra):
         OPENAI_EMBEDDING_MODEL="fake-embed",
         AI_TIMEOUT_MS="800",
         SEARCH_TIMEOUT_MS="3000",
+        SEMANTIC_FUSION="rrf",
         SEMANTIC_LEXICAL_WEIGHT="1",  # the vectors lead here, so that their order shows in two-row results
         SEMANTIC_VECTOR_WEIGHT="2",
         SEARCH_CACHE_TTL="0",

@@ -4,6 +4,7 @@ exact paging across the re-scoring window, MySQL's order on request and where BM
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import redis
@@ -108,6 +109,9 @@ def test_statistics_are_shared_in_redis(searcher, migrated):
     connection = user.call("GET", "/api/v1/databases").get_json()["data"][0]["id"]
     r = redis.Redis(host=migrated.redis_host, port=migrated.redis_port, db=TEST_REDIS_DB)
     key = f"bm25:{connection}:1:docs:body"
+    deadline = time.monotonic() + 10  # the count runs in the background: this search worked it out meanwhile
+    while r.hget(key, "t:cherry") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert r.hget(key, "t:cherry") == b"2" and r.hget(key, "rows") == b"4" and r.hget(key, "t:apple") is None
     assert 0 < r.ttl(key) <= migrated.bm25_stats_ttl
 
@@ -207,11 +211,10 @@ def test_profile_counts_what_the_token_list_counts():
 
 
 def test_a_first_search_does_not_wait_for_a_slow_count(migrated, targets, monkeypatch):
-    """A new term's document frequency is counted in the background; a search waits at most BM25_DF_WAIT_MS
-    for it, then estimates it from its own matches (exact for a one-term query), and the count, once back,
-    serves the next searches. Before, the search waited for the count (seconds on a million rows)."""
+    """A new term's document frequency is counted in the background; the search does not wait for it but works
+    it out from MySQL's scores, and the count, once back, serves the next searches. Before, the search waited
+    for the count (seconds on a million rows)."""
     import threading
-    import time as clock
 
     from altus4.search import bm25 as bm25_module
 
@@ -220,7 +223,7 @@ def test_a_first_search_does_not_wait_for_a_slow_count(migrated, targets, monkey
     real = bm25_module.StatsStore.count
 
     def slow_count(self, cur, table, columns, terms):
-        clock.sleep(1.0)  # a million rows' worth of COUNT
+        time.sleep(1.0)  # a million rows' worth of COUNT
         found = real(self, cur, table, columns, terms)
         counted.set()
         return found
@@ -231,17 +234,106 @@ def test_a_first_search_does_not_wait_for_a_slow_count(migrated, targets, monkey
         user = register(app.test_client())
         user.connect_database(migrated, DB)
         headers = user.key_headers()
-        started = clock.perf_counter()
+        started = time.perf_counter()
         first = _search(user, headers, query="kiwi", tables=["slow"])
-        waited = clock.perf_counter() - started
+        waited = time.perf_counter() - started
         assert waited < 0.8 and first["rankingUsed"] == "bm25", waited  # the count takes 1 s: not waited for
         assert counted.wait(5)
-        clock.sleep(0.1)
+        time.sleep(0.1)
         again = _search(user, headers, query="kiwi", tables=["slow"])
-        # one term: every match holds it, so the estimate was the count itself, and the order the same
+        # the frequency worked out was the count itself: the order is the same
         assert [r["id"] for r in first["results"]] == [r["id"] for r in again["results"]]
         cache = redis.Redis(host=migrated.redis_host, port=migrated.redis_port, db=TEST_REDIS_DB, decode_responses=True)
         stored = [v for key in cache.scan_iter("bm25:*:slow:*") for v in [cache.hget(key, "t:kiwi")] if v]
         assert stored == ["20"]
     finally:
         app.extensions["altus4"].close()
+
+
+FRUIT = [
+    (i, " ".join(["kiwi"] + ["lime"] * (i % 3 == 0) * (1 + i % 2) + ["plum"] * (i % 5 == 0) + ["fig"] * (i % 7 == 0)))
+    for i in range(1, 61)
+]
+TRUTH = {t: sum(t in body.split() for _, body in FRUIT) for t in ("kiwi", "lime", "plum", "fig")}
+
+
+@pytest.fixture
+def slow_counts(migrated, targets, monkeypatch):
+    """The fruit table, counts that take a second (a million rows' worth), and a search that waits for none."""
+    from altus4.search import bm25 as bm25_module
+
+    _table(migrated, "fruit", FRUIT)
+    real = bm25_module.StatsStore.count
+
+    def slow_count(self, cur, table, columns, terms):
+        time.sleep(1.0)
+        return real(self, cur, table, columns, terms)
+
+    monkeypatch.setattr(bm25_module.StatsStore, "count", slow_count)
+    app = create_app(make_settings(BM25_DF_WAIT_MS="0", SEARCH_CACHE_TTL="0"))
+    user = register(app.test_client())
+    user.connect_database(migrated, DB)
+    cache = redis.Redis(host=migrated.redis_host, port=migrated.redis_port, db=TEST_REDIS_DB, decode_responses=True)
+
+    def entry() -> tuple[str, dict]:
+        connection = user.call("GET", "/api/v1/databases").get_json()["data"][0]["id"]
+        key = f"bm25:{connection}:1:fruit:body"
+        return key, cache.hgetall(key)
+
+    def frequencies(terms: tuple[str, ...]) -> dict[str, int]:
+        """What a search in a new process would use now (a fresh store: nothing cached in this one)."""
+        from altus4.search.bm25 import StatsStore
+
+        store = StatsStore(app.extensions["altus4"].search.bm25.store, 3600, 50_000)
+        return store.lookup(None, entry()[0], "fruit", ("body",), terms)[1].df
+
+    yield user, entry, frequencies, cache
+    app.extensions["altus4"].close()
+
+
+def _until(check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def test_a_first_search_works_out_frequencies_exactly_from_mysqls_scores(slow_counts):
+    """InnoDB scores a match as the sum of tf x idf^2 over the query's words: the first search does not wait
+    for the counts, it works each term's frequency out of the scores MySQL returned, and they are the counts."""
+    user, entry, frequencies, _ = slow_counts
+    started = time.perf_counter()
+    first = _search(user, user.key_headers(), query="lime plum fig kiwi", tables=["fruit"])
+    assert time.perf_counter() - started < 0.8  # the counts take a second each
+    _, fields = entry()
+    assert {f for f in fields if f.startswith("p:")} == {"p:lime", "p:plum", "p:fig", "p:kiwi"}
+    assert frequencies(("lime", "plum", "fig", "kiwi")) == TRUTH  # kiwi is in every row: InnoDB's idf ~0
+    # one term (the rarest, the cheapest) is counted too, to pin the row count InnoDB divides by
+    assert _until(lambda: "t:fig" in entry()[1]) and entry()[1]["t:fig"] == str(TRUTH["fig"])
+    again = _search(user, user.key_headers(), query="lime plum fig kiwi", tables=["fruit"])
+    assert [r["id"] for r in first["results"]] == [r["id"] for r in again["results"]]
+
+
+def test_a_stale_table_statistic_is_corrected_by_one_count(slow_counts):
+    """MySQL 8 may serve a table's row statistic from a cache up to a day old; InnoDB's idf uses the live one.
+    Once one term is both worked out and counted, their ratio is the row count every share is scaled by."""
+    user, entry, frequencies, cache = slow_counts
+    _search(user, user.key_headers(), query="fig", tables=["fruit"])
+    assert _until(lambda: "t:fig" in entry()[1])
+    key, _ = entry()
+    cache.hset(key, "innodb", "600")  # the statistic, ten times off
+    _search(user, user.key_headers(), query="lime plum", tables=["fruit"])
+    assert frequencies(("lime", "plum")) == {"lime": TRUTH["lime"], "plum": TRUTH["plum"]}
+    cache.hdel(key, "t:fig")  # without the count, the stale statistic would scale them
+    assert frequencies(("lime", "plum")) == {"lime": 60, "plum": 60}  # ten times off, capped at the rows
+
+
+def test_weighted_boolean_queries_are_counted_not_worked_out(slow_counts):
+    """A boolean query whose operators weigh terms (`>lime`) scores otherwise: its scores are not trusted, the
+    search estimates meanwhile, and the terms' counts serve the next searches."""
+    user, entry, frequencies, _ = slow_counts
+    body = _search(user, user.key_headers(), query="kiwi >lime", searchMode="boolean", tables=["fruit"])
+    assert body["rankingUsed"] == "bm25" and body["totalCount"] == 60
+    assert not [f for f in entry()[1] if f.startswith("p:")]
+    assert _until(lambda: "t:lime" in entry()[1])
+    assert frequencies(("kiwi", "lime")) == {"kiwi": 60, "lime": TRUTH["lime"]}

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,12 +104,15 @@ class Follower:
         self.metrics.leader.set(1 if leading else 0)
         return leading
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, report: Callable[[dict[str, int]], None] | None = None) -> None:
+        """Pass after pass until `stop`, while this process leads; `report` hears each pass's counts."""
         while not stop.is_set():
             started = time.monotonic()
             if self.lead():
                 try:
-                    self.pass_once()
+                    done = self.pass_once()
+                    if report:
+                        report(done)
                 except Exception:  # noqa: BLE001 - logged; the next pass tries again
                     log.exception("follower pass failed")
             stop.wait(max(0.0, self.settings.interval - (time.monotonic() - started)))

@@ -12,12 +12,12 @@ above), the average document length (from the first `SAMPLE_ROWS` rows) and each
 counted by MySQL itself with a capped boolean-mode query the first time a term is seen (so a very common term
 on a huge table costs at most `df_cap` row reads, and is then taken as that common).
 
-A search never waits long for a new term's count: on a million rows one took 2 s at the median, up to 5 s,
-and a user's first search is their first impression. The count runs in the background (one per term across
-the fleet, under a Redis lock) and the search waits at most BM25_DF_WAIT_MS for it; past that the term's frequency
-is estimated from the search's own matches (the share of the re-scored window that holds it, times the
-number of matches: exact for a one-term query, and for a term every match must hold), and the count, when
-done, serves every later search.
+A search does not wait for a new term's count: on a million rows one took 2 s at the median, up to 5 s, and
+a user's first search is their first impression. The count runs in the background (one per term across the
+fleet, under a Redis lock) and serves every later search; meanwhile the search works the term's frequency
+out from the scores MySQL gave its matches (`estimate_frequencies`: exact where InnoDB's own tf x idf^2
+sum is what ranked them). Only where the scores cannot tell (boolean weights, phrases, prefixes) does it
+wait for the count, at most BM25_DF_WAIT_MS, then estimate from the share of its matches holding the term.
 """
 
 from __future__ import annotations
@@ -141,7 +141,9 @@ class GroupStats:
     rows: int
     avgdl: float
     df: dict[str, int]
-    estimated: tuple[str, ...] = ()  # terms whose frequency is an estimate (their count was not back in time)
+    estimated: tuple[str, ...] = ()  # terms with no frequency known yet: the caller works them out or estimates
+    innodb_rows: int = 0  # the row count InnoDB's own idf divides by (`frequencies`)
+    calibrated: bool = False  # innodb_rows is pinned by a term both counted and worked out, not the statistic
 
 
 @dataclass
@@ -186,66 +188,45 @@ class StatsStore:
         return self.store.key(f"bm25:{connection_id}:{version}:{table}:{','.join(columns)}")
 
     def lookup(
-        self,
-        cur,
-        key: str,
-        table: str,
-        columns: tuple[str, ...],
-        query: tuple[str, ...],
-        count: Callable[[list[str]], dict[str, int]] | None = None,
-        estimate: Callable[[Tokenizer, str], int] | None = None,
+        self, cur, key: str, table: str, columns: tuple[str, ...], query: tuple[str, ...]
     ) -> tuple[Tokenizer, GroupStats]:
         """How the server tokenised this group, and the statistics of the query's index terms (the keys of
-        `GroupStats.df`, in query order), from one read of the entry. Terms not seen before are counted: with
-        `count` (and `estimate`), in the background on a connection of its own, waiting at most `df_wait` before
-        estimating them; without, on `cur`, at once. :raise Unmirrored: the group is not tokenised the way
+        `GroupStats.df`, in query order), from one read of the entry: each term's counted frequency, or its
+        share of rows worked out from MySQL's scores (`frequencies`) times InnoDB's row count; terms known
+        neither way are in `GroupStats.estimated`. :raise Unmirrored: the group is not tokenised the way
         reproduced here."""
         entry = self._read(key)
-        fresh = entry is None
         if entry is None:
             entry = self._describe(cur, table, columns)
+            self._write(key, entry)
         if entry.get("unmirrored"):
-            if fresh:
-                self._write(key, entry, {})
             raise Unmirrored(entry["unmirrored"])
         tokenizer = Tokenizer(
             int(entry["min"]), int(entry["max"]), DEFAULT_STOPWORDS if entry["stop"] == "1" else frozenset()
         )
         terms = query_terms(query, tokenizer)
-        missing = [t for t in terms if "t:" + t not in entry]
-        counted: dict[str, int] = {}
-        if missing and (count is None or estimate is None):
-            counted = self.count(cur, table, columns, missing)
-        elif missing and count is not None:
-            counted = self._stored(key, missing) if not fresh else {}  # another worker's count, since
-            late = [t for t in missing if t not in counted]
-            if late:
-                if fresh:
-                    self._write(key, entry, {})  # the entry's base, before a count adds its terms
-                    fresh = False
-                counted.update(self._count_soon(key, late, count))
-        entry.update({"t:" + t: n for t, n in counted.items()})
-        if fresh or counted:
-            self._write(key, entry, counted)
-        estimated = tuple(t for t in terms if "t:" + t not in entry)
-        df = {t: int(entry["t:" + t]) if t not in estimated else 0 for t in terms}
-        for term in estimated:
-            df[term] = estimate(tokenizer, term) if estimate else 0
-        return tokenizer, GroupStats(int(entry["rows"]), float(entry["avgdl"]), df, estimated)
+        unknown = [t for t in terms if "t:" + t not in entry and "p:" + t not in entry]
+        if unknown:
+            entry.update(self._stored(key, unknown))  # another worker's, since this one read the entry
+        rows = int(entry["rows"])
+        innodb_rows, calibrated = self._innodb_rows(entry)
+        df: dict[str, int] = {}
+        for t in terms:
+            if "t:" + t in entry:
+                df[t] = int(entry["t:" + t])
+            elif "p:" + t in entry:
+                df[t] = min(rows, max(1, round(float(entry["p:" + t]) * innodb_rows)))
+            else:
+                df[t] = 0
+        estimated = tuple(t for t in terms if "t:" + t not in entry and "p:" + t not in entry)
+        stats = GroupStats(rows, float(entry["avgdl"]), df, estimated, innodb_rows, calibrated)
+        return tokenizer, stats
 
-    # ---- internals ------------------------------------------------------------------
-    def _stored(self, key: str, terms: list[str]) -> dict[str, int]:
-        """Terms another process has counted since this one read the entry (straight from Redis)."""
-        none: list[Any] = [None] * len(terms)
-        values: list[Any] = self.store.safe(lambda r: r.hmget(key, ["t:" + t for t in terms]), none)
-        found = {t: int(_text(v)) for t, v in zip(terms, values, strict=True) if v is not None}
-        if found:
-            self._merge_local(key, found)
-        return found
-
-    def _count_soon(self, key: str, terms: list[str], count: Callable[[list[str]], dict[str, int]]) -> dict[str, int]:
-        """The terms' counts if they are back within `df_wait` ({} otherwise): counted in the background by this
-        process unless another one holds the terms' lock (its count then reaches Redis, and later searches)."""
+    def count_soon(
+        self, key: str, terms: list[str], count: Callable[[list[str]], dict[str, int]], wait: float
+    ) -> dict[str, int]:
+        """The terms' counts if they are back within `wait` seconds ({} otherwise): counted in the background by
+        this process unless another one holds the terms' lock (its count then reaches Redis, and later searches)."""
         job_key = (key, tuple(terms))
         with self._lock:
             job = self._counts.get(job_key)
@@ -257,22 +238,47 @@ class StatsStore:
                     return {}
                 job = self._counts[job_key] = _Count()
                 threading.Thread(target=self._run_count, args=(job_key, job, count), daemon=True).start()
-        job.done.wait(self.df_wait)
+        if wait > 0:
+            job.done.wait(wait)
         return dict(job.result) if job.done.is_set() else {}
+
+    def remember_shares(self, key: str, shares: dict[str, float]) -> None:
+        """Terms' shares of rows worked out from MySQL's scores, for every later search (`frequencies`)."""
+        fields = {"p:" + t: repr(p) for t, p in shares.items()}
+        self._merge_local(key, fields)
+        self._put(key, fields)
+
+    # ---- internals ------------------------------------------------------------------
+    def _stored(self, key: str, terms: list[str]) -> dict[str, str]:
+        """The entry's fields for these terms (counts and shares) another process has stored since this one
+        read the entry (straight from Redis)."""
+        names = [prefix + t for t in terms for prefix in ("t:", "p:")]
+        values: list[Any] = self.store.safe(lambda r: r.hmget(key, names), [None] * len(names))
+        found = {name: _text(v) for name, v in zip(names, values, strict=True) if v is not None}
+        if found:
+            self._merge_local(key, found)
+        return found
+
+    def _innodb_rows(self, entry: dict[str, Any]) -> tuple[int, bool]:
+        """The row count InnoDB's idf divides by: implied by the terms both counted and worked out (their count
+        over their share), else the table's statistic read when the group was described (which MySQL 8 may
+        have cached for up to a day: `information_schema_stats_expiry`)."""
+        implied = sorted(
+            int(entry[name]) / float(entry["p:" + name[2:]])
+            for name in entry
+            if name.startswith("t:") and "p:" + name[2:] in entry and 0 < int(entry[name]) < self.df_cap
+        )
+        if implied:
+            return round(implied[len(implied) // 2]), True
+        return int(entry.get("innodb") or entry["rows"]), False
 
     def _run_count(self, job_key: tuple[str, tuple[str, ...]], job: _Count, count) -> None:
         key, terms = job_key
         try:
             job.result = count(list(terms))
-            self._merge_local(key, job.result)
-
-            def write(r) -> None:
-                pipe = r.pipeline(transaction=False)
-                pipe.hset(key, mapping={"t:" + t: str(n) for t, n in job.result.items()})
-                pipe.expire(key, self.ttl, nx=True)
-                pipe.execute()
-
-            self.store.safe(write, None)
+            fields = {"t:" + t: str(n) for t, n in job.result.items()}
+            self._merge_local(key, fields)
+            self._put(key, fields)
         except Exception as exc:  # noqa: BLE001 - a later search counts again; this one estimated
             log.warning("counting BM25 document frequencies failed: %s", exc)
         finally:
@@ -280,11 +286,11 @@ class StatsStore:
             with self._lock:
                 self._counts.pop(job_key, None)
 
-    def _merge_local(self, key: str, counted: dict[str, int]) -> None:
+    def _merge_local(self, key: str, fields: dict[str, str]) -> None:
         with self._lock:
             hit = self._local.get(key)
             if hit:
-                self._local[key] = (hit[0], {**hit[1], **{"t:" + t: n for t, n in counted.items()}})
+                self._local[key] = (hit[0], {**hit[1], **fields})
 
     def _read(self, key: str) -> dict[str, Any] | None:
         hit = self._local.get(key)
@@ -299,15 +305,16 @@ class StatsStore:
         self._local[key] = (time.monotonic() + LOCAL_TTL, entry)
         return dict(entry)
 
-    def _write(self, key: str, entry: dict[str, Any], new: dict[str, int]) -> None:
+    def _write(self, key: str, entry: dict[str, Any]) -> None:
+        """A described group's entry (its base fields), kept here and in Redis."""
         with self._lock:
             if len(self._local) > 10_000:
                 self._local.clear()
             known = self._local.get(key, (0.0, {}))[1]  # with what a background count added meanwhile
             self._local[key] = (time.monotonic() + LOCAL_TTL, {**known, **entry})
-        fields = {k: str(v) for k, v in entry.items() if not k.startswith("t:")}
-        fields.update({"t:" + t: str(n) for t, n in new.items()})
+        self._put(key, {k: str(v) for k, v in entry.items()})
 
+    def _put(self, key: str, fields: dict[str, str]) -> None:
         def write(r) -> None:
             pipe = r.pipeline(transaction=False)
             pipe.hset(key, mapping=fields)
@@ -342,7 +349,7 @@ class StatsStore:
             "SELECT TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
             (table,),
         )
-        estimate = int((cur.fetchone() or {}).get("n") or 0)
+        innodb_rows = estimate = int((cur.fetchone() or {}).get("n") or 0)  # what InnoDB's idf divides
         if estimate < EXACT_COUNT_LIMIT:
             cur.execute(f"SELECT COUNT(*) AS n FROM {quote(table)}")
             estimate = int(cur.fetchone()["n"])
@@ -352,6 +359,7 @@ class StatsStore:
         avgdl = sum(lengths) / len(lengths) if lengths else 1.0
         return {
             "rows": max(estimate, len(sample)),
+            "innodb": innodb_rows or max(estimate, len(sample)),
             "avgdl": round(max(avgdl, 1.0), 4),
             "min": tokenizer.min_len,
             "max": tokenizer.max_len,

@@ -11,6 +11,8 @@ import _thread
 import functools
 import hashlib
 import json
+import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from altus4.search import facets as faceting
 from altus4.search import filters as f
 from altus4.search import plan as planner
 from altus4.search.boolean import QuerySyntaxError, natural_terms, parse_boolean
+from altus4.search.frequencies import fit_shares, share_of_matches
 from altus4.search.results import Hit, normalise, render, row_key, term_pattern
 from altus4.search.semantic import fuse, fuse_convex, row_text
 from altus4.services.connections import ConnectionService
@@ -78,6 +81,9 @@ class SearchParams:
                 details=[{"field": "sort", "code": "semantic", "message": "not with searchMode semantic"}],
             )
         return structured.structure(self.filter, self.sort, self.facets, self.query, self.scope)
+
+
+log = logging.getLogger("altus4.search")
 
 
 @dataclass(frozen=True)
@@ -317,8 +323,9 @@ class SearchService:
             message = str(error)
         elif isinstance(error, ApiError):
             message = error.message
-        else:
+        else:  # a fault of ours: the other databases still answer, and the operator sees the traceback
             message = "query failed"
+            log.error("searching database %s failed", row["id"], exc_info=error)
         return {
             "id": row["id"],
             "name": row["name"],
@@ -352,15 +359,18 @@ class SearchService:
         # relevance orders the page unless a sort does, or there is no query (browse)
         ranking = "sort" if structure.sort or structure.browse else params.ranking
         window = params.offset + params.limit
-        # semantic mode re-ranks a generous lexical candidate set; BM25 re-scores a fixed window of each table's
-        # top matches (the same for every page, so pages concatenate); MySQL's order needs only the page
+        # semantic mode re-ranks a generous lexical candidate set, every one re-scored by BM25 (the fusion weighs
+        # their scores); otherwise BM25 re-scores a fixed window of each table's top matches (the same for every
+        # page, so pages concatenate); MySQL's order needs only the page
         fetch = max(window, self.settings.semantic_candidates) if semantic else window
         if ranking == "bm25":
             fetch = max(fetch, self.settings.bm25_window)
+        rescore = fetch if semantic else self.settings.bm25_window
         skip = self._skip(len(jobs), params) if ranking != "sort" else None
         counting = self._facet_tasks(jobs, compiled, params.max_values_per_facet)
         outcomes = run_parallel(
-            [lambda j=j: self._run_table(j, compiled, fetch, ranking, skip) for j in jobs] + [t for *_, t in counting],
+            [lambda j=j: self._run_table(j, compiled, fetch, ranking, skip, rescore) for j in jobs]
+            + [t for *_, t in counting],
             self.settings.search_timeout_ms / 1000,
         )
         merged = self._merge(rows, jobs, outcomes[: len(jobs)], failed, compiled, ranking, structure.sort)
@@ -652,8 +662,16 @@ class SearchService:
         return extra
 
     def _run_table(
-        self, job: Job, compiled: CompiledQuery, window: int, ranking: str, skip: tuple[int, int] | None = None
+        self,
+        job: Job,
+        compiled: CompiledQuery,
+        window: int,
+        ranking: str,
+        skip: tuple[int, int] | None,
+        rescore: int,
     ) -> TableAnswer:
+        """One table's matches (`window` of them, in MySQL's order or the sort's), the first `rescore` of them
+        re-scored with BM25 when that ranks."""
         row, q, plan = job
         if plan.where.never:  # the filter holds for none of its rows (`products.price < 9` for articles)
             return TableAnswer([], 0)
@@ -670,7 +688,7 @@ class SearchService:
                     answer.skipped = max(0, min(answer.total, skip[1]) - skip[0])
                 if ranking == "bm25" and q.strategy == "fulltext":
                     try:
-                        answer.bm25 = self._bm25(cur, row, q, compiled, found[: self.settings.bm25_window])
+                        answer.bm25 = self._bm25(cur, row, q, compiled, found[:rescore])
                     except bm25.Unmirrored as exc:
                         answer.note = str(exc)
                 return answer
@@ -681,40 +699,66 @@ class SearchService:
         self, cur, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery, rows: list[dict[str, Any]]
     ) -> list[float]:
         """Each row's BM25 score, summed over the FULLTEXT groups the table is searched by (as MySQL sums its
-        MATCHes); statistics come from `self.bm25`. A term seen for the first time is counted in the background
-        on a connection of its own; if that takes longer than BM25_DF_WAIT_MS, its frequency is estimated from
-        this search's matches: the share of these rows that hold it, times the number of matches."""
+        MATCHes); statistics come from `self.bm25`. A term seen for the first time is worked out from the scores
+        MySQL gave these rows (`frequencies`); where they cannot tell, it is counted in the background on a
+        connection of its own, and the search waits at most BM25_DF_WAIT_MS for that count before estimating."""
         scores = [0.0] * len(rows)
         if not rows:
             return scores
-        total = int(rows[0][planner.TOTAL] or 0) or len(rows)
-        spec = self.connections.spec(row)
+        groups = []
         for group in q.match_groups:
             key = self.bm25.key(row["id"], row["schema_version"], q.table, group)
-
-            def count(terms: list[str], group: tuple[str, ...] = group) -> dict[str, int]:
-                conn = targets.connect(
-                    spec, self.settings, read_timeout=60
-                )  # its own, closed after: pools stay as sized
-                try:
-                    with conn.cursor() as other:
-                        return self.bm25.count(other, q.table, group, terms)
-                finally:
-                    conn.close()
-
-            def estimate(tokenizer: bm25.Tokenizer, term: str, group: tuple[str, ...] = group) -> int:
-                holding = sum(1 for r in rows if tokenizer.profile(bm25.document(r, group), [term])[1][0])
-                return max(1, round(total * holding / len(rows)))
-
-            tokenizer, stats = self.bm25.lookup(cur, key, q.table, group, compiled.terms, count, estimate)
+            tokenizer, stats = self.bm25.lookup(cur, key, q.table, group, compiled.terms)
+            groups.append((group, tokenizer, stats, key))
+        if any(stats.estimated for _, _, stats, _ in groups):
+            self._new_terms(row, q, compiled, rows, groups)
+        k1, b = self.settings.bm25_k1, self.settings.bm25_b
+        for group, tokenizer, stats, _ in groups:
             terms = list(stats.df)
             if not terms:
                 continue
-            k1, b = self.settings.bm25_k1, self.settings.bm25_b
             for i, r in enumerate(rows):
                 length, frequencies = tokenizer.profile(bm25.document(r, group), terms)
                 scores[i] += bm25.score(length, frequencies, terms, stats, k1, b)
         return scores
+
+    def _new_terms(
+        self, row: dict[str, Any], q: planner.TableQuery, compiled: CompiledQuery, rows: list[dict], groups: list
+    ) -> None:
+        """The frequencies of the terms no search has seen (`GroupStats.estimated`): worked out from MySQL's
+        scores and remembered, or counted in the background (waited for briefly) and estimated meanwhile. One
+        term worked out is counted too until one such count pins InnoDB's row count (`bm25.StatsStore`)."""
+        spec = self.connections.spec(row)
+
+        def count(terms: list[str], group: tuple[str, ...]) -> dict[str, int]:
+            conn = targets.connect(spec, self.settings, read_timeout=60)  # its own, closed after: pools stay as sized
+            try:
+                with conn.cursor() as other:
+                    return self.bm25.count(other, q.table, group, terms)
+            finally:
+                conn.close()
+
+        # MySQL's scores are plain sums of tf x idf^2 unless boolean operators weigh terms, phrases or groups
+        plain = compiled.mode == "natural" or not re.search(r'[<>~"*()]', compiled.text)
+        mysql_scores = [float(r[planner.SCORE] or 0) for r in rows]
+        fitted = fit_shares([g[:3] for g in groups], rows, mysql_scores) if plain else {}
+        matches = int(rows[0][planner.TOTAL] or 0) or len(rows)
+        for g, (group, tokenizer, stats, key) in enumerate(groups):
+            shares = {t: p for (h, t), p in fitted.items() if h == g and t in stats.estimated}
+            if shares:
+                self.bm25.remember_shares(key, shares)
+                for t, p in shares.items():
+                    stats.df[t] = min(stats.rows, max(1, round(p * stats.innodb_rows)))
+            left = [t for t in stats.estimated if t not in shares]
+            if shares and not stats.calibrated:
+                left.append(min(shares, key=shares.__getitem__))  # the rarest: the cheapest to count
+            if not left:
+                continue
+            wait = 0.0 if plain else self.bm25.df_wait
+            counted = self.bm25.count_soon(key, left, functools.partial(count, group=group), wait)
+            for t in stats.estimated:
+                if t not in shares:
+                    stats.df[t] = counted.get(t) or share_of_matches(rows, group, tokenizer, t, matches)
 
 
 @functools.lru_cache(maxsize=4096)  # asked twice per search: for the API key's round trip, then by the search
