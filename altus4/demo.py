@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from dataclasses import dataclass
 
 import pymysql
 
@@ -19,6 +20,25 @@ DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-123"
 DEMO_DATABASE = "altus4_demo"
 DEMO_READER = "altus4_demo_reader"  # the demo connection's account: SELECT on the demo database only
+
+
+@dataclass(frozen=True)
+class DemoServer:
+    """Where the demo database is built, as an account there that may create databases and users; by default
+    the metadata server with the configured account (a single-user set-up: `make run`)."""
+
+    host: str
+    port: int
+    user: str | None = None  # None: the metadata account's
+    password: str | None = None
+
+    @classmethod
+    def metadata(cls, settings: Settings) -> DemoServer:
+        return cls(settings.db_host, settings.db_port)
+
+    def connect(self, settings: Settings) -> pymysql.Connection:
+        return pymysql.connect(**connect_kwargs(settings, self.host, self.port, None, self.user, self.password))
+
 
 _ADJECTIVES = [
     "wireless",
@@ -97,10 +117,15 @@ def _articles(rng: random.Random, count: int) -> list[tuple]:
 
 
 def build_demo_database(
-    settings: Settings, database: str = DEMO_DATABASE, products: int = 200, articles: int = 60, seed: int = 4
+    settings: Settings,
+    database: str = DEMO_DATABASE,
+    products: int = 200,
+    articles: int = 60,
+    seed: int = 4,
+    server: DemoServer | None = None,
 ) -> None:
     rng = random.Random(seed)
-    conn = pymysql.connect(**connect_kwargs(settings, settings.db_host, settings.db_port, None))
+    conn = (server or DemoServer.metadata(settings)).connect(settings)
     quoted = "`" + database.replace("`", "``") + "`"
     try:
         with conn.cursor() as cur:
@@ -128,13 +153,13 @@ def build_demo_database(
         conn.close()
 
 
-def demo_reader(settings: Settings, database: str = DEMO_DATABASE) -> tuple[str, str]:
+def demo_reader(settings: Settings, database: str = DEMO_DATABASE, server: DemoServer | None = None) -> tuple[str, str]:
     """A read-only account for the demo connection, as the console advises tenants to use (a fresh password
     each time: a stored one cannot be read back).
     :raise pymysql.MySQLError: the configured account may not create users or grant."""
     password = secrets.token_urlsafe(24)
     quoted = "`" + database.replace("`", "``") + "`"
-    conn = pymysql.connect(**connect_kwargs(settings, settings.db_host, settings.db_port, None))
+    conn = (server or DemoServer.metadata(settings)).connect(settings)
     try:
         with conn.cursor() as cur:
             for host in ("localhost", "127.0.0.1", "%"):

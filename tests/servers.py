@@ -222,7 +222,7 @@ def _apps(text: str, apps: list[Gunicorn], backup: Gunicorn) -> str:
 def start_nginx(work: Path, apps: list[Gunicorn], backup: Gunicorn) -> Proxy:
     work.mkdir(parents=True, exist_ok=True)
     crt, key, _ = make_certificate(work)
-    http_port, https_port = free_port(), free_port()
+    http_port, https_port, health_port = free_port(), free_port(), free_port()
     for name in ("nginx.conf", "altus4.conf", "upstream.conf"):
         text = (ROOT / "nginx" / name).read_text()
         text = _apps(text, apps, backup)
@@ -233,6 +233,8 @@ def start_nginx(work: Path, apps: list[Gunicorn], backup: Gunicorn) -> Proxy:
             .replace("listen [::]:443 ", f"listen [::1]:{https_port} ")
             .replace("/etc/nginx/certs/altus4.crt", str(crt))
             .replace("/etc/nginx/certs/altus4.key", str(key))
+            .replace("listen 127.0.0.1:8081;", f"listen 127.0.0.1:{health_port};")
+            .replace("default 443;", f"default {https_port};")  # the HTTPS port the redirect keeps
         )
         (work / name).write_text(text)
     log = work / "nginx.log"
@@ -255,7 +257,7 @@ def start_nginx(work: Path, apps: list[Gunicorn], backup: Gunicorn) -> Proxy:
     proxy = Proxy(proc, http_port, https_port, log, {})
     try:
         wait_for(
-            lambda: call(f"http://127.0.0.1:{http_port}/health", timeout=1)[0] == 200,
+            lambda: call(f"http://127.0.0.1:{health_port}/health", timeout=1)[0] == 200,
             20,
             "nginx",
             alive=lambda: proc.poll() is None,
@@ -283,7 +285,7 @@ def start_haproxy(work: Path, apps: list[Gunicorn], backup: Gunicorn) -> Proxy:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", str(config)],
-            env={**os.environ, "HAPROXY_CERT": str(pem)},
+            env={**os.environ, "HAPROXY_CERT": str(pem), "HAPROXY_HTTPS_PORT_SUFFIX": f":{ports['https']}"},
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -66,8 +66,11 @@ def test_nginx_configuration_says_what_the_scaling_guide_promises():
     search = site.split("location = /api/v1/search {")[1].split("}")[0]
     assert "non_idempotent" in search
     assert site.count("non_idempotent") == 1
-    health = site.split("location = /health {")[1].split("}")[0]
+    health = site.split("listen 127.0.0.1:8081;")[1].split("location / {")[0]
     assert "access_log off;" in health and "proxy_read_timeout 2s;" in health
+    plain = site.split("listen 80 default_server;")[1].split("server {")[0]
+    assert "/health" not in plain and "return 301 https://$host$altus4_https_suffix$request_uri;" in plain
+    assert "location = /metrics" not in site  # Prometheus scrapes the app servers, not the edge
 
 
 def test_swarm_upstream_is_valid_too(tmp_path):
@@ -78,7 +81,10 @@ def test_swarm_upstream_is_valid_too(tmp_path):
         (tmp_path / name).write_text(text)
     upstream = (ROOT / "nginx" / "upstream.swarm.conf").read_text()
     assert "resolver 127.0.0.11 valid=5s" in upstream and "default tasks.api:3000;" in upstream
-    (tmp_path / "upstream.conf").write_text(upstream.replace("127.0.0.11", "127.0.0.1"))
+    # a template: the image's entrypoint substitutes the service's environment (envsubst) into it
+    assert "default ${ALTUS4_HTTPS_PORT};" in upstream
+    rendered = upstream.replace("127.0.0.11", "127.0.0.1").replace("${ALTUS4_HTTPS_PORT}", "18443")
+    (tmp_path / "upstream.conf").write_text(rendered)
     result = run(
         tool("nginx"),
         "-t",
@@ -106,7 +112,7 @@ def test_haproxy_configuration_is_valid(tmp_path):
         "option redispatch",
         "retries 3",
         " backup",
-        "redirect scheme https",
+        'http-request redirect location "https://',
         "monitor-uri /healthz",
         "bind 127.0.0.1:8404",
     ):
@@ -120,8 +126,9 @@ def test_haproxy_without_a_certificate_is_refused(tmp_path):
 
 def test_prometheus_config_rules_and_rule_tests():
     promtool = tool("promtool")
-    config = run(promtool, "check", "config", "config/prometheus/prometheus.yml")
-    assert config.returncode == 0, config.stdout + config.stderr
+    for name in ("prometheus.yml", "prometheus.swarm.yml"):  # VMs; the Swarm monitoring stack's
+        config = run(promtool, "check", "config", f"config/prometheus/{name}")
+        assert config.returncode == 0, config.stdout + config.stderr
     rules = run(promtool, "check", "rules", "config/prometheus/alerts.yml")
     assert rules.returncode == 0 and "SUCCESS: 8 rules found" in rules.stdout, rules.stdout + rules.stderr
     tests = run(promtool, "test", "rules", "alerts_test.yml", cwd=ROOT / "config" / "prometheus")
@@ -162,14 +169,22 @@ def test_grafana_dashboard_queries_are_valid_promql(tmp_path):
     } <= names
 
 
-def test_swarm_stack_is_valid():
-    schema = run(BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "swarm-stack.yml")
-    assert schema.returncode == 0, schema.stdout + schema.stderr
+def _stack_config(tmp_path, **env) -> dict:
+    """`docker stack config` of swarm-stack.yml, with a certificate in place (scripts/stack.sh cert makes one)."""
+    crt, key, _ = make_certificate(tmp_path)
     docker = shutil.which("docker")
     assert docker, "the docker CLI is not installed (.ci/run installs it)"
-    config = run(docker, "stack", "config", "-c", "swarm-stack.yml")
+    config = run(
+        docker, "stack", "config", "-c", "swarm-stack.yml", env={"ALTUS4_TLS_CERT": crt, "ALTUS4_TLS_KEY": key, **env}
+    )
     assert config.returncode == 0, config.stderr
-    stack = yaml.safe_load(config.stdout)
+    return yaml.safe_load(config.stdout)
+
+
+def test_swarm_stack_is_valid(tmp_path):
+    schema = run(BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "swarm-stack.yml")
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    stack = _stack_config(tmp_path)
     api = stack["services"]["api"]
     assert api["deploy"]["update_config"]["failure_action"] == "rollback"
     assert api["deploy"]["update_config"]["parallelism"] == 1
@@ -180,7 +195,7 @@ def test_swarm_stack_is_valid():
     assert env["JWT_SECRET_FILE"].startswith("/run/secrets/")
     assert {"mysql-primary", "mysql-replica", "redis-primary", "sentinel", "nginx"} <= set(stack["services"])
     assert stack["networks"]["backend"]["driver"] == "overlay"
-    for ref in (v["file"] for v in stack["configs"].values() if "file" in v):
+    for ref in (v["file"] for v in [*stack["configs"].values(), *stack["secrets"].values()] if "file" in v):
         assert Path(ref).exists(), ref  # docker stack config does not check these
     # what `make test-stack` showed a swarm needs (the reasons are in the stack file's header)
     for name, service in stack["services"].items():
@@ -193,6 +208,60 @@ def test_swarm_stack_is_valid():
         v.get("target") == "/var/lib/altus4/vectors" for v in api.get("volumes", []) if isinstance(v, dict)
     )
     assert int(env["SHUTDOWN_DELAY"]) > 5  # longer than nginx caches tasks.api (resolver valid=5s)
+
+
+def test_swarm_stack_passes_the_production_review(tmp_path):
+    """Issue #30's review of swarm-stack.yml, item by item (what stays is argued in the README)."""
+    stack = _stack_config(tmp_path, ALTUS4_STACK="shop", ALTUS4_CFG_NGINX_SITE="abc123")
+    services = stack["services"]
+    for name, service in services.items():
+        assert service["logging"]["options"]["max-size"] and service["logging"]["options"]["max-file"], name
+        limits = service["deploy"]["resources"]["limits"]
+        assert limits.get("cpus") and limits.get("memory"), name  # every service, migrate included
+        if name != "migrate":
+            assert service["healthcheck"]["test"], name  # redis, its replica and the sentinels too
+    assert services["redis-primary"]["deploy"]["placement"]["constraints"] == [
+        "node.labels.altus4.redis-primary == true"
+    ]
+    assert {"spread": "node.id"} in services["sentinel"]["deploy"]["placement"]["preferences"]
+    # MariaDB's root and the application's account do not share a password
+    primary = services["mysql-primary"]["environment"]
+    assert primary["MARIADB_ROOT_PASSWORD_FILE"] != primary["MARIADB_PASSWORD_FILE"]
+    for network in stack["networks"].values():
+        assert network["driver_opts"]["encrypted"] == "true" and not network.get("attachable")
+    # per stack, and configs per content: a second stack and a changed file both deploy
+    assert {s["name"] for s in stack["secrets"].values() if s.get("external")} == {
+        f"shop_{n}"
+        for n in ("db_password", "db_root_password", "redis_password", "jwt_secret", "encryption_key", "repl_password")
+    }
+    assert stack["configs"]["nginx_site"]["name"] == "shop_nginx_site_abc123"
+    assert all(c["name"].startswith("shop_") for c in stack["configs"].values())
+    # images can be pinned by digest
+    pinned = _stack_config(tmp_path, ALTUS4_IMAGE="registry.example/altus4@sha256:" + "a" * 64)
+    assert {s["image"] for n, s in pinned["services"].items() if n in ("api", "indexer", "migrate")} == {
+        "registry.example/altus4@sha256:" + "a" * 64
+    }
+
+
+def test_monitoring_stack_is_valid():
+    """Prometheus joins the Altus 4 stack's backend network and finds its tasks by DNS; Grafana is provisioned
+    with the data source and the shipped dashboard; configs are named per stack and content as the stack's."""
+    schema = run(BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "monitoring-stack.yml")
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    config = run(shutil.which("docker"), "stack", "config", "-c", "monitoring-stack.yml", env={"ALTUS4_STACK": "shop"})
+    assert config.returncode == 0, config.stderr
+    stack = yaml.safe_load(config.stdout)
+    assert stack["networks"]["altus4"] == {"external": True, "name": "shop_backend"}
+    for ref in (v["file"] for v in stack["configs"].values()):
+        assert Path(ref).exists(), ref
+    scrape = yaml.safe_load((ROOT / "config/prometheus/prometheus.swarm.yml").read_text())["scrape_configs"]
+    assert {s["dns_sd_configs"][0]["names"][0] for s in scrape} == {"tasks.api", "tasks.indexer"}
+    grafana = stack["services"]["grafana"]
+    targets = {c["target"] for c in grafana["configs"]}
+    assert "/var/lib/grafana/dashboards/altus4/altus4-dashboard.json" in targets
+    provider = yaml.safe_load((ROOT / "config/grafana/dashboards.yml").read_text())["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/altus4"
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"].startswith("/run/secrets/")
 
 
 def test_kubernetes_manifests_are_valid():
@@ -265,3 +334,20 @@ def test_cluster_bootstrap_script_is_shellcheck_clean_enough():
     assert run("bash", "-n", "config/redis/cluster-bootstrap.sh").returncode == 0
     usage = run("bash", "config/redis/cluster-bootstrap.sh")
     assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_the_stack_helper_checks_its_input_before_touching_docker(tmp_path):
+    """scripts/stack.sh: usage without a command, a bad stack name refused, and a deploy refused without
+    secrets, each before any change (no docker daemon is needed to say so)."""
+    helper = ROOT / "scripts" / "stack.sh"
+    assert run("bash", "-n", helper).returncode == 0
+    usage = run(helper)
+    assert usage.returncode == 2 and "scripts/stack.sh deploy STACK" in usage.stdout
+    bad = run(helper, "secrets", "Bad Name!")
+    assert bad.returncode == 1 and "a stack name" in bad.stderr
+    # configs are versioned by content: the same file, the same name; an edited one, another
+    versions = 'source <(sed -n "/^digest()/p" scripts/stack.sh); digest "$1"'
+    a = run("bash", "-c", versions, "_", "nginx/altus4.conf").stdout
+    (tmp_path / "altus4.conf").write_text((ROOT / "nginx/altus4.conf").read_text() + "# edited\n")
+    b = run("bash", "-c", versions, "_", tmp_path / "altus4.conf").stdout
+    assert len(a.strip()) == 12 and a != b

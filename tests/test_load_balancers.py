@@ -67,11 +67,13 @@ def test_nginx_kill_one_app_server_mid_stream(fleet, tmp_path):
     apps, backup, key = fleet
     nginx = start_nginx(tmp_path / "nginx", apps, backup)
     try:
-        assert call(f"http://127.0.0.1:{nginx.http_port}/api/v1/search")[0] == 301  # HTTP -> HTTPS
+        for path in ("/api/v1/search?q=1", "/health"):  # plain HTTP serves nothing: HTTPS, on its own port
+            status, _, headers = call(f"http://127.0.0.1:{nginx.http_port}{path}")
+            assert (status, headers["Location"]) == (301, f"https://127.0.0.1:{nginx.https_port}{path}")
         _assert_console_served(nginx.https)
         statuses = _stream(nginx.https, key, clients=4, per_client=50, pause=0.1, during=apps[1].kill)
         _assert_no_failures(statuses, 200)
-        assert call(nginx.https + "/metrics")[0] == 200  # loopback is a private address
+        assert call(nginx.https + "/metrics")[0] == 404  # Prometheus scrapes the app servers, not the edge
     finally:
         nginx.stop()
 
@@ -80,7 +82,11 @@ def test_haproxy_kill_one_app_server_mid_stream(fleet, tmp_path):
     apps, backup, key = fleet
     haproxy = start_haproxy(tmp_path / "haproxy", apps, backup)
     try:
-        assert call(f"http://127.0.0.1:{haproxy.http_port}/api/v1/search")[0] == 301
+        for path in ("/api/v1/search?q=1", "/health"):  # plain HTTP serves nothing: HTTPS, on its own port
+            status, _, headers = call(f"http://127.0.0.1:{haproxy.http_port}{path}")
+            location = headers.get("Location") or headers.get("location")
+            assert (status, location) == (301, f"https://127.0.0.1:{haproxy.https_port}{path}")
+        assert call(haproxy.https + "/metrics")[0] == 404
         _assert_console_served(haproxy.https)
         statuses = _stream(haproxy.https, key, clients=4, per_client=50, pause=0.1, during=apps[2].kill)
         _assert_no_failures(statuses, 200)

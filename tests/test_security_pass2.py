@@ -348,3 +348,43 @@ def test_the_demo_connects_with_a_read_only_account(migrated):
         grants = " ".join(row[0] for row in cur.fetchall())
     conn.close()
     assert "SELECT ON `altus4_demo`.*" in grants and "INSERT" not in grants and "ALL" not in grants, grants
+
+
+def test_the_demo_can_be_built_on_a_tenant_server_named_with_its_admin_account(migrated):
+    """`altus4 demo --host` (what `scripts/stack.sh demo` runs in an API task): the demo database goes on that
+    server through an admin account whose password comes on stdin, the connection is to that host with a
+    read-only account, and outside development the demo user's password is a fresh random one."""
+    admin_password = "demo-admin-" + uuid.uuid4().hex[:8]
+    conn = connect_admin(migrated)
+    with conn.cursor() as cur:
+        for host in ("localhost", "127.0.0.1", "%"):
+            cur.execute("CREATE USER IF NOT EXISTS 'altus4_demo_admin'@%s IDENTIFIED BY %s", (host, admin_password))
+            cur.execute("GRANT ALL ON *.* TO 'altus4_demo_admin'@%s WITH GRANT OPTION", (host,))
+    try:
+        secrets = {"JWT_SECRET": "j" * 40, "ENCRYPTION_KEY": "e" * 40}
+        allowed = {"ALLOWED_DATABASE_HOSTS": "localhost"}  # as the stack lists its demo-db
+        env = {**os.environ, **env_for_tests(), "APP_ENV": "production", **secrets, **allowed}
+        result = subprocess.run(
+            [sys.executable, "-m", "altus4.cli", "demo", "--host", "localhost", "--admin-user", "altus4_demo_admin"]
+            + ["--admin-password-stdin"],
+            cwd=ROOT_DIR,
+            env=env,
+            input=admin_password + "\n",
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0 and "demo user:" in result.stdout, result.stderr
+        assert admin_password not in result.stdout + result.stderr
+        password = result.stdout.split("demo user: demo@example.com / ")[1].split()[0]
+        assert password != "demo-password-123" and len(password) >= 16
+        with conn.cursor() as cur:
+            cur.execute(
+                f"SELECT c.host, c.username FROM `{migrated.db_database}`.database_connections c"
+                f" JOIN `{migrated.db_database}`.users u ON u.id = c.user_id WHERE u.email = 'demo@example.com'"
+            )
+            assert cur.fetchone() == ("localhost", "altus4_demo_reader")
+    finally:
+        with conn.cursor() as cur:
+            for host in ("localhost", "127.0.0.1", "%"):
+                cur.execute("DROP USER IF EXISTS 'altus4_demo_admin'@%s", (host,))
+        conn.close()

@@ -1,14 +1,19 @@
-"""`make test-stack`: the shipped swarm-stack.yml deployed unchanged on a one-node swarm, used through its
-TLS edge, and put through scaling, a rolling update and killed tasks under a steady search load.
+"""`make test-stack`: the shipped swarm-stack.yml deployed on a one-node swarm by following the README's
+"Deploy on Docker Swarm" commands (read from the README itself), used through its TLS edge, and put through
+scaling, a rolling update and its rollback, killed tasks, a redeploy after a configuration change and the
+monitoring stack, all under a steady search load.
 
 Everything runs on this machine: its own dockerd (data root /var/lib/altus4-stack) when none answers, the
 API image from the project's Dockerfile, and stand-ins for the third-party images built from Debian's
-packages (tests/stack/images: no container registry is reachable here). Each scenario counts what the
-client saw; any failed request fails the run. Prints one table line per scenario, then removes the stack.
+packages (tests/stack/images: no container registry is reachable here). The stack is named altus4-test and
+labelled as this test's (ALTUS4_OWNER): the test refuses to touch a stack of that name it did not deploy,
+and removes only volumes carrying its label. Each scenario counts what the client saw; any failed request
+fails the run. Prints one table line per scenario, then removes the stack.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,21 +21,19 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' helpers
-from servers import make_certificate  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = Path(__file__).resolve().parent / "images"
 STATE = Path(os.environ.get("ALTUS4_STACK_STATE", "/var/lib/altus4-stack"))
-STACK = "altus4"
+STACK = "altus4-test"  # never the README's `altus4`: a real deployment on this swarm is left alone
+OWNER = "make-test-stack"  # ALTUS4_OWNER: the label on the stack's networks and volumes that says they are ours
 HTTP_PORT, HTTPS_PORT = 18080, 18443  # host-mode ports of the edge (ALTUS4_HTTP_PORT / ALTUS4_HTTPS_PORT)
+README = ROOT / "README.md"
 EDGE = f"https://127.0.0.1:{HTTPS_PORT}"
 BASE_IMAGE = "altus4-stand-in/debian:bookworm"
 STAND_INS = {
@@ -38,16 +41,10 @@ STAND_INS = {
     "mariadb": "mariadb:10.11",
     "redis": "redis:7.2-alpine",
     "nginx": "nginx:1.27-alpine",
+    "prometheus": "prom/prometheus:v2.53.0",
 }
 API_IMAGE, API_IMAGE_NEXT = "altus4/altus4:1.0.0", "altus4/altus4:1.0.1"
-DEMO_DB = "altus4-demo-db"  # a tenant's database, on the stack's attachable backend network
-SECRETS = (
-    "altus4_jwt_secret",
-    "altus4_encryption_key",
-    "altus4_db_password",
-    "altus4_redis_password",
-    "altus4_repl_password",
-)
+DEMO_DB = f"{STACK}-demo-db"  # the tenant database `scripts/stack.sh demo` starts beside the stack
 
 
 class StackError(RuntimeError):
@@ -95,7 +92,7 @@ def until(what: str, check, timeout: float, every: float = 1.0):
 
 def ensure_engine() -> None:
     """Debian's docker.io and debootstrap installed; a daemon answering (ours, started here, if none does);
-    a one-node swarm with the placement labels the stack's header asks for."""
+    a one-node swarm advertising loopback (the README's `docker swarm init` then has nothing to do)."""
     if not shutil.which("dockerd") or not shutil.which("debootstrap"):
         log("installing docker.io and debootstrap from Debian")
         sh("apt-get", "update", "-qq", timeout=300)
@@ -123,15 +120,11 @@ def ensure_engine() -> None:
         until("dockerd", lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0, 60)
     if docker("info", "--format", "{{.Swarm.LocalNodeState}}") != "active":
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
-    node = docker("node", "ls", "--format", "{{.ID}}").split()[0]
-    docker(
-        "node", "update", "--label-add", "altus4.mysql-primary=true", "--label-add", "altus4.mysql-replica=true", node
-    )
 
 
 def build_images() -> None:
-    """A Debian base (debootstrap, once), the stand-ins under the official names, the API image twice (the
-    second tag for the rolling update)."""
+    """A Debian base (debootstrap, once) and the stand-ins under the official names (the README's commands
+    build the API image)."""
     if not docker("images", "-q", BASE_IMAGE):
         log("debootstrap: a Debian bookworm base image")
         rootfs = STATE / "rootfs"
@@ -148,41 +141,44 @@ def build_images() -> None:
             shutil.copy("/etc/ssl/certs/ca-certificates.crt", context)  # the machine's proxy CA, for pip
             log(f"building stand-in {tag}")
             docker("build", "-q", "-t", tag, str(context), timeout=900)
-    log(f"building {API_IMAGE} from the project's Dockerfile")
-    docker("build", "-q", "-t", API_IMAGE, str(ROOT), timeout=900)
-    docker("build", "-q", "--label", "altus4.rollout=next", "-t", API_IMAGE_NEXT, str(ROOT), timeout=900)
 
 
 # --- the stack -------------------------------------------------------------------------------------------
 
 
 def remove_stack() -> None:
-    docker("service", "rm", DEMO_DB, check=False)
-    docker("stack", "rm", STACK, check=False)
-    until(
-        "the stack's containers to go",
-        lambda: not docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={STACK}"),
-        120,
+    """Remove this test's stack, with its demo database, monitoring stack, secrets and the volumes it labelled;
+    refuse a stack of that name that this test did not deploy."""
+    networks = docker(
+        "network", "ls", "--filter", f"label=com.docker.stack.namespace={STACK}", "--format", "{{.Labels}}"
     )
+    services = docker("service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}")
+    if (services or networks) and f"altus4.owner={OWNER}" not in networks:
+        raise StackError(
+            f"a stack named {STACK} runs on this swarm and is not this test's (its networks lack the label"
+            f" altus4.owner={OWNER}): left alone; remove it yourself or run the test elsewhere"
+        )
+    sh(str(ROOT / "scripts" / "stack.sh"), "rm", STACK, check=False)
+    for namespace in (STACK, f"{STACK}-monitoring"):
+        until(
+            f"{namespace}'s containers to go",
+            lambda n=namespace: not docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={n}"),
+            120,
+        )
+    until("the demo database to go", lambda: not docker("ps", "-aq", "--filter", f"name={DEMO_DB}"), 120)
     until(
-        "the stack's network to go",
-        lambda: STACK + "_backend" not in docker("network", "ls", "--format", "{{.Name}}"),
+        "the stack's networks to go",
+        lambda: not docker("network", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}"),
         60,
     )
-    for volume in docker("volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}").split():
-        docker("volume", "rm", "-f", volume, check=False)
-
-
-def create_secrets(work: Path) -> None:
-    """As the stack file's header tells a user to."""
-    for name in SECRETS:
-        docker("secret", "rm", name, check=False)
-        docker("secret", "create", name, "-", stdin=uuid.uuid4().hex + uuid.uuid4().hex)
-    crt, key, _ = make_certificate(work)  # for localhost and 127.0.0.1
-    docker("config", "rm", "altus4_tls_crt", check=False)
-    docker("secret", "rm", "altus4_tls_key", check=False)
-    docker("config", "create", "altus4_tls_crt", str(crt))
-    docker("secret", "create", "altus4_tls_key", str(key))
+    for namespace in (STACK, f"{STACK}-monitoring"):
+        for volume in docker(
+            "volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={namespace}",
+            "--filter", f"label=altus4.owner={OWNER}",
+        ).split():  # fmt: skip
+            docker("volume", "rm", "-f", volume, check=False)
+    for secret in docker("secret", "ls", "-q", "--filter", f"label=altus4.stack={STACK}").split():
+        docker("secret", "rm", secret, check=False)
 
 
 def service_states() -> dict[str, str]:
@@ -207,23 +203,51 @@ def healthy() -> bool:
     return True
 
 
-def deploy(work: Path) -> None:
-    create_secrets(work)
-    log("docker stack deploy -c swarm-stack.yml altus4")
-    docker(
-        "stack",
-        "deploy",
-        "-c",
-        "swarm-stack.yml",
-        STACK,
-        timeout=300,
-        env={
-            "ALLOWED_DATABASE_HOSTS": DEMO_DB,
-            "ALTUS4_HTTP_PORT": str(HTTP_PORT),
-            "ALTUS4_HTTPS_PORT": str(HTTPS_PORT),
+def readme_commands(block: str, replacements: dict[str, str] | None = None) -> str:
+    """The README's shell block between `<!-- block -->` markers, with the test's own stack name and ports put
+    in place of the README's (each must be found: a README that changed says so here)."""
+    text = README.read_text().split(f"<!-- {block} -->")[1].split(f"<!-- /{block} -->")[0]
+    script = text.split("```bash\n")[1].split("```")[0]
+    for old, new in (replacements or {}).items():
+        if old not in script:
+            raise StackError(f"the README's {block} no longer says {old!r}: update tests/stack/run_stack.py")
+        script = script.replace(old, new)
+    return script
+
+
+def stack_env() -> dict[str, str]:
+    """What the README's commands run with here: the stack's name and ports, and the label saying it is ours."""
+    return {
+        "STACK": STACK,
+        "ALTUS4_OWNER": OWNER,
+        "ALTUS4_HTTP_PORT": str(HTTP_PORT),
+        "ALTUS4_HTTPS_PORT": str(HTTPS_PORT),
+        "ALLOWED_DATABASE_HOSTS": DEMO_DB,
+    }
+
+
+def bash(script: str, timeout: float = 900) -> str:
+    return sh("bash", "-euo", "pipefail", "-c", script, timeout=timeout, env=stack_env())
+
+
+def follow_the_readme() -> tuple[str, str]:
+    """The README's walkthrough, command by command: (the demo account's password, its API key)."""
+    log("the README's walkthrough: Docker, the image, labels, secrets, certificate, deploy, demo, a search")
+    script = readme_commands(
+        "swarm-walkthrough",
+        {
+            "export STACK=altus4 ALTUS4_HTTP_PORT=80 ALTUS4_HTTPS_PORT=443": f"export STACK={STACK}"
+            f" ALTUS4_HTTP_PORT={HTTP_PORT} ALTUS4_HTTPS_PORT={HTTPS_PORT}",
         },
     )
-    until("every service of the stack to be healthy", healthy, 300, every=3)
+    out = bash(script + '\necho "WALKTHROUGH_KEY=$KEY"\n')
+    key = out.rsplit("WALKTHROUGH_KEY=", 1)[1].strip()
+    password = out.split("demo user: demo@example.com / ", 1)[1].split()[0]
+    found = json.loads(out.rsplit("WALKTHROUGH_KEY=", 1)[0].strip().splitlines()[-1])
+    if not (found.get("success") and found["data"]["results"]):
+        raise StackError(f"the walkthrough's search through the edge found nothing: {found}")
+    log(f"walkthrough done: the demo search through the edge found {found['data']['totalCount']} rows")
+    return password, key
 
 
 def api_containers(service: str = "api") -> list[str]:
@@ -254,55 +278,6 @@ def searches_served(container: str) -> int:
 # --- a tenant, through the edge --------------------------------------------------------------------------
 
 
-def start_demo_database() -> str:
-    """A tenant's MariaDB (the stand-in image) on the stack's backend network, with a FULLTEXT table."""
-    password = uuid.uuid4().hex
-    docker(
-        "service",
-        "create",
-        "--detach",
-        "--name",
-        DEMO_DB,
-        "--network",
-        f"{STACK}_backend",
-        "--endpoint-mode",
-        "dnsrr",
-        "-e",
-        f"MARIADB_ROOT_PASSWORD={password}",
-        "-e",
-        "MARIADB_DATABASE=shop",
-        "-e",
-        "MARIADB_USER=shop",
-        "-e",
-        f"MARIADB_PASSWORD={password}",
-        STAND_INS["mariadb"],
-    )
-    container = until(f"{DEMO_DB} to run", lambda: docker("ps", "-q", "--filter", f"name={DEMO_DB}"), 120)
-    words = ["wireless", "headphones", "kettle", "espresso", "walking", "boots", "mountain", "bicycle", "desk", "lamp"]
-    rows = ",".join(
-        f"('{words[i % 10]} {words[(i * 3) % 10]} {i}', 'a {words[(i * 7) % 10]} for the {words[(i + 1) % 10]} fan')"
-        for i in range(300)
-    )
-    sql = (
-        "CREATE TABLE products (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(200), description TEXT,"
-        " FULLTEXT KEY ft (name, description)) ENGINE=InnoDB;"
-        f"INSERT INTO products (name, description) VALUES {rows};"
-    )
-    until(
-        f"{DEMO_DB} to accept the schema",
-        lambda: subprocess.run(
-            ["docker", "exec", "-i", container.split()[0], "mariadb", "-ushop", f"-p{password}", "shop"],
-            input=sql,
-            capture_output=True,
-            text=True,
-        ).returncode
-        == 0,
-        120,
-        every=2,
-    )
-    return password
-
-
 @dataclass
 class Tenant:
     session: requests.Session
@@ -310,41 +285,25 @@ class Tenant:
     database_id: str
 
 
-def sign_up(password: str, certificate: Path) -> Tenant:
-    """Register, create an API key and connect the demo database, as a user would, through the edge."""
+def sign_in(password: str, certificate: Path) -> Tenant:
+    """The walkthrough's demo account, signed in through the edge, with a key for the load: its account raised
+    to enterprise by the operator's command (a free key's 1,000 searches an hour would not last the run)."""
     s = requests.Session()
     s.trust_env = False  # else REQUESTS_CA_BUNDLE overrides the session's own verify
     s.verify = str(certificate)
-    email = f"stack-{uuid.uuid4().hex[:10]}@example.com"
-    r = s.post(
-        f"{EDGE}/api/v1/auth/register", json={"email": email, "password": "correct horse battery", "name": "Stack"}
-    )
-    if r.status_code != 201:
-        raise StackError(f"register through the edge: {r.status_code} {r.text[:300]}")
+    r = s.post(f"{EDGE}/api/v1/auth/login", json={"email": "demo@example.com", "password": password})
+    if r.status_code != 200:
+        raise StackError(f"sign in through the edge: {r.status_code} {r.text[:300]}")
     s.headers["Authorization"] = "Bearer " + r.json()["data"]["token"]
-    # an account's tier is the operator's: the load below needs more than a free key's 1,000 requests an hour
-    docker("exec", container_of("api"), "altus4", "user:tier", email, "enterprise", timeout=60)
+    docker("exec", container_of("api"), "altus4", "user:tier", "demo@example.com", "enterprise", timeout=60)
     r = s.post(
         f"{EDGE}/api/v1/keys",
         json={"name": "stack", "environment": "live", "permissions": ["search"], "rateLimitTier": "enterprise"},
     )
     if r.status_code != 201:
         raise StackError(f"create an API key: {r.status_code} {r.text[:300]}")
-    key = r.json()["data"]["secretKey"]
-    r = s.post(
-        f"{EDGE}/api/v1/databases",
-        json={
-            "name": "shop",
-            "host": DEMO_DB,
-            "port": 3306,
-            "database": "shop",
-            "username": "shop",
-            "password": password,
-        },
-    )
-    if r.status_code != 201:
-        raise StackError(f"connect the demo database: {r.status_code} {r.text[:300]}")
-    return Tenant(s, key, r.json()["data"]["id"])
+    databases = s.get(f"{EDGE}/api/v1/databases").json()["data"]
+    return Tenant(s, r.json()["data"]["secretKey"], databases[0]["id"])
 
 
 # --- load ------------------------------------------------------------------------------------------------
@@ -431,17 +390,25 @@ def scenario(name: str, tenant: Tenant, certificate: Path, action, settle: float
     return Result(name, load.sent, load.failed, note, load.failures[:10])
 
 
+def day2(command: str) -> str:
+    """The README's day-2 line that starts with `command`, as the test's stack runs it."""
+    lines = [line for line in readme_commands("swarm-day2").splitlines() if line.startswith(command)]
+    if len(lines) != 1:
+        raise StackError(f"the README's swarm-day2 block has {len(lines)} lines starting {command!r}")
+    return lines[0].split("  #")[0].strip()
+
+
+def serving(containers: set[str]) -> bool:
+    return all(searches_served(c) > 0 for c in containers)
+
+
 def scale_up() -> str:
     before = set(api_containers())
     started = time.monotonic()
-    docker("service", "scale", "--detach", f"{STACK}_api=6")
+    bash(day2("docker service scale"), timeout=300)  # scale to 6
     until("6 API tasks", lambda: len(api_containers()) >= 6, 120)
     new = set(api_containers()) - before
-
-    def all_served():
-        return all(searches_served(c) > 0 for c in new)
-
-    until("every new API task to serve searches through the edge", all_served, 120, every=0.5)
+    until("every new API task to serve searches through the edge", lambda: serving(new), 120, every=0.5)
     return f"new tasks served after {time.monotonic() - started:.1f} s"
 
 
@@ -450,13 +417,89 @@ def scale_down() -> str:
     return f"{len(api_containers())} API tasks left"
 
 
+def api_images() -> set[str]:
+    return {docker("inspect", "--format", "{{.Config.Image}}", c) for c in api_containers()}
+
+
 def rolling_update() -> str:
     started = time.monotonic()
-    docker("service", "update", "--quiet", "--image", API_IMAGE_NEXT, f"{STACK}_api", timeout=600)
-    images = {docker("inspect", "--format", "{{.Config.Image}}", c) for c in api_containers()}
-    if images != {API_IMAGE_NEXT}:
-        raise StackError(f"after the update the API tasks run {images}")
+    bash(day2("docker service update --image"), timeout=600)
+    if api_images() != {API_IMAGE_NEXT}:
+        raise StackError(f"after the update the API tasks run {api_images()}")
     return f"updated in {time.monotonic() - started:.1f} s"
+
+
+def rollback() -> str:
+    started = time.monotonic()
+    bash(day2("docker service rollback"), timeout=600)
+    until("the rollback to finish", lambda: api_images() == {API_IMAGE} and healthy(), 300, every=2)
+    return f"back on {API_IMAGE} in {time.monotonic() - started:.1f} s"
+
+
+def redeploy_after_a_change() -> str:
+    """An operator's change, deployed with the README's command: a line added to the replica's MariaDB
+    settings (a new config: the replica restarts on it) and a tenant host allowed (the API rolls to it)."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp)
+        for name in ("scripts", "nginx", "config", "certs"):
+            shutil.copytree(ROOT / name, copy / name)
+        shutil.copy(ROOT / "swarm-stack.yml", copy)
+        replica = copy / "config" / "mysql" / "replica.cnf"
+        replica.write_text(replica.read_text() + "max-connect-errors             = 1000001\n")
+        script = day2("scripts/stack.sh deploy").replace("scripts/stack.sh", f"{copy}/scripts/stack.sh")
+        bash(f"export ALLOWED_DATABASE_HOSTS={DEMO_DB},db.example.internal\n{script}", timeout=600)
+    value = docker(
+        "exec", container_of("mysql-replica"), "sh", "-c",
+        'mariadb -uroot -p"$(cat /run/secrets/altus4_db_root_password)" -Nse "SELECT @@max_connect_errors"',
+    )  # fmt: skip
+    env = docker("service", "inspect", f"{STACK}_api", "--format", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}")
+    if value != "1000001" or "db.example.internal" not in env:
+        raise StackError(f"the change did not land: max_connect_errors {value!r}, API environment {env}")
+    old = [
+        c for c in docker("config", "ls", "--format", "{{.Name}}").split() if c.startswith(f"{STACK}_mysql_replica_")
+    ]
+    return (
+        f"replica and API on the new settings in {time.monotonic() - started:.1f} s; replica configs left: {len(old)}"
+    )
+
+
+def prometheus_targets() -> list[dict]:
+    prometheus = container_of_stack(f"{STACK}-monitoring", "prometheus")
+    raw = docker("exec", prometheus, "wget", "-qO-", "http://127.0.0.1:9090/api/v1/targets?state=active")
+    return [t for t in json.loads(raw)["data"]["activeTargets"] if t["labels"]["job"] == "altus4-api"]
+
+
+def monitoring() -> str:
+    """The README's monitoring command (Grafana left at 0 replicas: no Grafana image can be built here);
+    Prometheus must see every API task up, before and after a scale."""
+    started = time.monotonic()
+    sh(
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        day2("scripts/stack.sh monitoring"),
+        env={**stack_env(), "GRAFANA_REPLICAS": "0"},
+    )
+    notes = []
+    for replicas in (len(api_containers()), 4):
+        docker("service", "scale", f"{STACK}_api={replicas}", timeout=300)
+
+        def all_up(n=replicas) -> bool:
+            targets = prometheus_targets()
+            return len(targets) == n and all(t["health"] == "up" for t in targets)
+
+        until(f"Prometheus to scrape all {replicas} API tasks", all_up, 120, every=2)
+        notes.append(f"{replicas} of {replicas} up after {time.monotonic() - started:.0f} s")
+    return "Prometheus sees every API task: " + ", ".join(notes)
+
+
+def container_of_stack(namespace: str, service: str) -> str:
+    ids = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={namespace}_{service}").split()
+    if not ids:
+        raise StackError(f"no running container of {namespace}_{service}")
+    return ids[0]
 
 
 def redis_master() -> str:
@@ -478,18 +521,22 @@ def kill_redis_primary() -> str:
     return f"{note}; Sentinel moved the master {before} -> {after} in {time.monotonic() - started:.1f} s"
 
 
-def kill(service: str, replaced_by_swarm: bool = True) -> str:
+def kill(service: str) -> str:
+    """SIGKILL one task's container; back when the swarm's replacement runs and every service is healthy (an API
+    task: when the replacement has served searches through the edge)."""
     victim = container_of(service)
+    before = set(api_containers(service))
     started = time.monotonic()
     docker("kill", "-s", "KILL", victim)
-    if replaced_by_swarm:
 
-        def replaced() -> bool:
-            running = api_containers(service)
-            return bool(running) and victim not in running
+    def replacement() -> set[str]:
+        return set(api_containers(service)) - before
 
-        until(f"the swarm to replace {service}", replaced, 120)
-        until("every service healthy again", healthy, 180, every=2)
+    new = until(f"the swarm to start a replacement for {service}", replacement, 120, every=0.5)
+    if service == "api":
+        until("the replacement to serve searches through the edge", lambda: serving(new), 120, every=0.5)
+        return f"the replacement served searches {time.monotonic() - started:.1f} s after the kill"
+    until("every service healthy again", healthy, 180, every=2)
     return f"{service} back after {time.monotonic() - started:.1f} s"
 
 
@@ -499,29 +546,28 @@ def main() -> int:
     ensure_engine()
     build_images()
     remove_stack()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        try:
-            deploy(work)
-            password = start_demo_database()
-            certificate = work / "test.crt"
-            tenant = until("sign-up through the edge", lambda: _try(sign_up, password, certificate), 120, every=3)
-            r = tenant.session.post(
-                f"{EDGE}/api/v1/search", json={"query": "wireless"}, headers={"Authorization": f"Bearer {tenant.key}"}
-            )
-            body = r.json()
-            if r.status_code != 200 or not body["data"]["results"]:
-                raise StackError(f"a search through the edge: {r.status_code} {r.text[:300]}")
-            log(f"deployed: a search through {EDGE} found {body['data']['totalCount']} rows")
-            results.append(scenario("scale api 3 -> 6 (no edge reload)", tenant, certificate, scale_up))
-            results.append(scenario("scale api 6 -> 2", tenant, certificate, scale_down))
-            results.append(scenario("rolling update to a new image", tenant, certificate, rolling_update))
-            results.append(scenario("SIGKILL one api container", tenant, certificate, lambda: kill("api")))
-            results.append(scenario("kill the redis primary", tenant, certificate, kill_redis_primary, 10))
-            results.append(scenario("kill the mariadb replica", tenant, certificate, lambda: kill("mysql-replica"), 10))
-        finally:
-            if os.environ.get("ALTUS4_STACK_KEEP") != "1":
-                remove_stack()
+    certificate = ROOT / "certs" / "altus4.crt"  # the walkthrough's (scripts/stack.sh cert)
+    try:
+        password, key = follow_the_readme()
+        results.append(Result("README walkthrough: deploy, demo, search", 1, 0, "the demo data found through the edge"))
+        who = until("sign-in through the edge", lambda: _try(sign_in, password, certificate), 120, every=3)
+
+        def run(name: str, action, settle: float = 5.0) -> None:
+            results.append(scenario(name, who, certificate, action, settle))
+
+        run("scale api 3 -> 6 (no edge reload)", scale_up)
+        run("scale api 6 -> 2", scale_down)
+        bash(day2("docker build"), timeout=900)  # the README's new version (a new tag)
+        run("rolling update to a new image", rolling_update)
+        run("roll back to the previous image", rollback)
+        run("SIGKILL one api container", lambda: kill("api"))
+        run("kill the redis primary", kill_redis_primary, 10)
+        run("kill the mariadb replica", lambda: kill("mysql-replica"), 10)
+        run("redeploy after a config change", redeploy_after_a_change)
+        run("monitoring stack scrapes every task", monitoring)
+    finally:
+        if os.environ.get("ALTUS4_STACK_KEEP") != "1":
+            remove_stack()
     print(f"\n{'scenario':42} {'sent':>6} {'failed':>8}  note")
     for r in results:
         print(f"{r.name:42} {r.sent:>6} {str(r.failed) + ' failed':>8}  {r.note}")
