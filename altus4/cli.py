@@ -201,7 +201,7 @@ def demo(host: str | None, port: int, admin_user: str, admin_password_stdin: boo
     except pymysql.MySQLError as exc:  # e.g. a least-privilege account with rights on its own database only
         reason = exc.args[1] if len(exc.args) > 1 else str(exc)
         click.echo(
-            f"demo not built: {account!r} cannot create and fill the database {demo_data.DEMO_DATABASE!r} on"
+            f"demo {'not built' if host else 'skipped'}: {account!r} cannot create and fill the database {demo_data.DEMO_DATABASE!r} on"
             f" {server.host} ({reason}); grant it ALL ON `{demo_data.DEMO_DATABASE}`.* or set ALTUS4_DEMO=0 to"
             " skip this step",
             err=True,
