@@ -200,8 +200,9 @@ def demo(host: str | None, port: int, admin_user: str, admin_password_stdin: boo
         demo_data.build_demo_database(settings, server=server)
     except pymysql.MySQLError as exc:  # e.g. a least-privilege account with rights on its own database only
         reason = exc.args[1] if len(exc.args) > 1 else str(exc)
+        outcome = "not built" if host else "skipped"
         click.echo(
-            f"demo {'not built' if host else 'skipped'}: {account!r} cannot create and fill the database {demo_data.DEMO_DATABASE!r} on"
+            f"demo {outcome}: {account!r} cannot create and fill the database {demo_data.DEMO_DATABASE!r} on"
             f" {server.host} ({reason}); grant it ALL ON `{demo_data.DEMO_DATABASE}`.* or set ALTUS4_DEMO=0 to"
             " skip this step",
             err=True,
