@@ -240,7 +240,17 @@ def follow_the_readme() -> tuple[str, str]:
             f" ALTUS4_HTTP_PORT={HTTP_PORT} ALTUS4_HTTPS_PORT={HTTPS_PORT}",
         },
     )
-    out = bash(script + '\necho "WALKTHROUGH_KEY=$KEY"\n')
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script + '\necho "WALKTHROUGH_KEY=$KEY"\n'],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **stack_env()},
+        cwd=ROOT,
+    )
+    out = run.stdout.strip()
+    if run.returncode != 0 or "demo user: demo@example.com / " not in out or "WALKTHROUGH_KEY=" not in out:
+        raise StackError(f"the walkthrough failed ({run.returncode}):\n{out[-3000:]}\n{run.stderr[-3000:]}")
     key = out.rsplit("WALKTHROUGH_KEY=", 1)[1].strip()
     password = out.split("demo user: demo@example.com / ", 1)[1].split()[0]
     found = json.loads(out.rsplit("WALKTHROUGH_KEY=", 1)[0].strip().splitlines()[-1])
