@@ -55,6 +55,7 @@ bench: install services ## Performance benchmark on two data profiles (own, anch
 		apt-get install -y -qq --no-install-recommends wrk >/dev/null)  # the HTTP load generator
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/structured.py  # filter, facets, sort and browse beside plain search (anchor-shop)
+	$(PY) bench/galera.py  # writes on a three-node Galera cluster beside a single server
 
 bench-scale: install services ## Vectors and BM25 at 100k and 1M rows: ANN vs exact, recall, memory per node, first searches (~20 min)
 	$(PY) bench/scale.py $(BENCH_ARGS)
