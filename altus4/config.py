@@ -112,6 +112,33 @@ def _hosts(env: Mapping[str, str], name: str, default: tuple = ()) -> tuple[tupl
     return tuple(hosts) or default
 
 
+def metadata_nodes(raw: str, default_port: int) -> tuple[tuple[str, int], ...]:
+    """DB_HOST: one host, or a Galera cluster's nodes as `host[:port],...` in order of preference (a port
+    left out is DB_PORT; an IPv6 address with a port is written `[addr]:port`)."""
+    nodes = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            raise ConfigError(f"DB_HOST must be a host or a list host[:port],..., got {raw!r}")
+        host, port = item, default_port
+        if item.startswith("["):  # [v6]:port or [v6]
+            host, _, rest = item[1:].partition("]")
+            if rest:
+                port = _port("DB_HOST", rest.removeprefix(":"), item)
+        elif item.count(":") == 1:
+            host, rest = item.split(":")
+            port = _port("DB_HOST", rest, item)
+        if not host:
+            raise ConfigError(f"DB_HOST has an empty host in {item!r}")
+        nodes.append((host, port))
+    return tuple(nodes)
+
+
+def _port(name: str, raw: str, item: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{name} has an invalid port in {item!r}")
+    return int(raw)
+
+
 _LIMIT_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _LIMIT = re.compile(r"^\s*(\d+)\s*(?:per|/)\s*(second|minute|hour|day)s?\s*$", re.I)
 
@@ -274,6 +301,8 @@ class Settings:
     db_connect_timeout: float = _setting("DB_CONNECT_TIMEOUT", 5.0, read_float, 0.1)
     # a metadata server that refused a connection is answered at once as unavailable for this long
     db_retry_seconds: float = _setting("DB_RETRY_SECONDS", 1.0, read_float, 0.0, 60.0)
+    # a Galera list: how long a request waits for a node to take over (the cluster stalls ~6 s on a death)
+    db_failover_wait: float = _setting("DB_FAILOVER_WAIT", 10.0, read_float, 0.0, 60.0)
     # redis
     redis_host: str = _setting("REDIS_HOST", "127.0.0.1")
     redis_port: int = _setting("REDIS_PORT", 6379, read_int, 1, 65535)
@@ -385,6 +414,11 @@ class Settings:
     search_timeout_ms: int = _setting("SEARCH_TIMEOUT_MS", 5000, read_int, 100, 600_000)
 
     @property
+    def db_nodes(self) -> tuple[tuple[str, int], ...]:
+        """The metadata servers: DB_HOST's one host, or its Galera nodes in order of preference."""
+        return metadata_nodes(self.db_host, self.db_port)
+
+    @property
     def development(self) -> bool:
         return self.env == "development"
 
@@ -415,6 +449,7 @@ class Settings:
             for f in fields(cls)
             if "var" in f.metadata
         }
+        metadata_nodes(values["db_host"], values["db_port"])  # a bad list stops the worker here
         return cls(
             env="development" if development else "production",
             jwt_secret=jwt_secret,

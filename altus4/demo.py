@@ -34,7 +34,7 @@ class DemoServer:
 
     @classmethod
     def metadata(cls, settings: Settings) -> DemoServer:
-        return cls(settings.db_host, settings.db_port)
+        return cls(*settings.db_nodes[0])
 
     def connect(self, settings: Settings) -> pymysql.Connection:
         return pymysql.connect(**connect_kwargs(settings, self.host, self.port, None, self.user, self.password))

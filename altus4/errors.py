@@ -73,6 +73,13 @@ class DatabaseUnavailable(ServiceUnavailable):
     code, message = "DATABASE_UNAVAILABLE", "The metadata database is unavailable"
 
 
+class WriteInterrupted(DatabaseUnavailable):
+    """The metadata server went away inside a write's transaction: it may or may not have committed, so only
+    a write that is safe to repeat is retried (`Database.write_retrying`)."""
+
+    message = "The metadata database went away during this write; it may not have been applied, retry it"
+
+
 class UpstreamFailed(ApiError):
     """Every connected database a request needed failed."""
 

@@ -115,6 +115,11 @@ class Metrics:
             ["pool"],
             registry=r,
         )
+        self.write_failovers = Counter(
+            "altus4_db_write_failovers",
+            "Writes interrupted by a Galera node's loss and run again on the next node (safe to repeat)",
+            registry=r,
+        )
         self.cache_requests = Counter(
             "altus4_cache_requests", "Cache lookups by result", ["cache_type", "result"], registry=r
         )

@@ -388,6 +388,9 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if listener is not self._listener:  # refused meanwhile: a closed listener may still hand one out
+                client.close()
+                return
             with self._lock:
                 self._conns.append(client)
             if self.mode == "black_hole":
@@ -430,10 +433,16 @@ class TcpProxy:
                 pass
 
     def refuse(self) -> None:
+        import socket
+
         self.mode = "refuse"
         if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+            listener, self._listener = self._listener, None
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread: close alone may not
+            except OSError:
+                pass
+            listener.close()
         self._close_all()
 
     def black_hole(self) -> None:

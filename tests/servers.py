@@ -11,10 +11,12 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra import wait_for
@@ -303,3 +305,54 @@ def start_haproxy(work: Path, apps: list[Gunicorn], backup: Gunicorn) -> Proxy:
         proxy.stop()
         raise RuntimeError("haproxy did not start:\n" + log.read_text()) from None
     return proxy
+
+
+@dataclass
+class Traffic:
+    """Threads calling a running server, every answer counted by kind and status, with its latency."""
+
+    base: str
+    key: str
+    token: str
+    seen: list = field(default_factory=list)  # (kind, status, seconds, monotonic time)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list = field(default_factory=list)
+
+    def _search(self, n: int) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            query = "gevent workers" if i % 2 else f"gunicorn {n} {i}"  # half repeats (cached), half new
+            self._call("search", "/api/v1/search", "POST", {"query": query, "limit": 5}, self.key)
+            time.sleep(0.03)
+
+    def _jwt(self) -> None:
+        paths = ["/api/v1/auth/profile", "/api/v1/keys", "/api/v1/databases"]
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            self._call("jwt", paths[i % 3], "GET", None, self.token)
+            time.sleep(0.05)
+
+    def _call(self, kind: str, path: str, method: str, body, token: str) -> None:
+        started = time.monotonic()
+        try:
+            status = call(self.base + path, method, body, token, timeout=20)[0]
+        except OSError:
+            status = 0
+        self.seen.append((kind, status, time.monotonic() - started, started))
+
+    def __enter__(self):
+        self._threads = [threading.Thread(target=self._search, args=(n,)) for n in range(4)]
+        self._threads.append(threading.Thread(target=self._jwt))
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def between(self, kind: str, start: float, end: float) -> list[tuple]:
+        return [s for s in self.seen if s[0] == kind and start <= s[3] < end]

@@ -121,3 +121,16 @@ def test_secrets_from_files(tmp_path):
         Settings.from_env({**PROD, "JWT_SECRET": "", "JWT_SECRET_FILE": str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match="not both"):
         Settings.from_env({**PROD, "JWT_SECRET_FILE": str(tmp_path / "jwt")})
+
+
+def test_db_host_lists_a_galera_cluster_in_order_of_preference():
+    """One host stays one server; a list is the cluster's nodes, each port defaulting to DB_PORT."""
+    assert Settings.from_env({**PROD, "DB_HOST": "db.example.com", "DB_PORT": "3307"}).db_nodes == (
+        ("db.example.com", 3307),
+    )
+    settings = Settings.from_env({**PROD, "DB_HOST": "db1, db2:3310,[fd00::3]:3311,[fd00::4]", "DB_PORT": "3307"})
+    assert settings.db_nodes == (("db1", 3307), ("db2", 3310), ("fd00::3", 3311), ("fd00::4", 3307))
+    assert Settings.from_env({**PROD, "DB_HOST": "::1"}).db_nodes == (("::1", 3306),)  # a bare IPv6 address
+    for bad in ("db1,,db2", "db1:99999", "db1:x", ":3306"):
+        with pytest.raises(ConfigError, match="DB_HOST"):
+            Settings.from_env({**PROD, "DB_HOST": bad})

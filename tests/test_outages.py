@@ -6,17 +6,15 @@ import contextlib
 import os
 import signal
 import statistics
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
 from conftest import TEST_REDIS_DB, env_for_tests, make_settings, register
 from infra import ReplSet, TcpProxy, start_redis, wait_for
-from servers import account, call, free_port, metric_sum, start_gunicorn
+from servers import Traffic, account, call, free_port, metric_sum, start_gunicorn
 
 from altus4.db.migrate import Migrator
 from altus4.factory import create_app
@@ -120,57 +118,6 @@ def test_a_black_holed_database_costs_one_search_then_fails_fast(outage_app, set
 OUTAGE_PORTS = [3327, 3328, 3329]
 OUTAGE_DATABASE = "altus4_outage"
 PRIMARY_DOWN_SECONDS = 30
-
-
-@dataclass
-class Traffic:
-    """Threads calling a running server, every answer counted by kind and status, with its latency."""
-
-    base: str
-    key: str
-    token: str
-    seen: list = field(default_factory=list)  # (kind, status, seconds, monotonic time)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list = field(default_factory=list)
-
-    def _search(self, n: int) -> None:
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            query = "gevent workers" if i % 2 else f"gunicorn {n} {i}"  # half repeats (cached), half new
-            self._call("search", "/api/v1/search", "POST", {"query": query, "limit": 5}, self.key)
-            time.sleep(0.03)
-
-    def _jwt(self) -> None:
-        paths = ["/api/v1/auth/profile", "/api/v1/keys", "/api/v1/databases"]
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            self._call("jwt", paths[i % 3], "GET", None, self.token)
-            time.sleep(0.05)
-
-    def _call(self, kind: str, path: str, method: str, body, token: str) -> None:
-        started = time.monotonic()
-        try:
-            status = call(self.base + path, method, body, token, timeout=20)[0]
-        except OSError:
-            status = 0
-        self.seen.append((kind, status, time.monotonic() - started, started))
-
-    def __enter__(self):
-        self._threads = [threading.Thread(target=self._search, args=(n,)) for n in range(4)]
-        self._threads.append(threading.Thread(target=self._jwt))
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
-
-    def between(self, kind: str, start: float, end: float) -> list[tuple]:
-        return [s for s in self.seen if s[0] == kind and start <= s[3] < end]
 
 
 @pytest.fixture(scope="module")

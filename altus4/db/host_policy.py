@@ -106,7 +106,7 @@ class _OwnAddresses:
 
     @staticmethod
     def _collect(settings: Settings) -> frozenset[Address]:
-        hosts = {settings.db_host, settings.redis_host, urlparse(settings.redis_url).hostname or ""}
+        hosts = {h for h, _ in settings.db_nodes} | {settings.redis_host, urlparse(settings.redis_url).hostname or ""}
         hosts |= {h for h, _ in (*settings.db_read_hosts, *settings.redis_sentinels, *settings.redis_cluster_nodes)}
         hosts |= _discovered(settings)
         own = {_address(a) for host in hosts if host for a in _quietly(host)}

@@ -59,10 +59,15 @@ class Migrator:
 
     def _connect(self) -> pymysql.Connection:
         s = self.settings
-        try:
-            conn = pymysql.connect(**connect_kwargs(s, s.db_host, s.db_port, None))
-        except pymysql.MySQLError as exc:
-            raise MigrationError(f"cannot connect to MySQL at {s.db_host}:{s.db_port}: {exc}") from exc
+        failures = []
+        for host, port in s.db_nodes:  # a Galera list: the first node that answers (the others replicate)
+            try:
+                conn = pymysql.connect(**connect_kwargs(s, host, port, None))
+                break
+            except pymysql.MySQLError as exc:
+                failures.append(f"{host}:{port}: {exc}")
+        else:
+            raise MigrationError(f"cannot connect to MySQL at {'; '.join(failures)}")
         with conn.cursor() as cur:
             cur.execute(
                 f"CREATE DATABASE IF NOT EXISTS `{s.db_database.replace('`', '``')}` "

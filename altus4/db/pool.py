@@ -23,6 +23,10 @@ replica that still applies what it has (its SQL thread runs, its IO thread lost
 the primary): it is as fresh as the primary's last write it received, which is
 what every reader saw before the outage; a reader who wrote in the last seconds
 is served there only once the replica has applied that write (GTID wait), else 503.
+
+"The primary" is the server DB_HOST names, or, when it lists a Galera cluster's nodes, the node writes go
+to now (`altus4.db.nodes`); a write that node's death interrupted is retried on the next one only where it
+is safe to repeat (`write_retrying`).
 """
 
 from __future__ import annotations
@@ -43,13 +47,15 @@ from pymysql.cursors import DictCursor
 from altus4 import context
 from altus4.config import Settings
 from altus4.db import sql
-from altus4.errors import DatabaseUnavailable
+from altus4.db.nodes import Nodes
+from altus4.errors import DatabaseUnavailable, WriteInterrupted
 from altus4.metrics import Metrics
 
 log = logging.getLogger("altus4.db")
 
 # client errors that mean "the server went away", not "your SQL is wrong"
-_CONNECTION_LOST = {1040, 1053, 2003, 2006, 2013, 2055}
+# (and 1047: a Galera node outside the Primary component, which serves nothing until it rejoins)
+_CONNECTION_LOST = {1040, 1047, 1053, 2003, 2006, 2013, 2055}
 _RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock: the transaction was rolled back, run it again
 RYW_TTL = 10  # seconds a writer's reads wait for replicas to catch up
 GTID_WAIT_SECONDS = 0.5
@@ -87,6 +93,7 @@ class Pool:
         **connect: Any,
     ):
         self.name = name
+        self.connect = connect  # what a health check connects with, beside the pool
         self.retry_seconds = retry_seconds  # > 0: fail fast this long after a refused connection
         self.down_until = 0.0  # while in the future, connections are refused without trying
         self._probing = threading.Lock()
@@ -242,18 +249,28 @@ class Replica:
 
 class Database:
     def __init__(self, settings: Settings, store=None, metrics: Metrics | None = None):
-        metrics = metrics or Metrics()
+        metrics = self.metrics = metrics or Metrics()
         self.settings = settings
         self.store = store  # RedisStore, for read-your-writes across requests
         size, timeout = settings.db_pool_size, settings.db_pool_timeout
-        self.primary = Pool(
-            "primary",
-            size,
-            timeout,
-            ping=1,
-            metrics=metrics,
-            retry_seconds=settings.db_retry_seconds,
-            **connect_kwargs(settings, settings.db_host, settings.db_port, settings.db_database),
+        # Galera: a node's first answer may wait for the cluster's apply queue (read your own writes after a
+        # failover); the variable exists on MariaDB and Percona XtraDB Cluster, which is what a list is for
+        init = "SET time_zone = '+00:00'" + (", wsrep_sync_wait = 1" if len(settings.db_nodes) > 1 else "")
+        self.nodes = Nodes(
+            [
+                Pool(
+                    "primary" if len(settings.db_nodes) == 1 else f"node {host}:{port}",
+                    size,
+                    timeout,
+                    ping=1,
+                    metrics=metrics,
+                    label="primary" if len(settings.db_nodes) == 1 else f"node:{host}:{port}",
+                    retry_seconds=settings.db_retry_seconds,
+                    **{**connect_kwargs(settings, host, port, settings.db_database), "init_command": init},
+                )
+                for host, port in settings.db_nodes
+            ],
+            settings.db_failover_wait,
         )
         self.replicas = [
             Replica(
@@ -284,14 +301,39 @@ class Database:
         self._watcher: int | None = None  # pid whose replica-check thread runs (a forked worker starts its own)
         self._closed = threading.Event()
 
+    @property
+    def primary(self) -> Pool:
+        """The pool of the server writes go to (with a Galera list: the writing node now)."""
+        return self.nodes.writer
+
     # ---- writes ------------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[DictCursor]:
-        """A cursor in a transaction on the primary: committed on success, rolled back on error."""
+        """A cursor in a transaction on the primary: committed on success, rolled back on error.
+        :raise WriteInterrupted: the server went away once the transaction had begun (it may have committed)."""
         scope = context.current()
         if scope is not None:
             scope.wrote = True
-        with self.primary.connection() as conn:
+        self._watch_servers()
+        began, tries = False, len(self.nodes.nodes)
+        while True:
+            try:
+                with self._transaction(scope) as cursor:
+                    began = True
+                    yield cursor
+                return
+            except DatabaseUnavailable as exc:
+                if exc.code == "POOL_EXHAUSTED" or isinstance(exc, WriteInterrupted):
+                    raise
+                if began:
+                    raise WriteInterrupted(retry_after=2) from exc
+                tries -= 1
+                if tries <= 0:  # a dead pooled connection failed BEGIN: nothing ran, the next node may take it
+                    raise
+
+    @contextmanager
+    def _transaction(self, scope: context.Scope | None) -> Iterator[DictCursor]:
+        with self.nodes.connection() as conn:
             conn.begin()
             cursor = conn.cursor()
             try:
@@ -306,19 +348,43 @@ class Database:
                 scope.position = self._position(conn) or scope.position
                 self.publish(scope)
 
-    def write_retrying(self, work: Callable[[DictCursor], None], attempts: int = 3) -> None:
+    def write_retrying(
+        self,
+        work: Callable[[DictCursor], None],
+        attempts: int = 3,
+        *,
+        idempotent: bool = False,
+        landed: tuple[str, Any] | None = None,
+    ) -> None:
         """`work` in a write transaction, run again (after a short pause) when MySQL picked it as a deadlock
-        victim or its lock wait timed out: batched upserts from several workers can collide."""
-        for attempt in range(attempts):
+        victim or its lock wait timed out: batched upserts from several workers, or a Galera certification
+        conflict, can collide.
+
+        With a Galera list, a write the dying node interrupted (it may have committed) is run once more on
+        the next node where that is safe: `idempotent` work (absolute updates, batches that carry their ids),
+        or work whose `landed` query (SQL, params) finds nothing of it yet. Otherwise the caller gets
+        `WriteInterrupted`: a 503 with Retry-After, never a silent loss or a write applied twice."""
+        failed_over = False
+        attempt = 0
+        while True:
             try:
                 with self.write() as cur:
+                    if failed_over and landed is not None and cur.execute(*landed):
+                        return  # the interrupted attempt had committed, and the cluster has it
                     work(cur)
                 return
+            except WriteInterrupted:
+                if failed_over or not self.nodes.clustered or not (idempotent or landed):
+                    raise
+                failed_over = True
+                self.metrics.write_failovers.inc()
+                log.warning("a write interrupted by its node's loss is retried on the next node")
             except pymysql.err.OperationalError as exc:
-                if not exc.args or exc.args[0] not in _RETRYABLE or attempt == attempts - 1:
+                attempt += 1
+                if not exc.args or exc.args[0] not in _RETRYABLE or attempt >= attempts:
                     raise
                 log.info("write retried after MySQL error %s", exc.args[0])
-                time.sleep(0.02 * (attempt + 1))
+                time.sleep(0.02 * attempt)
 
     def _position(self, conn) -> str | None:
         with conn.cursor() as cur:
@@ -338,17 +404,23 @@ class Database:
             self.store.safe(lambda r: r.set(self.store.key(f"ryw:{subject}"), position, ex=RYW_TTL), None)
             scope.position = None
 
-    def execute(self, sql: str, params: Any = None) -> int:
-        """Run one write statement; returns the affected row count."""
-        with self.write() as cur:
-            return cur.execute(sql, params)
+    def execute(
+        self, sql: str, params: Any = None, *, idempotent: bool = False, landed: tuple[str, Any] | None = None
+    ) -> int:
+        """Run one write statement; returns the affected row count. `idempotent` and `landed`: may it be run
+        again on the next Galera node when its node dies under it (see `write_retrying`)."""
+        counts: list[int] = []
+        self.write_retrying(
+            lambda cur: counts.append(cur.execute(sql, params)), 1, idempotent=idempotent, landed=landed
+        )
+        return counts[-1] if counts else 1  # none: an interrupted attempt had landed
 
     # ---- reads ---------------------------------------------------------------------------
     def _replica(self) -> Replica | None:
         scope = context.current()
         if not self.replicas or (scope is not None and scope.wrote):
             return None
-        self._watch_replicas()
+        self._watch_servers()
         start = next(self._turn)
         for i in range(len(self.replicas)):
             replica = self.replicas[(start + i) % len(self.replicas)]
@@ -385,6 +457,7 @@ class Database:
     @contextmanager
     def _reader(self) -> Iterator[tuple[DictCursor, Replica | None]]:
         """A read cursor and the replica it is on (None: the primary)."""
+        self._watch_servers()
         replica = self._replica()
         with ExitStack() as stack:
             chosen, conn = None, None
@@ -393,7 +466,7 @@ class Database:
                 chosen = replica if conn is not None else None
             if conn is None:
                 try:
-                    conn = stack.enter_context(self.primary.connection())
+                    conn = stack.enter_context(self.nodes.connection())
                 except DatabaseUnavailable as exc:
                     conn, chosen = self._stand_in(stack, exc)
             cursor = stack.enter_context(conn.cursor())
@@ -425,7 +498,7 @@ class Database:
         :raise DatabaseUnavailable: `unavailable` (why the primary could not) when no replica can."""
         if unavailable.code == "POOL_EXHAUSTED":
             raise unavailable
-        self._watch_replicas()
+        self._watch_servers()
         for replica in self.replicas:
             if not replica.checked:
                 replica.check_if_due()
@@ -475,7 +548,7 @@ class Database:
     def _query_primary(self, sql: str, params: Any, fetch) -> Any:
         """A read on the primary; while it is unavailable, on a replica that can stand in for it."""
         try:
-            with self.primary.connection() as conn, conn.cursor() as cursor:
+            with self.nodes.connection() as conn, conn.cursor() as cursor:
                 cursor.execute(sql, params)
                 return fetch(cursor), None
         except DatabaseUnavailable as exc:
@@ -503,25 +576,31 @@ class Database:
             self._deployment = str(row["id"])
         return self._deployment
 
-    def _watch_replicas(self) -> None:
-        """Check every replica each DB_REPLICA_CHECK_INTERVAL in a background thread (a greenlet under gevent),
-        started by the first read of each process: a request never waits for a check, and a worker that serves
-        no reads still knows at once when a replica is back or gone."""
-        if self._watcher == os.getpid() or self._closed.is_set() or not self.replicas:
+    def _watch_servers(self) -> None:
+        """Check every replica, and every node of a Galera list, each DB_REPLICA_CHECK_INTERVAL in a background
+        thread (a greenlet under gevent), started by the first use of each process: a request never waits for
+        a check, and a worker that serves no reads still knows at once when a server is back or gone."""
+        if self._watcher == os.getpid() or self._closed.is_set() or not (self.replicas or self.nodes.clustered):
             return
         self._watcher = os.getpid()
+        interval = self.settings.db_replica_check_interval
 
         def run() -> None:
-            while not self._closed.wait(min(r.interval for r in self.replicas) / 2):
+            while not self._closed.wait(interval / 2):
                 for replica in self.replicas:
                     try:
                         replica.check_if_due()
                     except Exception:
                         log.exception("checking replica %s failed", replica.pool.name)
+                try:
+                    self.nodes.check_all()
+                except Exception:
+                    log.exception("checking the metadata nodes failed")
 
-        threading.Thread(target=run, name="altus4-replica-checks", daemon=True).start()
+        threading.Thread(target=run, name="altus4-server-checks", daemon=True).start()
 
     def close(self) -> None:
         self._closed.set()
-        for pool in (self.primary, *(r.pool for r in self.replicas)):
-            pool.close()
+        self.nodes.close()
+        for replica in self.replicas:
+            replica.pool.close()

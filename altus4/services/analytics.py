@@ -146,7 +146,7 @@ class AnalyticsService:
                 cur.executemany(_INSERT, keep)
 
         if rows:
-            self.db.write_retrying(write)
+            self.db.write_retrying(write, idempotent=True)  # ids: a repeat changes nothing
             self.write_behind.unapplied("analytics", left_out[0], "their user no longer exists")
 
     def history(self, user_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:

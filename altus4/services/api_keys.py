@@ -83,6 +83,7 @@ class ApiKeyService:
                 naive_utc(expires_at),
                 self.box.encrypt(secret, keygen.sealing_context(key_id)),
             ),
+            landed=("SELECT 1 FROM api_keys WHERE id = %s", (key_id,)),
         )
         return self.get(user_id, key_id), secret
 
@@ -138,7 +139,9 @@ class ApiKeyService:
         if values:
             assignments, params = set_clause(values)
             self.db.execute(
-                f"UPDATE api_keys SET {assignments} WHERE id = %s AND user_id = %s", (*params, key_id, user_id)
+                f"UPDATE api_keys SET {assignments} WHERE id = %s AND user_id = %s",
+                (*params, key_id, user_id),
+                idempotent=True,
             )
             self.admission.forget(row["key_hash"])
         return self.get(user_id, key_id)
@@ -154,7 +157,8 @@ class ApiKeyService:
         if old is None:
             raise NotFound("API key not found")
         new_id, secret = str(uuid.uuid4()), keygen.generate(old["environment"])
-        with self.db.write() as cur:
+
+        def write(cur) -> None:
             cur.execute("UPDATE api_keys SET is_active = 0 WHERE id = %s AND user_id = %s", (key_id, user_id))
             cur.execute(
                 "INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash, environment, permissions,"
@@ -172,6 +176,8 @@ class ApiKeyService:
                     self.box.encrypt(secret, keygen.sealing_context(new_id)),
                 ),
             )
+
+        self.db.write_retrying(write, 1, landed=("SELECT 1 FROM api_keys WHERE id = %s", (new_id,)))
         self.admission.forget(old["key_hash"])
         return self.get(user_id, new_id), secret
 

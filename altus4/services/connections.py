@@ -100,6 +100,7 @@ class ConnectionService:
                 bool(data.get("ssl")),
                 replicas,
             ),
+            landed=("SELECT 1 FROM database_connections WHERE id = %s", (conn_id,)),
         )
         self._forget_user(user_id)
         self.test(user_id, conn_id)
@@ -204,7 +205,9 @@ class ConnectionService:
 
     def delete(self, user_id: str, conn_id: str) -> None:
         row = self.get(user_id, conn_id)
-        self.db.execute("DELETE FROM database_connections WHERE id = %s AND user_id = %s", (conn_id, user_id))
+        self.db.execute(
+            "DELETE FROM database_connections WHERE id = %s AND user_id = %s", (conn_id, user_id), idempotent=True
+        )
         self._changed(row)
 
     def _changed(self, row: dict[str, Any]) -> None:
@@ -242,6 +245,7 @@ class ConnectionService:
             "UPDATE database_connections SET connection_status = %s, last_error = %s, last_tested = %s,"
             " updated_at = updated_at WHERE id = %s",
             (status, error, tested, conn_id),
+            idempotent=True,
         )
         return {
             "connected": status == "connected",

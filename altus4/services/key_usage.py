@@ -193,7 +193,7 @@ class UsageLedger:
                     (per_key.get(key_id, 0), when, when, ip, key_id),
                 )
 
-        self.db.write_retrying(write)
+        self.db.write_retrying(write, idempotent=True)  # ids: a repeat changes nothing
         self.write_behind.unapplied("usage", left_out[0], "requests of API keys that no longer exist")
 
 

@@ -84,5 +84,5 @@ class Revocations:
             found[0] = int(cur.fetchone()["n"])
             cur.executemany(_UPDATE, items)
 
-        self.db.write_retrying(write)
+        self.db.write_retrying(write, idempotent=True)  # ids: a repeat changes nothing
         self.write_behind.unapplied("revocations", len(items) - found[0], "their API key no longer exists")

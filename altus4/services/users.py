@@ -40,7 +40,9 @@ class UserService:
         jti, issued_ms = str(uuid.uuid4()), int(time.time() * 1000)
         expires = datetime.fromtimestamp(claims.expires_at, UTC).replace(tzinfo=None)
         effective = utcnow() + timedelta(seconds=self.settings.jwt_refresh_grace)
-        with self.db.write() as cur:  # the row lock makes concurrent refreshes of one token agree
+        found: list[dict[str, Any]] = []
+
+        def write(cur) -> None:  # the row lock makes concurrent refreshes of one token agree
             cur.execute(
                 "INSERT INTO revoked_tokens (jti, user_id, expires_at, effective_at, successor_jti, successor_iat_ms)"
                 " VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE effective_at = LEAST(effective_at, %s),"
@@ -48,7 +50,10 @@ class UserService:
                 (claims.jti, claims.user_id, expires, effective, jti, issued_ms, effective, jti, issued_ms),
             )
             cur.execute("SELECT successor_jti, successor_iat_ms FROM revoked_tokens WHERE jti = %s", (claims.jti,))
-            row = cur.fetchone()
+            found.append(cur.fetchone())
+
+        self.db.write_retrying(write, 1, idempotent=True)  # the first successor stays: a repeat returns it
+        row = found[-1]
         return self.issue_token(user, row["successor_jti"], int(row["successor_iat_ms"]))
 
     def register(self, email: str, password: str, name: str, role: str = "user") -> dict[str, Any]:
@@ -64,6 +69,7 @@ class UserService:
                     role,
                     self.settings.default_account_tier,
                 ),
+                landed=("SELECT 1 FROM users WHERE id = %s", (user_id,)),
             )
         except pymysql.err.IntegrityError:
             raise Conflict("User with this email already exists", code="USER_EXISTS") from None
@@ -77,7 +83,7 @@ class UserService:
         if row is None or not matches or not row["is_active"]:
             raise Unauthorized("Invalid email or password", code="INVALID_CREDENTIALS")
         self.guard.succeeded(email)
-        self.db.execute("UPDATE users SET last_active = %s WHERE id = %s", (utcnow(), row["id"]))
+        self.db.execute("UPDATE users SET last_active = %s WHERE id = %s", (utcnow(), row["id"]), idempotent=True)
         return self.get(row["id"])
 
     def get(self, user_id: str) -> dict[str, Any]:
@@ -124,7 +130,7 @@ class UserService:
         if changes:
             assignments, params = set_clause(changes)
             try:
-                self.db.execute(f"UPDATE users SET {assignments} WHERE id = %s", (*params, user_id))
+                self.db.execute(f"UPDATE users SET {assignments} WHERE id = %s", (*params, user_id), idempotent=True)
             except pymysql.err.IntegrityError:
                 raise Conflict("User with this email already exists", code="USER_EXISTS") from None
         return self.get(user_id)
@@ -154,6 +160,7 @@ class UserService:
         self.db.execute(
             "UPDATE users SET password_hash = %s, password_changed_at = %s WHERE id = %s",
             (passwords.hash_password(new), changed, user_id),
+            idempotent=True,
         )
         return self.get(user_id)
 
@@ -161,7 +168,8 @@ class UserService:
         """Revoke the token, `grace_seconds` from now; revoking it again never extends the grace."""
         expires = datetime.fromtimestamp(claims.expires_at, UTC).replace(tzinfo=None)
         effective = utcnow() + timedelta(seconds=grace_seconds)
-        with self.db.write() as cur:
+
+        def write(cur) -> None:
             cur.execute(
                 "INSERT INTO revoked_tokens (jti, user_id, expires_at, effective_at) VALUES (%s, %s, %s, %s) "
                 "ON DUPLICATE KEY UPDATE effective_at = LEAST(effective_at, %s)",
@@ -169,15 +177,17 @@ class UserService:
             )
             cur.execute("DELETE FROM revoked_tokens WHERE expires_at < %s LIMIT 100", (utcnow(),))
 
+        self.db.write_retrying(write, 1, idempotent=True)  # LEAST: a repeat never extends the grace
+
     def delete(self, user_id: str) -> None:
         """Remove the account; foreign keys cascade to keys, connections, analytics and tokens."""
-        self.db.execute("DELETE FROM users WHERE id = %s", (user_id,))
+        self.db.execute("DELETE FROM users WHERE id = %s", (user_id,), idempotent=True)
 
     def set_tier(self, user_id: str, tier: str) -> dict[str, Any]:
         """An admin's decision: the account's rate-limit tier, which caps its keys' (see `effective_tier`).
         :raise NotFound: no such user."""
         self.get(user_id)
-        self.db.execute("UPDATE users SET tier = %s WHERE id = %s", (tier, user_id))
+        self.db.execute("UPDATE users SET tier = %s WHERE id = %s", (tier, user_id), idempotent=True)
         return self.get(user_id)
 
     def by_email(self, email: str) -> dict[str, Any]:

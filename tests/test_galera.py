@@ -1,0 +1,213 @@
+"""The metadata database as a three-node Galera cluster (`DB_HOST` a list): the node taking writes is
+SIGKILLed under a load of searches, JWT reads, key creations and revocations and registrations. Nothing a
+client was told may fail or be lost, and the killed node comes back by IST with every row."""
+
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import TEST_REDIS_DB, env_for_tests, make_settings
+from galera import GaleraSet, available
+from infra import TcpProxy, wait_for
+from servers import Traffic, account, call, metric_sum, start_gunicorn
+
+from altus4.db.migrate import Migrator
+from altus4.db.pool import Database
+from altus4.errors import WriteInterrupted
+from altus4.metrics import Metrics
+
+DATABASE = "altus4_galera"
+BASE = Path("/tmp/altus4-galera")  # not under pytest's tmp: the mysql user must reach it
+
+needs_galera = pytest.mark.skipif(available() is not None, reason=str(available()))
+
+
+@pytest.fixture
+def two_paths(migrated):
+    """A "cluster" of the test server reached through two proxies: the first one can drop its connections
+    mid-transaction, exactly as a node that dies does, and the second takes over."""
+    first, second = TcpProxy(migrated.db_port), TcpProxy(migrated.db_port)
+    settings = make_settings(DB_HOST=f"127.0.0.1:{first.port},127.0.0.1:{second.port}", DB_FAILOVER_WAIT="3")
+    db = Database(settings, metrics=Metrics())
+    db.execute("CREATE TABLE IF NOT EXISTS failover_probe (id VARCHAR(36) PRIMARY KEY, n INT NOT NULL)")
+    db.execute("DELETE FROM failover_probe")
+    yield db, first
+    db.execute("DROP TABLE failover_probe")
+    db.close()
+    first.close()
+    second.close()
+
+
+def _rows(db: Database, sql: str, params=()) -> dict:
+    return db.fetch_aggregate(f"SELECT COUNT(*) AS n, COALESCE(SUM(n), 0) AS total FROM failover_probe {sql}", params)
+
+
+def test_an_interrupted_write_is_retried_on_the_next_node_only_where_that_is_safe(two_paths):
+    db, first = two_paths
+    row_id = str(uuid.uuid4())
+    attempts = []
+
+    def insert(cur) -> None:
+        attempts.append(db.primary.name)
+        cur.execute("INSERT INTO failover_probe (id, n) VALUES (%s, 1)", (row_id,))
+        if len(attempts) == 1:
+            first.refuse()  # the node dies before the COMMIT: the server rolls the transaction back
+
+    db.write_retrying(insert, landed=("SELECT 1 FROM failover_probe WHERE id = %s", (row_id,)))
+    assert len(attempts) == 2 and attempts[0] != attempts[1], attempts  # run again, on the other node
+    assert _rows(db, "WHERE id = %s", (row_id,)) == {"n": 1, "total": 1}
+    assert db.metrics.write_failovers._value.get() == 1
+
+    # a relative update is not safe to repeat: the caller hears of it (503, Retry-After), nothing is doubled
+    first.heal()
+    db.nodes.check_all()  # the first node is back in (as the background check finds within its interval)
+    assert db.primary.name.endswith(str(first.port))
+    interrupted = []
+
+    def add(cur) -> None:
+        cur.execute("UPDATE failover_probe SET n = n + 1 WHERE id = %s", (row_id,))
+        interrupted.append(True)
+        first.refuse()
+
+    with pytest.raises(WriteInterrupted) as raised:
+        db.write_retrying(add)
+    assert raised.value.status == 503 and raised.value.headers["Retry-After"]
+    assert interrupted == [True] and _rows(db, "WHERE id = %s", (row_id,)) == {"n": 1, "total": 1}
+
+
+def test_reads_and_writes_fail_over_and_a_node_out_of_the_primary_component_is_not_used(two_paths):
+    db, first = two_paths
+    first.refuse()
+    db.execute("INSERT INTO failover_probe (id, n) VALUES (%s, 5)", (str(uuid.uuid4()),))  # on the second path
+    assert _rows(db, "")["total"] == 5
+    assert not db.nodes.nodes[0].usable and db.nodes.nodes[1].usable
+    # ERROR 1047 (a Galera node outside the Primary component) takes a node out like a lost connection
+    first.heal()
+    db.nodes.check_all()
+    assert db.primary.name.endswith(str(first.port))
+    with pytest.raises(WriteInterrupted):  # not safe to repeat: the caller hears of it
+        db.execute("SIGNAL SQLSTATE '08S01' SET MYSQL_ERRNO = 1047, MESSAGE_TEXT = 'WSREP has not yet prepared node'")
+    assert not db.nodes.nodes[0].usable and not db.primary.name.endswith(str(first.port))
+
+
+class Writes(Traffic):
+    """Traffic plus the writes a node's death must not lose: keys created then revoked, registrations."""
+
+    def __init__(self, base: str, key: str, token: str):
+        super().__init__(base, key, token)
+        self.kept: list[str] = []  # secrets of keys created and left active
+        self.revoked: list[str] = []  # secrets of keys created and revoked (both answered success)
+        self.registered: list[str] = []
+
+    def _keys(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            status, body = self._call("key", "/api/v1/keys", "POST", {"name": f"load key {i}", "environment": "test"})
+            if status == 201:
+                secret, key_id = body["data"]["secretKey"], body["data"]["apiKey"]["id"]
+                if i % 2:
+                    self.kept.append(secret)
+                elif self._call("revoke", f"/api/v1/keys/{key_id}", "DELETE", None)[0] == 200:
+                    self.revoked.append(secret)
+            time.sleep(0.1)
+
+    def _register(self) -> None:
+        while not self._stop.is_set():
+            email = f"galera-{uuid.uuid4().hex[:10]}@example.com"
+            body = {"email": email, "password": "longenough1", "name": "Galera"}
+            if self._call("register", "/api/v1/auth/register", "POST", body, token=None)[0] == 201:
+                self.registered.append(email)
+            time.sleep(0.2)
+
+    def _call(self, kind, path, method, body, token="jwt"):  # type: ignore[override]
+        token = self.token if token == "jwt" else token
+        started = time.monotonic()
+        try:
+            status, answer, _ = call(self.base + path, method, body, token, timeout=30)
+        except OSError:
+            status, answer = 0, None
+        self.seen.append((kind, status, time.monotonic() - started, started))
+        return status, answer
+
+    def __enter__(self):
+        super().__enter__()
+        extra = [threading.Thread(target=self._keys), threading.Thread(target=self._register)]
+        for t in extra:
+            t.start()
+        self._threads += extra
+        return self
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    nodes = GaleraSet(BASE).start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.mark.slow
+@needs_galera
+def test_the_writing_node_killed_under_load_loses_nothing(cluster, settings, targets, tmp_path):
+    env = env_for_tests(**cluster.app_env(DATABASE, DB_REPLICA_CHECK_INTERVAL="0.5"))
+    Migrator(make_settings(**env)).fresh()
+    server = start_gunicorn(env, tmp_path, workers=2)
+    try:
+        token, key = account(server.url, settings, targets["a"], tier="enterprise")
+        writer = cluster.ports[0]
+        with Writes(server.url, key, token) as traffic:
+            time.sleep(5)
+            killed_at = time.monotonic()
+            cluster.kill(writer)
+            time.sleep(15)
+            back_at = time.monotonic()
+            cluster.start_one(writer)  # waits for Synced
+            rejoin = time.monotonic() - back_at
+            time.sleep(5)
+        statuses = {kind: Counter(s[1] for s in traffic.seen if s[0] == kind) for kind in {s[0] for s in traffic.seen}}
+        slowest = max(s[2] for s in traffic.seen if killed_at <= s[3] < back_at)
+        retried = metric_sum(call(server.url + "/metrics")[1], "altus4_db_write_failovers_total")
+        print(
+            f"writer killed: {statuses}; slowest answer meanwhile {slowest:.1f} s; writes retried on the next node:"
+            f" {retried:.0f}; rejoined in {rejoin:.1f} s"
+        )
+        assert [s for s in traffic.seen if s[1] not in (200, 201)] == [], statuses
+        during = [s for s in traffic.seen if killed_at <= s[3] < back_at]
+        assert {"search", "jwt", "key", "register"} <= {s[0] for s in during}, statuses
+        assert traffic.kept and traffic.revoked and traffic.registered
+
+        # the killed node came back by incremental transfer, not a full copy
+        log = (BASE / "node1" / "error.log").read_text(errors="replace")
+        assert "IST received" in log or "Receiving IST" in log, log[-2000:]
+        # every acknowledged write is on every node
+        for port in cluster.ports:
+            with cluster.root(port, DATABASE) as conn, conn.cursor() as cur:
+                marks = ", ".join(["%s"] * len(traffic.registered))
+                cur.execute(f"SELECT COUNT(*) AS n FROM users WHERE email IN ({marks})", traffic.registered)
+                assert cur.fetchone()["n"] == len(traffic.registered), port
+        cache = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
+        for name in cache.scan_iter("*apikey:*"):  # from MySQL, not from what the workers cached
+            cache.delete(name)
+        search = {"query": "gevent workers", "limit": 1}
+        for secret in traffic.kept:
+            assert call(server.url + "/api/v1/search", "POST", search, secret)[0] == 200
+        for secret in traffic.revoked:
+            assert call(server.url + "/api/v1/search", "POST", search, secret)[0] == 401
+
+        # history and usage exact: what the API shows and what MySQL holds, for the load's key
+        searches = len([s for s in traffic.seen if s[0] == "search"])
+
+        def recorded() -> tuple:
+            _, history, _ = call(server.url + "/api/v1/analytics/search-history?limit=1", token=token)
+            _, keys, _ = call(server.url + "/api/v1/keys", token=token)
+            usage = next(k["usageCount"] for k in keys["data"]["apiKeys"] if k["name"] == "http key")
+            return history["data"]["total"], usage
+
+        expected = (searches + len(traffic.kept), searches)  # the kept keys' checks above are searches too
+        wait_for(lambda: recorded() == expected, 30, f"history and usage {expected}", interval=1)
+    finally:
+        server.stop()
