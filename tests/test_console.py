@@ -108,6 +108,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
     email = f"console-{uuid.uuid4().hex[:8]}@example.com"
     me.go("account")
     me.find("#register")
+    assert not browser.find_element(By.ID, "nav").is_displayed()  # signed out: no navigation
     me.snap("01-sign-in")
     me.fill("#register", name="Console User", email=email, password="a console password")
     me.submit("#register")
@@ -141,6 +142,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
 
     # natural search: highlighted results, per-database status, exact total, paging, the curl
     me.go("search")
+    assert me.find("#search-form button[type=submit]").get_attribute("disabled") is None
     me.fill("#search-form", query="gevent workers", limit=3)
     me.submit("#search-form")
     total = me.text("#total")
@@ -149,6 +151,11 @@ def test_a_new_users_first_visit(server, browser, migrated):
     assert marks and all(m in ("gevent", "workers") for m in marks)
     assert "Shop: ok" in me.text("#db-status") and me.text("#cached") == "not cached"
     assert "/api/v1/search" in me.text("#curl") and "gevent workers" in me.text("#curl")
+    # each result: a title from the row's name/title column, the score as a bar and a rounded value
+    titles = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#results .result .title")]
+    assert len(titles) == 3 and all(t and not t.startswith("row ") for t in titles), titles
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#results .score-bar > span")) == 3
+    assert not browser.find_elements(By.ID, "ai")  # no AI line outside semantic mode
     me.snap("04-search-natural")
     first_page = [r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, ".result")]
     browser.find_element(By.XPATH, "//button[contains(., 'Next')]").click()
@@ -157,6 +164,12 @@ def test_a_new_users_first_visit(server, browser, migrated):
     assert second_page and not set(first_page) & set(second_page)
     me.submit("#search-form")  # the same search again comes from the cache
     me.until(lambda d: me.text("#cached") == "cached" and me.text("#page").startswith("page 1"), "a cached repeat")
+
+    # semantic mode without an AI provider: the page says the AI was not used, and why
+    me.fill("#search-form", searchMode="semantic")
+    me.submit("#search-form")
+    me.until(lambda d: d.find_elements(By.ID, "ai"), "the AI line")
+    assert me.text("#ai").startswith("AI not used") and "mode natural" in me.text("#summary")
 
     # boolean search, then a malformed one: the API's message at its position
     me.fill("#search-form", query="+mysql -redis", searchMode="boolean")
@@ -194,7 +207,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
     me.go("keys")
     me.find("tr[data-key] button.secondary").click()
     me.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#key-usage svg rect"), "a usage chart")
-    assert "6 requests in 14 days" in me.text("#key-usage") and me.text("tr[data-key] td:nth-child(6)") == "6"
+    assert "7 requests in 14 days" in me.text("#key-usage") and me.text("tr[data-key] td:nth-child(6)") == "7"
     me.snap("08-key-usage")
     me.fill("#create-key", name="second key", rateLimitTier="pro")
     me.submit("#create-key")
@@ -217,7 +230,18 @@ def test_a_new_users_first_visit(server, browser, migrated):
     me.find("#sign-out").click()
     me.find("#sign-in")
     assert browser.execute_script("return sessionStorage.getItem('altus4.jwt')") is None
+    assert not browser.find_element(By.ID, "nav").is_displayed()
+    assert not browser.find_elements(By.CSS_SELECTOR, "#nav a.active")
     me.snap("10-signed-out")
+    # the next person in this tab starts from an empty playground (nothing of the last search or key)
+    me.fill("#sign-in", email=email, password="a console password")
+    me.submit("#sign-in")
+    me.find("#sign-out")
+    me.go("search")
+    assert me.find("#search-form [name=query]").get_attribute("value") == ""
+    assert me.find("#search-form [name=apiKey]").get_attribute("value") == ""
+    me.find("#sign-out").click()
+    me.find("#sign-in")
 
     # the page ran under its CSP without a violation; no token ever went into a URL or the access log
     logs = [entry["message"] for entry in browser.get_log("browser")]
@@ -235,3 +259,5 @@ def test_the_console_is_served_with_a_strict_policy(server):
     assert status == 200 and headers["Content-Type"].startswith("text/javascript")
     assert call(server.url + "/console/../config.py")[0] == 404
     assert call(server.url + "/console/nothing.js")[0] == 404
+    status, icon, headers = call(server.url + "/favicon.ico")
+    assert status == 200 and headers["Content-Type"].startswith("image/svg+xml") and "<svg" in icon

@@ -16,7 +16,13 @@ from altus4.errors import NotFound
 
 bp = Blueprint("console", __name__)
 ASSETS = Path(__file__).resolve().parent.parent / "console"
-TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
 POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -46,6 +52,13 @@ def _serve(name: str, max_age: int) -> Response:
 @public
 def page():
     return _serve("index.html", 0)
+
+
+@bp.get("/favicon.ico")
+@public
+def favicon():
+    """Browsers ask for it on every site, whatever the page links: the console's icon (SVG)."""
+    return _serve("favicon.svg", 86400)
 
 
 @bp.get("/console/<path:asset>")

@@ -188,6 +188,10 @@ function table(headers, rows) {
 
 function signedOut(message) {
   store.token = null;
+  store.apiKey = null; // the next person in this tab starts from an empty playground
+  for (const name of Object.keys(search)) delete search[name];
+  search.offset = 0;
+  for (const link of document.querySelectorAll('#nav a')) link.classList.remove('active');
   document.getElementById('nav').hidden = true;
   document.getElementById('sign-out').hidden = true;
   document.getElementById('who').textContent = '';
@@ -261,7 +265,7 @@ async function renderKeys() {
     el('td', null, k.environment), el('td', null, k.permissions.join(', ')), el('td', null, k.rateLimitTier),
     el('td', null, el('span', { class: 'pill ' + (k.isActive ? 'good' : 'bad') }, k.isActive ? 'active' : 'revoked')),
     el('td', null, String(k.usageCount)), el('td', null, when(k.lastUsed)), el('td', null, k.expiresAt ? when(k.expiresAt) : 'never'),
-    el('td', { class: 'row' },
+    el('td', null, el('div', { class: 'row actions' },
       el('button', { type: 'button', class: 'secondary', onclick: guarded(() => showUsage(k, usage)) }, 'Usage'),
       k.isActive && el('button', { type: 'button', class: 'secondary', onclick: guarded(async () => {
         const made = await api('POST', `/keys/${k.id}/regenerate`);
@@ -274,7 +278,7 @@ async function renderKeys() {
         if (store.apiKey.startsWith(k.keyPrefix.replace(/\.+$/, ''))) store.apiKey = null;
         await renderKeys();
         notice(`Key "${k.name}" revoked.`, 'info');
-      }) }, 'Revoke'))));
+      }) }, 'Revoke')))));
   const form = el('form', { id: 'create-key', class: 'grid' },
     el('label', null, 'Name', el('input', { type: 'text', name: 'name', required: true, minlength: 3 })),
     el('label', null, 'Environment', el('select', { name: 'environment' }, el('option', { value: 'test' }, 'test'), el('option', { value: 'live' }, 'live'))),
@@ -301,7 +305,7 @@ async function showUsage(key, box) {
   box.replaceChildren(el('h2', null, `Usage of "${key.name}" — last 14 days`),
     barChart(lastDays(usage.daily, 14), 'requests per day'),
     el('p', { class: 'muted' }, `${usage.requestCount} requests in 14 days, ${usage.totalRequestCount} in all; `,
-      `rate limit ${usage.rateLimitStatus.remaining} of ${usage.rateLimitStatus.limit} left (${usage.rateLimitStatus.tier}).`));
+      `rate limit (${usage.rateLimitStatus.tier} tier): ${usage.rateLimitStatus.remaining} of ${usage.rateLimitStatus.limit} requests left this hour (it resets at ${when(usage.rateLimitStatus.resetTime)})`));
 }
 
 // ---------------------------------------------------------------- databases
@@ -379,13 +383,13 @@ async function renderSearch() {
     el('label', { class: 'wide' }, 'Query', el('input', { type: 'text', name: 'query', required: true, value: search.query || '' })),
     el('label', null, 'Mode', el('select', { name: 'searchMode' }, ['natural', 'boolean', 'semantic'].map(m =>
       el('option', { value: m, selected: m === search.mode }, m)))),
-    el('label', null, 'Tables (comma-separated, optional)', el('input', { type: 'text', name: 'tables', value: search.tables || '' })),
+    el('label', null, 'Tables (optional)', el('input', { type: 'text', name: 'tables', value: search.tables || '', placeholder: 'products, articles' })),
     el('label', null, 'Per page', el('input', { type: 'number', name: 'limit', min: 1, max: 100, value: search.limit || 10 })),
     el('label', null, 'API key', el('input', { type: 'password', name: 'apiKey', value: store.apiKey, required: true, autocomplete: 'off', placeholder: 'altus4_sk_…' })),
     el('fieldset', { class: 'row' }, el('legend', null, 'Databases'), connections.length
       ? connections.map(c => el('label', { class: 'inline' }, el('input', { type: 'checkbox', name: 'databases', value: c.id, checked: true, dataset: { list: '1' } }), c.name))
-      : el('span', { class: 'muted' }, 'No database connected yet: ', el('a', { href: '#/databases' }, 'connect one'))),
-    el('button', { type: 'submit' }, 'Search'));
+      : el('span', { class: 'muted', id: 'no-database' }, 'Nothing to search yet: ', el('a', { href: '#/databases' }, 'connect a database'), ' first.')),
+    el('button', { type: 'submit', disabled: !connections.length }, 'Search'));
   const out = el('div', { id: 'search-output' });
   form.addEventListener('submit', guarded(async () => {
     search.offset = 0;
@@ -429,22 +433,38 @@ async function runSearch(form, out) {
     el('section', { class: 'card' },
       el('div', { class: 'spread' },
         el('div', { id: 'summary' }, el('strong', { id: 'total' }, `${data.totalCount} matches`), ` · ${data.executionTime} ms · mode ${data.modeUsed}`,
-          data.cached ? el('span', { class: 'pill good', id: 'cached' }, 'cached') : el('span', { class: 'pill', id: 'cached' }, 'not cached')),
+          data.cached ? el('span', { class: 'pill good', id: 'cached' }, 'cached') : el('span', { class: 'pill', id: 'cached' }, 'not cached'),
+          body.searchMode === 'semantic' && el('span', { class: 'pill ' + (data.aiUsed ? 'good' : 'bad'), id: 'ai' },
+            data.aiUsed ? 'AI re-ranked' : `AI not used: ${data.aiReason || 'unavailable'} (plain ${data.modeUsed} results)`)),
         pager),
       el('div', { class: 'row', id: 'db-status' }, data.databases.map(d => el('span', { class: 'pill ' + (d.status === 'ok' ? 'good' : 'bad') },
         `${d.name}: ${d.status}${d.status === 'ok' ? ` (${d.resultCount})` : ` — ${d.error}`}`))),
       (data.warnings || []).map(w => el('p', { class: 'muted' }, w)),
-      el('div', { id: 'results' }, data.results.length ? data.results.map(resultNode) : el('p', { class: 'muted' }, 'No results.'))),
+      el('div', { id: 'results' }, data.results.length
+        ? data.results.map(r => resultNode(r, Math.max(...data.results.map(x => x.relevanceScore))))
+        : el('p', { class: 'muted' }, 'No results.'))),
     curl);
 }
 
-function resultNode(r) {
-  const details = el('details', null, el('summary', null, 'row data'), el('pre', null, JSON.stringify(r.data, null, 2)));
+const TITLE_COLUMNS = ['name', 'title', 'subject', 'headline', 'label'];
+
+// A result as a person reads it: a title from the row's best text column, a few short fields, the score as
+// a bar beside its value (ties look alike), the matched snippet, and the whole row on demand.
+function resultNode(r, topScore) {
+  const data = r.data || {};
+  const titleColumn = TITLE_COLUMNS.find(c => typeof data[c] === 'string' && data[c])
+    || r.matchedColumns.find(c => typeof data[c] === 'string' && data[c]);
+  const short = Object.entries(data).filter(([c, v]) => c !== titleColumn && c !== 'id' && v !== null
+    && (typeof v === 'number' || (typeof v === 'string' && v.length <= 40))).slice(0, 3);
+  const bar = el('span', { class: 'score-bar' }, el('span'));
+  bar.firstChild.style.width = `${Math.round(100 * (topScore > 0 ? r.relevanceScore / topScore : 0))}%`; // CSSOM: allowed by the CSP
   return el('div', { class: 'result', dataset: { id: r.id } },
-    el('div', { class: 'meta' }, `${r.databaseName} · ${r.table} · row ${r.rowId} · score ${r.relevanceScore}`),
+    el('div', { class: 'spread' }, el('div', { class: 'title' }, titleColumn ? data[titleColumn] : `row ${r.rowId}`),
+      el('div', { class: 'meta score', title: `relevance ${r.relevanceScore}` }, bar, ` ${Number(r.relevanceScore).toFixed(3)}`)),
+    short.length ? el('div', { class: 'fields' }, short.map(([c, v]) => el('span', null, el('span', { class: 'muted' }, `${c} `), String(v)))) : null,
     el('div', { class: 'snippet' }, snippetNodes(r.snippet)),
-    el('div', { class: 'meta' }, 'matched: ', r.matchedColumns.join(', ') || '—', ' · categories: ', (r.categories || []).join(', ')),
-    details);
+    el('div', { class: 'meta' }, `${r.databaseName} · table ${r.table} · row ${r.rowId} · matched: `, r.matchedColumns.join(', ') || '—'),
+    el('details', null, el('summary', null, 'whole row'), el('pre', null, JSON.stringify(r.data, null, 2))));
 }
 
 function queryError(err, query) {
