@@ -165,6 +165,31 @@ def test_a_new_users_first_visit(server, browser, migrated):
     me.submit("#search-form")  # the same search again comes from the cache
     me.until(lambda d: me.text("#cached") == "cached" and me.text("#page").startswith("page 1"), "a cached repeat")
 
+    # structured search: browse (no query) with a facet and a sort; a facet value clicked filters the results
+    # to it (and is shown pressed), clicked again takes the filter back out; a malformed filter is shown with
+    # a caret under the filter
+    me.fill("#search-form", query="", facets="category", sort="price:asc", limit=10)
+    me.submit("#search-form")
+    value = me.find("#facets [data-facet=category] .facet-value")
+    chosen, count = value.get_attribute("data-value"), int(value.find_element(By.CSS_SELECTOR, ".count").text)
+    assert "products" in me.text("#summary") or int(me.text("#total").split()[0]) >= count
+    value.click()
+    me.until(lambda d: int(me.text("#total").split()[0]) == count, "the results filtered to the facet value")
+    assert me.find("#search-form [name=filter]").get_attribute("value") == f'category = "{chosen}"'
+    pressed = f'#facets .facet-value[data-value="{chosen}"]'
+    assert me.find(pressed).get_attribute("aria-pressed") == "true"
+    assert '"filter": "category = ' in me.text("#curl").replace('":"', '": "') or "category =" in me.text("#curl")
+    prices = [float(p.text.split()[-1]) for p in browser.find_elements(By.CSS_SELECTOR, "#results .fields span")
+              if p.text.startswith("price ")]  # fmt: skip
+    assert prices and prices == sorted(prices), prices  # price ascending
+    me.snap("05-search-facets")
+    me.find(pressed).click()
+    me.until(lambda d: me.find("#search-form [name=filter]").get_attribute("value") == "", "the facet unselected")
+    me.fill("#search-form", filter="price >")
+    me.submit("#search-form")
+    assert "INVALID_FILTER" in me.text("#search-error") and me.text("#error-position").startswith("price >")
+    me.fill("#search-form", query="gevent workers", filter="", facets="", sort="", limit=3)
+
     # semantic mode without an AI provider: the page says the AI was not used, and why
     me.fill("#search-form", searchMode="semantic")
     me.submit("#search-form")
@@ -180,7 +205,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
     me.submit("#search-form")
     error = me.text("#search-error")
     assert "INVALID_QUERY" in error and "^" in me.text("#error-position")
-    me.snap("05-search-boolean-error")
+    me.snap("06-search-boolean-error")
 
     # a row with markup in it is shown as text, and runs nothing
     me.fill("#search-form", query="zebrafish", searchMode="natural", limit=10)
@@ -193,22 +218,22 @@ def test_a_new_users_first_visit(server, browser, migrated):
     assert "zebrafish & friends" in shown
     assert not browser.find_elements(By.CSS_SELECTOR, "#results script, #results img")
     assert browser.execute_script("return window.__xss === undefined")
-    me.snap("06-xss-shown-as-text")
+    me.snap("07-xss-shown-as-text")
 
     # analytics show what was just searched
     me.go("analytics")
     me.until(lambda d: "gevent workers" in me.text("#recent"), "the search in recent searches")
     assert "gevent workers" in me.text("#popular") and "cache hits" in me.text("#cache-ratio")
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart rect")
-    me.snap("07-analytics")
+    me.snap("08-analytics")
 
     # keys: usage chart; a second key made and regenerated (each secret shown once); the first revoked, and
     # the playground's search is refused with it
     me.go("keys")
     me.find("tr[data-key] button.secondary").click()
     me.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#key-usage svg rect"), "a usage chart")
-    assert "7 requests in 14 days" in me.text("#key-usage") and me.text("tr[data-key] td:nth-child(6)") == "7"
-    me.snap("08-key-usage")
+    assert "10 requests in 14 days" in me.text("#key-usage") and me.text("tr[data-key] td:nth-child(6)") == "10"
+    me.snap("09-key-usage")
     me.fill("#create-key", name="second key", rateLimitTier="pro")
     me.submit("#create-key")
     made = me.text("#secret-value")
@@ -220,7 +245,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
     first.find_element(By.CSS_SELECTOR, "[data-revoke]").click()
     browser.switch_to.alert.accept()
     me.until(lambda d: "revoked" in me.text("tr[data-key]"), "the key revoked")
-    me.snap("09-keys")
+    me.snap("10-keys")
     me.go("search")
     me.fill("#search-form", query="gevent", apiKey=secret)
     me.submit("#search-form")
@@ -232,7 +257,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
     assert browser.execute_script("return sessionStorage.getItem('altus4.jwt')") is None
     assert not browser.find_element(By.ID, "nav").is_displayed()
     assert not browser.find_elements(By.CSS_SELECTOR, "#nav a.active")
-    me.snap("10-signed-out")
+    me.snap("11-signed-out")
     # the next person in this tab starts from an empty playground (nothing of the last search or key)
     me.fill("#sign-in", email=email, password="a console password")
     me.submit("#sign-in")

@@ -379,12 +379,17 @@ async function renderSearch() {
   } catch (e) {
     notice(errorText(e));
   }
+  const columns = await sortableColumns(connections);
   const form = el('form', { id: 'search-form', class: 'grid' },
-    el('label', { class: 'wide' }, 'Query', el('input', { type: 'text', name: 'query', required: true, value: search.query || '' })),
+    el('label', { class: 'wide' }, 'Query', el('input', { type: 'text', name: 'query', value: search.query || '', placeholder: 'empty: browse the rows the filter keeps' })),
     el('label', null, 'Mode', el('select', { name: 'searchMode' }, ['natural', 'boolean', 'semantic'].map(m =>
       el('option', { value: m, selected: m === search.mode }, m)))),
     el('label', null, 'Tables (optional)', el('input', { type: 'text', name: 'tables', value: search.tables || '', placeholder: 'products, articles' })),
     el('label', null, 'Per page', el('input', { type: 'number', name: 'limit', min: 1, max: 100, value: search.limit || 10 })),
+    el('label', { class: 'wide' }, 'Filter (optional)', el('input', { type: 'text', name: 'filter', value: search.filter || '', placeholder: 'category = "Audio" AND price < 200' })),
+    el('label', null, 'Facets (columns, optional)', el('input', { type: 'text', name: 'facets', value: search.facets || '', placeholder: 'category, price' })),
+    el('label', null, 'Sort', el('select', { name: 'sort' }, el('option', { value: '' }, 'relevance'),
+      columns.flatMap(c => ['asc', 'desc'].map(dir => el('option', { value: `${c}:${dir}`, selected: search.sort === `${c}:${dir}` }, `${c} ${dir === 'asc' ? '↑' : '↓'}`))))),
     el('label', null, 'API key', el('input', { type: 'password', name: 'apiKey', value: store.apiKey, required: true, autocomplete: 'off', placeholder: 'altus4_sk_…' })),
     el('fieldset', { class: 'row' }, el('legend', null, 'Databases'), connections.length
       ? connections.map(c => el('label', { class: 'inline' }, el('input', { type: 'checkbox', name: 'databases', value: c.id, checked: true, dataset: { list: '1' } }), c.name))
@@ -398,14 +403,61 @@ async function renderSearch() {
   show(el('h1', null, 'Search playground'), el('section', { class: 'card' }, form), out);
 }
 
+// Columns a search may sort on: every column of the connected databases' tables (the API checks each
+// against the table it searches, and leaves out a table that lacks it, with a warning).
+async function sortableColumns(connections) {
+  const names = new Set();
+  for (const c of connections.slice(0, 5)) {
+    try {
+      for (const t of await api('GET', `/databases/${c.id}/schema`)) for (const col of t.columns) names.add(col.name);
+    } catch (e) { /* a database that does not answer offers no columns */ }
+  }
+  return [...names].sort();
+}
+
+const list = text => (text || '').split(',').map(t => t.trim()).filter(Boolean);
+
 function searchBody(form) {
   const v = formValues(form);
   store.apiKey = v.apiKey;
-  Object.assign(search, { query: v.query, mode: v.searchMode, tables: v.tables || '', limit: v.limit || 10 });
-  const body = { query: v.query, searchMode: v.searchMode, limit: search.limit, offset: search.offset, databases: v.databases || [] };
-  const tables = (v.tables || '').split(',').map(t => t.trim()).filter(Boolean);
-  if (tables.length) body.tables = tables;
+  Object.assign(search, { query: v.query || '', mode: v.searchMode, tables: v.tables || '', limit: v.limit || 10,
+    filter: v.filter || '', facets: v.facets || '', sort: v.sort || '' });
+  const body = { query: search.query, searchMode: v.searchMode, limit: search.limit, offset: search.offset, databases: v.databases || [] };
+  if (list(v.tables).length) body.tables = list(v.tables);
+  if (search.filter.trim()) body.filter = search.filter.trim();
+  if (list(search.facets).length) body.facets = list(search.facets);
+  if (search.sort) body.sort = [search.sort];
   return body;
+}
+
+// A facet value's clause, and the filter with it added or (clicked again) taken out.
+function facetClause(column, value, numeric) {
+  return `${column} = ${numeric && /^-?\d+(\.\d+)?$/.test(value) ? value : JSON.stringify(value)}`;
+}
+
+function toggled(filter, clause) {
+  const parts = filter.split(/\s+AND\s+/).map(p => p.trim()).filter(Boolean);
+  const kept = parts.filter(p => p !== clause);
+  return (kept.length === parts.length ? [...parts, clause] : kept).join(' AND ');
+}
+
+function facetPanels(data, form, out) {
+  const distribution = data.facetDistribution || {};
+  const stats = data.facetStats || {};
+  const panels = Object.entries(distribution).map(([column, counts]) => el('section', { class: 'facet', dataset: { facet: column } },
+    el('h3', null, column),
+    stats[column] ? el('p', { class: 'muted' }, `from ${stats[column].min} to ${stats[column].max}`) : null,
+    Object.entries(counts).map(([value, count]) => {
+      const clause = facetClause(column, value, column in stats);
+      const active = (search.filter || '').split(/\s+AND\s+/).map(p => p.trim()).includes(clause);
+      return el('button', { type: 'button', class: 'facet-value' + (active ? ' active' : ''), 'aria-pressed': String(active), dataset: { value },
+        onclick: guarded(async () => {
+          form.querySelector('[name=filter]').value = toggled(search.filter || '', clause);
+          search.offset = 0;
+          await runSearch(form, out);
+        }) }, el('span', null, value), el('span', { class: 'count' }, String(count)));
+    })));
+  return panels.length ? el('aside', { id: 'facets' }, panels) : null;
 }
 
 function curlFor(body) {
@@ -421,7 +473,7 @@ async function runSearch(form, out) {
   try {
     data = await api('POST', '/search', { body, key: store.apiKey });
   } catch (err) {
-    out.replaceChildren(queryError(err, body.query), curl);
+    out.replaceChildren(queryError(err, body), curl);
     return;
   }
   const pages = Math.max(1, Math.ceil(data.totalCount / data.limit));
@@ -440,9 +492,10 @@ async function runSearch(form, out) {
       el('div', { class: 'row', id: 'db-status' }, data.databases.map(d => el('span', { class: 'pill ' + (d.status === 'ok' ? 'good' : 'bad') },
         `${d.name}: ${d.status}${d.status === 'ok' ? ` (${d.resultCount})` : ` — ${d.error}`}`))),
       (data.warnings || []).map(w => el('p', { class: 'muted' }, w)),
-      el('div', { id: 'results' }, data.results.length
-        ? data.results.map(r => resultNode(r, Math.max(...data.results.map(x => x.relevanceScore))))
-        : el('p', { class: 'muted' }, 'No results.'))),
+      el('div', { class: 'with-facets' }, facetPanels(data, form, out),
+        el('div', { id: 'results' }, data.results.length
+          ? data.results.map(r => resultNode(r, Math.max(...data.results.map(x => x.relevanceScore))))
+          : el('p', { class: 'muted' }, 'No results.')))),
     curl);
 }
 
@@ -460,19 +513,20 @@ function resultNode(r, topScore) {
   bar.firstChild.style.width = `${Math.round(100 * (topScore > 0 ? r.relevanceScore / topScore : 0))}%`; // CSSOM: allowed by the CSP
   return el('div', { class: 'result', dataset: { id: r.id } },
     el('div', { class: 'spread' }, el('div', { class: 'title' }, titleColumn ? data[titleColumn] : `row ${r.rowId}`),
-      el('div', { class: 'meta score', title: `relevance ${r.relevanceScore}` }, bar, ` ${Number(r.relevanceScore).toFixed(3)}`)),
+      topScore > 0 && el('div', { class: 'meta score', title: `relevance ${r.relevanceScore}` }, bar, ` ${Number(r.relevanceScore).toFixed(3)}`)),
     short.length ? el('div', { class: 'fields' }, short.map(([c, v]) => el('span', null, el('span', { class: 'muted' }, `${c} `), String(v)))) : null,
     el('div', { class: 'snippet' }, snippetNodes(r.snippet)),
     el('div', { class: 'meta' }, `${r.databaseName} · table ${r.table} · row ${r.rowId} · matched: `, r.matchedColumns.join(', ') || '—'),
     el('details', null, el('summary', null, 'whole row'), el('pre', null, JSON.stringify(r.data, null, 2))));
 }
 
-function queryError(err, query) {
+function queryError(err, body) {
   const box = el('section', { class: 'card', id: 'search-error' }, el('p', { class: 'error' }, errorText(err)));
   const at = Array.isArray(err.details) && err.details.find(d => d.position);
-  if (at) { // the API counts from 1
+  if (at) { // the API counts from 1; the caret goes under the text it points into
     const i = at.position - 1;
-    box.append(el('pre', { id: 'error-position' }, query, '\n', ' '.repeat(Math.max(0, i)), el('span', { class: 'caret' }, '^'),
+    const text = at.field === 'filter' ? body.filter : body.query;
+    box.append(el('pre', { id: 'error-position' }, text, '\n', ' '.repeat(Math.max(0, i)), el('span', { class: 'caret' }, '^'),
       ` position ${at.position}: ${at.message}`));
   }
   return box;
