@@ -58,7 +58,8 @@ def timed(url: str, method: str, body, token: str | None, expect: int) -> tuple[
 
 def user(base: str, settings) -> tuple[str, str]:
     email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
-    _, body = timed(base + "/api/v1/auth/register", "POST", {"email": email, "password": "longenough1"}, None, 201)
+    signup = {"email": email, "password": "longenough1", "name": "Bench"}
+    _, body = timed(base + "/api/v1/auth/register", "POST", signup, None, 201)
     token = body["data"]["token"]
     own = {"username": settings.db_username, "password": settings.db_password}  # the bench's own server
     timed(base + "/api/v1/databases", "POST", connection_body(settings, TARGET, **own), token, 201)
@@ -67,12 +68,12 @@ def user(base: str, settings) -> tuple[str, str]:
 
 
 def sequential(base: str, token: str, count: int) -> dict:
-    keys = [timed(base + "/api/v1/keys", "POST", {"name": f"k{i}"}, token, 201)[0] for i in range(count)]
+    keys = [timed(base + "/api/v1/keys", "POST", {"name": f"bench key {i}"}, token, 201)[0] for i in range(count)]
     registrations = [
         timed(
             base + "/api/v1/auth/register",
             "POST",
-            {"email": f"seq-{uuid.uuid4().hex[:12]}@example.com", "password": "longenough1"},
+            {"email": f"seq-{uuid.uuid4().hex[:12]}@example.com", "password": "longenough1", "name": "Bench"},
             None,
             201,
         )[0]
@@ -92,14 +93,14 @@ def mix(base: str, settings, clients: int, duration: float) -> dict:
         while time.monotonic() < stop:
             turn += 1
             try:
-                spent, created = timed(base + "/api/v1/keys", "POST", {"name": f"m{turn}"}, token, 201)
+                spent, created = timed(base + "/api/v1/keys", "POST", {"name": f"mix key {turn}"}, token, 201)
                 times.append(spent)
                 key_id = created["data"]["apiKey"]["id"]
                 times.append(timed(base + f"/api/v1/keys/{key_id}", "DELETE", None, token, 200)[0])
-                times.append(timed(base + "/api/v1/auth/profile", "PUT", {"name": f"n{turn}"}, token, 200)[0])
+                times.append(timed(base + "/api/v1/auth/profile", "PUT", {"name": f"Bench {turn}"}, token, 200)[0])
                 if turn % 5 == 0:
                     email = f"mix-{uuid.uuid4().hex[:12]}@example.com"
-                    body = {"email": email, "password": "longenough1"}
+                    body = {"email": email, "password": "longenough1", "name": "Bench"}
                     times.append(timed(base + "/api/v1/auth/register", "POST", body, None, 201)[0])
                 for query in ("wireless headphones", f"ergonomic {turn}"):
                     times.append(timed(base + "/api/v1/search", "POST", {"query": query, "limit": 5}, key, 200)[0])
