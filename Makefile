@@ -57,7 +57,7 @@ bench: install services ## Performance benchmark on two data profiles (own, anch
 	$(PY) bench/structured.py  # filter, facets, sort and browse beside plain search (anchor-shop)
 	$(PY) bench/galera.py  # writes on a three-node Galera cluster beside a single server
 
-bench-scale: install services ## Vectors and BM25 at 100k and 1M rows: ANN vs exact, recall, memory per node, first searches (~20 min)
+bench-scale: install services ## Vectors and BM25 at 100k and 1M rows: ANN vs exact, recall, memory per node, first searches (~25 min)
 	$(PY) bench/scale.py $(BENCH_ARGS)
 
 bench/.venv-embed/.installed: bench/requirements-embedding.txt

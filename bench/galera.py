@@ -68,7 +68,10 @@ def user(base: str, settings) -> tuple[str, str]:
 
 
 def sequential(base: str, token: str, count: int) -> dict:
-    keys = [timed(base + "/api/v1/keys", "POST", {"name": f"bench key {i}"}, token, 201)[0] for i in range(count)]
+    keys = [
+        timed(base + "/api/v1/keys", "POST", {"name": f"bench key {i}", "environment": "test"}, token, 201)[0]
+        for i in range(count)
+    ]
     registrations = [
         timed(
             base + "/api/v1/auth/register",
@@ -93,7 +96,9 @@ def mix(base: str, settings, clients: int, duration: float) -> dict:
         while time.monotonic() < stop:
             turn += 1
             try:
-                spent, created = timed(base + "/api/v1/keys", "POST", {"name": f"mix key {turn}"}, token, 201)
+                spent, created = timed(
+                    base + "/api/v1/keys", "POST", {"name": f"mix key {turn}", "environment": "test"}, token, 201
+                )
                 times.append(spent)
                 key_id = created["data"]["apiKey"]["id"]
                 times.append(timed(base + f"/api/v1/keys/{key_id}", "DELETE", None, token, 200)[0])
