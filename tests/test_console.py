@@ -118,6 +118,10 @@ def test_a_new_users_first_visit(server, browser, migrated):
     secret = me.text("#secret-value")
     assert secret.startswith("altus4_sk_") and me.find("#new-secret [data-copy]")
     me.snap("02-first-key")
+    # the password changed from the account page: this tab stays signed in
+    me.fill("#change-password", currentPassword="a console password", newPassword="a new console password")
+    me.submit("#change-password")
+    me.until(lambda d: "Password changed" in me.notice(), "the password changed")
 
     # connect the demo database and an unreachable one; look at the schema and its index advice
     me.go("databases")
@@ -259,14 +263,21 @@ def test_a_new_users_first_visit(server, browser, migrated):
     assert not browser.find_elements(By.CSS_SELECTOR, "#nav a.active")
     me.snap("11-signed-out")
     # the next person in this tab starts from an empty playground (nothing of the last search or key)
-    me.fill("#sign-in", email=email, password="a console password")
+    me.fill("#sign-in", email=email, password="a new console password")
     me.submit("#sign-in")
     me.find("#sign-out")
     me.go("search")
     assert me.find("#search-form [name=query]").get_attribute("value") == ""
     assert me.find("#search-form [name=apiKey]").get_attribute("value") == ""
-    me.find("#sign-out").click()
+    # the account deleted from its page, with the password: signed out, and the password no longer signs in
+    me.go("account")
+    me.fill("#delete-account", currentPassword="a new console password")
+    me.submit("#delete-account")
+    browser.switch_to.alert.accept()
     me.find("#sign-in")
+    me.until(lambda d: "deleted" in me.notice(), "the account deleted")
+    login = {"email": email, "password": "a new console password"}
+    assert call(server.url + "/api/v1/auth/login", "POST", login)[0] == 401
 
     # the page ran under its CSP without a violation; no token ever went into a URL or the access log
     logs = [entry["message"] for entry in browser.get_log("browser")]
