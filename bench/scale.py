@@ -138,8 +138,18 @@ def store_vectors(settings: Settings, vectors: np.ndarray, connection_id: str, t
     conn.close()
 
 
+_BARRIER = None
+
+
+def _share_barrier(barrier) -> None:
+    global _BARRIER
+    _BARRIER = barrier
+
+
 def _worker_memory(args) -> dict:
-    """In a fresh process (a gunicorn worker's stand-in): open the node's index, search it, report memory."""
+    """In a fresh process (a gunicorn worker's stand-in): open the node's index, search it, report memory once
+    every worker has searched (a barrier): PSS divides a shared page among the processes mapping it *now*, so
+    workers measured one after another would each count the pages the others had not touched yet."""
     env, key, queries = args
     from altus4.container import Services
     from altus4.metrics import Metrics
@@ -148,9 +158,21 @@ def _worker_memory(args) -> dict:
     before = _memory()
     for q in queries:
         services.search.vectors.nearest(*key, q, 100)
+    if _BARRIER is not None:
+        _BARRIER.wait()
     after = _memory()
+    if _BARRIER is not None:
+        _BARRIER.wait()  # nobody unmaps before everyone has measured
     services.close()
     return {"before": before, "after": after}
+
+
+def node_memory(env: dict, key: tuple, queries: list, workers: int = 4) -> list[dict]:
+    """`workers` processes searching one index side by side, measured at the same moment."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(workers)
+    with context.Pool(workers, initializer=_share_barrier, initargs=(barrier,)) as pool:
+        return pool.map(_worker_memory, [(env, key, queries)] * workers)
 
 
 def _memory() -> dict:
@@ -202,8 +224,7 @@ def measure(size: int, settings: Settings, env: dict, base: str, centres: np.nda
     folder = next(Path(settings.vector_index_dir).glob("*/manifest.json")).parent  # only this run's table
     generation = json.loads((folder / "manifest.json").read_text())["generation"]
     file_bytes = sum(f.stat().st_size for f in folder.glob(generation + ".*"))
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        workers = pool.map(_worker_memory, [(env, key, queries)] * 4)
+    workers = node_memory(env, key, queries)
     rss = [w["after"]["rss"] - w["before"]["rss"] for w in workers]
     pss = [w["after"]["pss"] - w["before"]["pss"] for w in workers]
     # searches through the API, one client: natural and semantic, then first searches against warm ones
@@ -267,9 +288,31 @@ def measure(size: int, settings: Settings, env: dict, base: str, centres: np.nda
     }
 
 
+def remeasure_node(env: dict, key: tuple, index_dir: Path) -> dict:
+    """4 workers on an index left on disk, 200 random unit queries each (memory does not depend on them)."""
+    rng = np.random.default_rng(5)
+    queries = [(v / np.linalg.norm(v)).tolist() for v in rng.standard_normal((200, DIMS)).astype(np.float32)]
+    workers = node_memory(env, key, queries)
+    folder = next(index_dir.glob("*/manifest.json")).parent
+    generation = json.loads((folder / "manifest.json").read_text())["generation"]
+    file_bytes = sum(f.stat().st_size for f in folder.glob(generation + ".*"))
+    pss = sum(w["after"]["pss"] - w["before"]["pss"] for w in workers)
+    return {
+        "worker_rss_mb": [round((w["after"]["rss"] - w["before"]["rss"]) / 2**20, 1) for w in workers],
+        "node_pss_mb_4_workers": round(pss / 2**20, 1),
+        "index_file_mb": round(file_bytes / 2**20, 1),
+        "node_vs_one_copy": round(pss / file_bytes, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument(
+        "--node-memory",
+        metavar="CONNECTION_ID",
+        help="only measure 4 workers on the index an earlier run left for this connection's products table",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     index_dir = Path("/tmp/altus4-bench-vectors")
@@ -284,6 +327,9 @@ def main() -> None:
         "SEARCH_TIMEOUT_MS": "20000",
     }
     full_env = {**os.environ, **env}
+    if args.node_memory:
+        print(json.dumps(remeasure_node(full_env, (args.node_memory, "products", MODEL), index_dir)))
+        return
     settings = Settings.from_env(full_env)
     Migrator(settings).migrate()
     vectors, centres = clustered(max(sizes), 11)
