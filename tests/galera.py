@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pymysql
-from infra import APP_PASSWORD, APP_USER, _Instances, _stop, ensure_free, wait_for
+from infra import APP_PASSWORD, APP_USER, _Instances, _stop, ensure_free, root_connection, wait_for
 
 PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
 
@@ -83,17 +83,7 @@ wsrep_sst_receive_address=127.0.0.1:{4590 + n}
         return d
 
     def root(self, port: int, database: str | None = None) -> pymysql.Connection:
-        return pymysql.connect(
-            host="127.0.0.1",
-            port=port,
-            user="root",
-            password="",
-            database=database,
-            autocommit=True,
-            cursorclass=pymysql.cursors.DictCursor,
-            connect_timeout=2,
-            read_timeout=20,
-        )
+        return root_connection(port, database, read_timeout=20)
 
     def status(self, port: int) -> dict[str, str]:
         with self.root(port) as conn, conn.cursor() as cur:

@@ -54,6 +54,21 @@ def _stop(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 30
 
 
 # ---- MariaDB primary + replicas ------------------------------------------------------------------
+def root_connection(port: int, database: str | None = None, **extra) -> pymysql.Connection:
+    """root on a throw-away server of ours on loopback (no password), dict rows, autocommit."""
+    return pymysql.connect(
+        host="127.0.0.1",
+        port=port,
+        user="root",
+        password="",
+        database=database,
+        autocommit=True,
+        cursorclass=pymysql.cursors.DictCursor,
+        connect_timeout=2,
+        **extra,
+    )
+
+
 REPL_PASSWORD = "replpw"
 APP_USER, APP_PASSWORD = "app", "apppw"
 
@@ -96,16 +111,7 @@ class ReplSet(_Instances):
         }
 
     def root(self, port: int, database: str | None = None) -> pymysql.Connection:
-        return pymysql.connect(
-            host="127.0.0.1",
-            port=port,
-            user="root",
-            password="",
-            database=database,
-            autocommit=True,
-            cursorclass=pymysql.cursors.DictCursor,
-            connect_timeout=2,
-        )
+        return root_connection(port, database)
 
     def _install(self) -> None:
         template = self.base / "template"

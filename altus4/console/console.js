@@ -341,7 +341,7 @@ async function renderDatabases() {
     el('td', null, el('span', { class: 'pill ' + (c.connectionStatus === 'connected' ? 'good' : 'bad'), 'data-status': '' }, c.connectionStatus),
       c.lastError ? el('div', { class: 'error' }, c.lastError) : null),
     el('td', null, when(c.lastTested)),
-    el('td', { class: 'row' },
+    el('td', null, el('div', { class: 'row actions' },
       el('button', { type: 'button', class: 'secondary', onclick: guarded(() => showSchema(c, schemaBox)) }, 'Schema'),
       el('button', { type: 'button', class: 'secondary', onclick: guarded(async () => {
         const result = await api('POST', `/databases/${c.id}/test`);
@@ -352,7 +352,7 @@ async function renderDatabases() {
         if (!confirm(`Remove "${c.name}"? Its stored credentials are deleted.`)) return;
         await api('DELETE', `/databases/${c.id}`);
         await renderDatabases();
-      }) }, 'Remove'))));
+      }) }, 'Remove')))));
   const form = el('form', { id: 'add-database', class: 'grid' },
     el('label', null, 'Name', el('input', { type: 'text', name: 'name', required: true })),
     el('label', null, 'Host', el('input', { type: 'text', name: 'host', required: true })),
@@ -557,6 +557,8 @@ function queryError(err, body) {
 
 // ---------------------------------------------------------------- analytics
 
+const queryLabel = text => text || '(browse: no query)'; // an empty query listed as a blank row reads as a bug
+
 async function renderAnalytics() {
   const [trends, performance, popular, history] = await Promise.all([
     api('GET', '/analytics/search-trends', { query: { period: 'month' } }),
@@ -576,11 +578,11 @@ async function renderAnalytics() {
       barChart(lastDays(trends.map(t => ({ date: t.date, requests: t.queryVolume })), 30), 'searches per day')),
     el('div', { class: 'two' },
       el('section', { class: 'card', id: 'popular' }, el('h2', null, 'Popular queries'), table(['query', 'times', 'avg ms'],
-        popular.slice(0, 10).map(q => el('tr', null, el('td', null, q.query_text), el('td', null, String(q.frequency)), el('td', null, String(q.avg_time)))))),
+        popular.slice(0, 10).map(q => el('tr', null, el('td', null, queryLabel(q.query_text)), el('td', null, String(q.frequency)), el('td', null, String(q.avg_time)))))),
       el('section', { class: 'card', id: 'slow' }, el('h2', null, 'Slowest queries'), table(['query', 'avg ms', 'times'],
-        slow.map(q => el('tr', null, el('td', null, q.query_text), el('td', null, String(q.avg_time)), el('td', null, String(q.frequency))))))),
+        slow.map(q => el('tr', null, el('td', null, queryLabel(q.query_text)), el('td', null, String(q.avg_time)), el('td', null, String(q.frequency))))))),
     el('section', { class: 'card', id: 'recent' }, el('h2', null, 'Recent searches'), table(['when', 'query', 'mode', 'results', 'ms', 'cache'],
-      history.items.map(h => el('tr', null, el('td', null, when(h.timestamp)), el('td', null, h.query), el('td', null, h.searchMode),
+      history.items.map(h => el('tr', null, el('td', null, when(h.timestamp)), el('td', null, queryLabel(h.query)), el('td', null, h.searchMode),
         el('td', null, String(h.resultCount)), el('td', null, String(h.executionTime)), el('td', null, h.cacheHit ? 'hit' : 'miss'))))));
 }
 
