@@ -367,7 +367,7 @@ def black_hole():
 def test_a_hanging_database_is_cut_off_by_the_time_budget(migrated, targets, black_hole):
     import time
 
-    app = create_app(make_settings(SEARCH_TIMEOUT_MS="500", CONNECTION_TIMEOUT="5"))
+    app = create_app(make_settings(SEARCH_TIMEOUT_MS="1500", CONNECTION_TIMEOUT="5"))
     client = app.test_client()
     user = register(client)
     good = user.connect_database(migrated, targets["a"])
@@ -387,7 +387,7 @@ def test_a_hanging_database_is_cut_off_by_the_time_budget(migrated, targets, bla
     assert r.status_code == 200
     statuses = {d["id"]: d["status"] for d in r.get_json()["data"]["databases"]}
     assert statuses == {good["id"]: "ok", hung["id"]: "timeout"}
-    assert elapsed < 4  # the 5 s connect timeout did not hold the request: the 0.5 s budget did
+    assert elapsed < 4  # the 5 s connect timeout did not hold the request: the 1.5 s budget did
     app.extensions["altus4"].close()
 
 
