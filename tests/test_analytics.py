@@ -103,3 +103,74 @@ def test_admin_endpoints_need_the_admin_role(active, monkeypatch):
 def test_analytics_need_a_jwt(active):
     r = active.client.get("/api/v1/analytics/dashboard")
     assert r.status_code == 401
+
+
+def test_views_narrowed_to_one_key_or_one_database(user, settings, targets):
+    """Two keys and two databases: each view counts only the key's or the database's searches."""
+    shop = user.connect_database(settings, targets["a"])["id"]
+    other = user.connect_database(settings, targets["b"])["id"]
+    first, first_key = user.create_key()
+    second, second_key = user.create_key(name="second")
+    searches = [
+        (first, {"query": "gevent workers", "databases": [shop]}),
+        (first, {"query": "gevent workers", "databases": [shop, other]}),
+        (second, {"query": "redis caching", "databases": [other]}),
+        (second, {"query": "zzzunmatched", "databases": [other]}),
+    ]
+    for secret, body in searches:
+        r = user.client.post("/api/v1/search", json=body, headers={"Authorization": f"Bearer {secret}"})
+        assert r.status_code == 200, r.get_json()
+
+    def total(**filters) -> int:
+        query = "&".join(f"{k}={v}" for k, v in filters.items())
+        perf = user.call("GET", f"/api/v1/analytics/performance?{query}").get_json()["data"]
+        history = user.call("GET", f"/api/v1/analytics/search-history?{query}").get_json()["data"]
+        assert history["total"] == perf["summary"]["totalQueries"], (history, perf)
+        return history["total"]
+
+    assert total() == 4
+    assert total(apiKeyId=first_key["id"]) == 2 and total(apiKeyId=second_key["id"]) == 2
+    assert total(databaseId=shop) == 2 and total(databaseId=other) == 3
+    assert total(apiKeyId=first_key["id"], databaseId=other) == 1
+    popular = user.call("GET", f"/api/v1/analytics/popular-queries?apiKeyId={second_key['id']}").get_json()["data"]
+    assert {q["query_text"] for q in popular} == {"redis caching", "zzzunmatched"}
+    trends = user.call("GET", f"/api/v1/analytics/search-trends?databaseId={shop}").get_json()["data"]
+    assert trends[-1]["queryVolume"] == 2 and trends[-1]["topQueries"] == ["gevent workers"]
+    # a malformed id is a 400 naming the field; another user's key id finds nothing
+    bad = user.call("GET", "/api/v1/analytics/performance?apiKeyId=1%27%20OR%201=1")
+    assert bad.status_code == 400 and bad.get_json()["error"]["details"][0]["field"] == "apiKeyId"
+    assert total(apiKeyId="00000000-0000-4000-8000-000000000000") == 0
+
+
+def test_zero_result_queries_and_daily_percentiles(active):
+    zero = active.call("GET", "/api/v1/analytics/zero-result-queries?period=month").get_json()["data"]
+    assert [(q["query_text"], q["frequency"], q["avg_results"]) for q in zero] == [("zzzunmatched", 1, 0.0)]
+    history = active.call("GET", "/api/v1/analytics/search-history").get_json()["data"]["items"]
+    times = sorted(i["executionTime"] for i in history)  # five searches: nearest rank p50 = 3rd, p95 = 5th
+    day = active.call("GET", "/api/v1/analytics/performance").get_json()["data"]["timeSeriesData"][-1]
+    assert day["p50_response_time"] == pytest.approx(times[2], abs=0.01)
+    assert day["p95_response_time"] == pytest.approx(times[4], abs=0.01) == day["max_response_time"]
+
+
+def test_later_pages_and_previews_are_not_recorded(user, settings, targets):
+    """Page 2 of a search is the same search; a preview while typing (`analytics: false`) is not one yet. Both
+    still count as requests of the key."""
+    user.connect_database(settings, targets["a"])
+    secret, key = user.create_key()
+    headers = {"Authorization": f"Bearer {secret}"}
+    for body in (
+        {"query": "gevent workers", "limit": 2},
+        {"query": "gevent workers", "limit": 2, "offset": 2},
+        {"query": "gevent workers", "limit": 2, "offset": 4},
+        {"query": "gev", "analytics": False},
+        {"query": "gevent", "analytics": False},
+    ):
+        assert user.client.post("/api/v1/search", json=body, headers=headers).status_code == 200
+    history = user.call("GET", "/api/v1/analytics/search-history").get_json()["data"]
+    assert [i["query"] for i in history["items"]] == ["gevent workers"]
+    popular = user.call("GET", "/api/v1/analytics/popular-queries").get_json()["data"]
+    assert [(q["query_text"], q["frequency"]) for q in popular] == [("gevent workers", 1)]
+    keys = user.call("GET", "/api/v1/keys").get_json()["data"]["apiKeys"]
+    assert next(k for k in keys if k["id"] == key["id"])["usageCount"] == 5
+    bad = user.client.post("/api/v1/search", json={"query": "x", "analytics": "sometimes"}, headers=headers)
+    assert bad.status_code == 400

@@ -5,9 +5,10 @@ from flask import Blueprint, g
 from altus4.api import presenters as present
 from altus4.api.auth import admin_required, user_required
 from altus4.api.envelope import ok
-from altus4.api.schemas import AnalyticsHistoryQuery, PopularQuery, RangeQuery
+from altus4.api.schemas import AnalyticsHistoryQuery, PopularQuery, RangeQuery, ScopedRangeQuery
 from altus4.api.validation import query
 from altus4.container import services
+from altus4.services.analytics import Scope
 from altus4.services.reports import Range, date_range
 
 bp = Blueprint("analytics", __name__, url_prefix="/api/v1/analytics")
@@ -17,24 +18,38 @@ def _range(params: RangeQuery) -> Range:
     return date_range(params.startDate, params.endDate, params.period)
 
 
+def _scope(params: ScopedRangeQuery, r: Range) -> Scope:
+    return r.of(g.user["id"], params.apiKeyId, params.databaseId)
+
+
 @bp.get("/search-trends")
 @bp.get("/trends")  # the path the official SDK calls
 @user_required
 def search_trends():
-    return ok(services().reports.search_trends(g.user["id"], _range(query(RangeQuery))))
+    params = query(ScopedRangeQuery)
+    r = _range(params)
+    return ok(services().reports.search_trends(r, _scope(params, r)))
 
 
 @bp.get("/performance")
 @user_required
 def performance():
-    return ok(services().reports.performance(g.user["id"], _range(query(RangeQuery))))
+    params = query(ScopedRangeQuery)
+    return ok(services().reports.performance(_scope(params, _range(params))))
 
 
 @bp.get("/popular-queries")
 @user_required
 def popular_queries():
     params = query(PopularQuery)
-    return ok(services().reports.popular_queries(g.user["id"], _range(params), params.limit))
+    return ok(services().reports.popular_queries(_scope(params, _range(params)), params.limit))
+
+
+@bp.get("/zero-result-queries")
+@user_required
+def zero_result_queries():
+    params = query(PopularQuery)
+    return ok(services().reports.popular_queries(_scope(params, _range(params)), params.limit, zero_results=True))
 
 
 @bp.get("/search-history")
@@ -42,7 +57,10 @@ def popular_queries():
 @user_required
 def search_history():
     params = query(AnalyticsHistoryQuery)
-    items, total = services().analytics.history(g.user["id"], params.limit, params.offset)
+    # no dates: the whole history; dates as in the other views (only startDate: from it to today)
+    span = date_range(params.startDate, params.endDate, "year") if params.startDate or params.endDate else None
+    scope = Scope(g.user["id"], span and span.start, span and span.end, params.apiKeyId, params.databaseId)
+    items, total = services().analytics.history(scope, params.limit, params.offset)
     return ok({"items": items, "total": total, "limit": params.limit, "offset": params.offset})
 
 

@@ -240,6 +240,8 @@ class SearchBody(Body):
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=999)  # offset + limit <= 1000 (checked by the search)
     includeAnalytics: bool = False
+    # false: not recorded in the search analytics (Algolia's `analytics`): previews while typing
+    analytics: bool = True
     ranking: Literal["bm25", "mysql"] = "bm25"
     filter: FilterText | None = None
     facets: Annotated[list[ColumnName] | None, AnyOf] = Field(default=None, max_length=10)
@@ -270,12 +272,6 @@ class SearchHistoryQuery(Body):
     offset: int = Field(default=0, ge=0, le=MAX_HISTORY_OFFSET)
 
 
-class AnalyticsHistoryQuery(SearchHistoryQuery):
-    """`GET /analytics/search-history` (JWT): the same, in larger pages for dashboards."""
-
-    limit: int = Field(default=100, ge=1, le=1000)
-
-
 class RangeQuery(Body):
     """A span of days for analytics: `startDate`/`endDate` (inclusive), or the last `period`."""
 
@@ -284,5 +280,23 @@ class RangeQuery(Body):
     period: Literal["day", "week", "month", "3months", "6months", "year"] = "week"
 
 
-class PopularQuery(RangeQuery):
+class ScopedRangeQuery(RangeQuery):
+    """The span, and optionally one of the user's API keys or databases (another user's id finds nothing)."""
+
+    apiKeyId: DatabaseId | None = None  # a UUID, as database ids are
+    databaseId: DatabaseId | None = None
+
+
+class PopularQuery(ScopedRangeQuery):
     limit: int = Field(default=20, ge=1, le=100)
+
+
+class AnalyticsHistoryQuery(SearchHistoryQuery):
+    """`GET /analytics/search-history` (JWT): the same in larger pages for dashboards, optionally narrowed to
+    dates (no dates: all of it), a key or a database."""
+
+    limit: int = Field(default=100, ge=1, le=1000)
+    startDate: Day | None = None
+    endDate: Day | None = None
+    apiKeyId: DatabaseId | None = None
+    databaseId: DatabaseId | None = None

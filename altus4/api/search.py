@@ -11,6 +11,7 @@ from altus4.container import services
 from altus4.errors import ApiError, InvalidApiKey
 from altus4.search import structured
 from altus4.search.service import SearchParams
+from altus4.services.analytics import Scope
 
 bp = Blueprint("search", __name__, url_prefix="/api/v1/search")
 
@@ -30,8 +31,9 @@ def _scope() -> structured.Scope | None:
         raise InvalidApiKey(f"Invalid tenant token: {exc}", code="INVALID_TENANT_TOKEN") from None
 
 
-def _request() -> tuple[SearchParams, bool]:
-    """The search asked for, and whether analytics were (parsed once per request).
+def _request() -> tuple[SearchParams, bool, bool]:
+    """The search asked for, whether analytics were, and whether it goes into the analytics (parsed once
+    per request).
     :raise ValidationFailed: a malformed body."""
     if "search_request" not in g:
         data = body(schemas.SearchBody)
@@ -50,7 +52,7 @@ def _request() -> tuple[SearchParams, bool]:
             sort=_tuple(data.sort),
             scope=_scope(),
         )
-        g.search_request = (params, data.includeAnalytics)
+        g.search_request = (params, data.includeAnalytics, data.analytics)
     return g.search_request
 
 
@@ -58,7 +60,7 @@ def _first_reads(user_id: str) -> list[str]:
     """What the search reads from Redis first, read with the API key (a malformed body: nothing; the view
     refuses it once the key is checked)."""
     try:
-        params, _ = _request()
+        params, _, _ = _request()
     except (ApiError, HTTPException):
         return []
     return services().searches.search.first_reads(user_id, params)
@@ -67,8 +69,8 @@ def _first_reads(user_id: str) -> list[str]:
 @bp.post("")
 @api_key_required("search", prefetch=_first_reads, tenant_tokens=True)
 def search():
-    params, include_analytics = _request()
-    return ok(services().searches.run(g.api_key, params, include_analytics, g.prefetched))
+    params, include_analytics, recorded = _request()
+    return ok(services().searches.run(g.api_key, params, include_analytics, g.prefetched, recorded))
 
 
 @bp.get("/suggestions")
@@ -110,5 +112,5 @@ def trends():
 @api_key_required("search")
 def history():
     params = query(schemas.SearchHistoryQuery)
-    items, total = services().analytics.history(g.api_key.user_id, params.limit, params.offset)
+    items, total = services().analytics.history(Scope(g.api_key.user_id), params.limit, params.offset)
     return ok(items, total=total, limit=params.limit, offset=params.offset)

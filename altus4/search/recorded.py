@@ -22,14 +22,19 @@ class RecordedSearch:
         params: SearchParams,
         include_analytics: bool = False,
         prefetched: dict[str, Any] | None = None,
+        recorded: bool = True,
     ) -> dict[str, Any]:
-        """The response data; the search goes to the history (buffered: see `altus4.write_behind`)."""
+        """The response data. The search goes to the history (buffered: see `altus4.write_behind`) unless the
+        client said not to (`recorded`: previews while typing) or it is a later page of a search already
+        recorded (offset > 0): analytics count searches people made, not requests."""
         result = self.search.search(
             key.user_id, params, tier=key.tier, decoded=include_analytics, prefetched=prefetched
         )
         if include_analytics:
             result["trends"] = self.reports.period_summaries(key.user_id)
             result["categories"] = self.search.ai_categories(result, key.user_id, key.tier)
+        if not recorded or params.offset > 0:
+            return result
         self.analytics.record(
             key.user_id,
             key.id,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +40,34 @@ _INSERT = (
     " categories, result_count, execution_time_ms, cache_hit, created_at)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which of one user's searches an analytics view counts: a span of time (`start` inclusive, `end`
+    exclusive, naive UTC), and optionally only one API key's or one database's."""
+
+    user_id: str
+    start: datetime | None = None
+    end: datetime | None = None
+    api_key_id: str | None = None
+    database_id: str | None = None
+
+    def where(self) -> tuple[str, tuple]:
+        """The WHERE clause over `search_analytics` and its parameters (always the user's own rows)."""
+        clauses, params = ["user_id = %s"], [self.user_id]
+        for clause, value in (
+            ("created_at >= %s", self.start),
+            ("created_at < %s", self.end),
+            ("api_key_id = %s", self.api_key_id),
+            # database_ids is a JSON list of ids as text: LIKE works on MySQL 8 and MariaDB alike, and a row
+            # that is not JSON cannot fail the query as JSON_CONTAINS would on MySQL
+            ("database_ids LIKE %s", self.database_id and f'%"{escape_like(self.database_id)}"%'),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        return " AND ".join(clauses), tuple(params)
 
 
 def _row(entry: dict[str, Any]) -> tuple:
@@ -149,16 +178,15 @@ class AnalyticsService:
             self.db.write_retrying(write, idempotent=True)  # ids: a repeat changes nothing
             self.write_behind.unapplied("analytics", left_out[0], "their user no longer exists")
 
-    def history(self, user_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def history(self, scope: Scope, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         self.flush()
+        where, params = scope.where()
         rows = self.db.fetch_all(
             "SELECT id, query_text, search_mode, database_ids, result_count, execution_time_ms, cache_hit, created_at"
-            " FROM search_analytics WHERE user_id = %s ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
-            (user_id, limit, offset),
+            f" FROM search_analytics WHERE {where} ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
+            (*params, limit, offset),
         )
-        total = self.db.fetch_aggregate("SELECT COUNT(*) AS n FROM search_analytics WHERE user_id = %s", (user_id,))[
-            "n"
-        ]
+        total = self.db.fetch_aggregate(f"SELECT COUNT(*) AS n FROM search_analytics WHERE {where}", params)["n"]
         items = []
         for r in rows:
             databases = json.loads(r["database_ids"] or "[]")

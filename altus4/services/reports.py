@@ -19,7 +19,7 @@ from typing import Any
 from altus4.ai.provider import AIUnavailable
 from altus4.db.pool import Database
 from altus4.errors import ValidationFailed
-from altus4.services.analytics import AnalyticsService
+from altus4.services.analytics import AnalyticsService, Scope
 from altus4.times import iso
 
 PERIOD_DAYS = {"day": 1, "week": 7, "month": 30, "3months": 90, "6months": 180, "year": 365}
@@ -37,6 +37,10 @@ class Range:
     @property
     def by_month(self) -> bool:
         return (self.end - self.start).days > 62
+
+    def of(self, user_id: str, api_key_id: str | None = None, database_id: str | None = None) -> Scope:
+        """The user's searches in this range (optionally one key's or one database's)."""
+        return Scope(user_id, self.start, self.end, api_key_id, database_id)
 
 
 def date_range(start: date | None, end: date | None, period: str) -> Range:
@@ -85,23 +89,24 @@ class ReportService:
         return self.db.fetch_all(sql, params)
 
     # ---- per user -----------------------------------------------------------------
-    def search_trends(self, user_id: str, r: Range) -> list[dict[str, Any]]:
+    def search_trends(self, r: Range, scope: Scope) -> list[dict[str, Any]]:
         self.analytics.flush()
         bucket = "DATE_FORMAT(created_at, '%%Y-%%m-01')" if r.by_month else "DATE(created_at)"
+        where, params = scope.where()
         volume = self._rows(
             f"SELECT {bucket} AS bucket, COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms FROM search_analytics"
-            " WHERE user_id = %s AND created_at >= %s AND created_at < %s GROUP BY bucket ORDER BY bucket",
-            (user_id, r.start, r.end),
+            f" WHERE {where} GROUP BY bucket ORDER BY bucket",
+            params,
         )
         queries = self._rows(
             f"SELECT {bucket} AS bucket, query_text, COUNT(*) AS n FROM search_analytics"
-            " WHERE user_id = %s AND created_at >= %s AND created_at < %s GROUP BY bucket, query_text",
-            (user_id, r.start, r.end),
+            f" WHERE {where} GROUP BY bucket, query_text",
+            params,
         )
         cats = self._rows(
             f"SELECT {bucket} AS bucket, categories FROM search_analytics"
-            " WHERE user_id = %s AND created_at >= %s AND created_at < %s AND categories IS NOT NULL LIMIT 20000",
-            (user_id, r.start, r.end),
+            f" WHERE {where} AND categories IS NOT NULL LIMIT 20000",
+            params,
         )
         top: dict[str, list] = {}
         for q in sorted(queries, key=lambda x: (-x["n"], x["query_text"])):
@@ -154,25 +159,30 @@ class ReportService:
             )
         return out
 
-    def performance(self, user_id: str, r: Range) -> dict[str, Any]:
+    def performance(self, scope: Scope) -> dict[str, Any]:
+        """Per day: volume, mean, extremes and the nearest-rank p50/p95 of execution time (window functions:
+        MySQL 8 and MariaDB 10.2+; neither has a portable PERCENTILE aggregate)."""
         self.analytics.flush()
+        where, params = scope.where()
         series = self._rows(
-            "SELECT DATE(created_at) AS day, AVG(execution_time_ms) AS avg_ms, MAX(execution_time_ms) AS max_ms,"
-            " MIN(execution_time_ms) AS min_ms, COUNT(*) AS n, AVG(result_count) AS avg_results"
-            " FROM search_analytics WHERE user_id = %s AND created_at >= %s AND created_at < %s"
-            " GROUP BY day ORDER BY day",
-            (user_id, r.start, r.end),
+            "SELECT day, COUNT(*) AS n, AVG(ms) AS avg_ms, MAX(ms) AS max_ms, MIN(ms) AS min_ms,"
+            " AVG(results) AS avg_results, MIN(CASE WHEN pos >= CEIL(0.5 * total) THEN ms END) AS p50,"
+            " MIN(CASE WHEN pos >= CEIL(0.95 * total) THEN ms END) AS p95"
+            " FROM (SELECT DATE(created_at) AS day, execution_time_ms AS ms, result_count AS results,"
+            " ROW_NUMBER() OVER (PARTITION BY DATE(created_at) ORDER BY execution_time_ms) AS pos,"
+            " COUNT(*) OVER (PARTITION BY DATE(created_at)) AS total"
+            f" FROM search_analytics WHERE {where}) ranked GROUP BY day ORDER BY day",
+            params,
         )
         modes = self._rows(
             "SELECT search_mode, COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms FROM search_analytics"
-            " WHERE user_id = %s AND created_at >= %s AND created_at < %s GROUP BY search_mode ORDER BY n DESC",
-            (user_id, r.start, r.end),
+            f" WHERE {where} GROUP BY search_mode ORDER BY n DESC",
+            params,
         )
         summary = self.db.fetch_aggregate(
             "SELECT COUNT(*) AS n, AVG(execution_time_ms) AS avg_ms, AVG(result_count) AS avg_results,"
-            " SUM(cache_hit) AS hits, SUM(execution_time_ms > %s) AS slow FROM search_analytics"
-            " WHERE user_id = %s AND created_at >= %s AND created_at < %s",
-            (SLOW_MS, user_id, r.start, r.end),
+            f" SUM(cache_hit) AS hits, SUM(execution_time_ms > %s) AS slow FROM search_analytics WHERE {where}",
+            (SLOW_MS, *params),
         )
         total = int(summary["n"] or 0)
         return {
@@ -184,6 +194,8 @@ class ReportService:
                     "min_response_time": _ms(s["min_ms"]),
                     "total_queries": int(s["n"]),
                     "avg_results": _ms(s["avg_results"]),
+                    "p50_response_time": _ms(s["p50"]),
+                    "p95_response_time": _ms(s["p95"]),
                 }
                 for s in series
             ],
@@ -199,14 +211,17 @@ class ReportService:
             },
         }
 
-    def popular_queries(self, user_id: str, r: Range, limit: int) -> list[dict[str, Any]]:
+    def popular_queries(self, scope: Scope, limit: int, zero_results: bool = False) -> list[dict[str, Any]]:
+        """The most frequent queries; with `zero_results`, only searches that found nothing (what people look
+        for and the data does not answer)."""
         self.analytics.flush()
+        where, params = scope.where()
+        nothing = " AND result_count = 0" if zero_results else ""
         rows = self._rows(
             "SELECT query_text, COUNT(*) AS frequency, AVG(execution_time_ms) AS avg_ms,"
             " AVG(result_count) AS avg_results, MAX(created_at) AS last_used FROM search_analytics"
-            " WHERE user_id = %s AND created_at >= %s AND created_at < %s"
-            " GROUP BY query_text ORDER BY frequency DESC, last_used DESC LIMIT %s",
-            (user_id, r.start, r.end, limit),
+            f" WHERE {where}{nothing} GROUP BY query_text ORDER BY frequency DESC, last_used DESC LIMIT %s",
+            (*params, limit),
         )
         return [
             {
@@ -224,7 +239,7 @@ class ReportService:
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         week = Range(now - timedelta(days=7), now + timedelta(seconds=1), "week")
         previous = Range(now - timedelta(days=14), now - timedelta(days=7), "week")
-        perf = self.performance(user_id, week)["summary"]
+        perf = self.performance(week.of(user_id))["summary"]
         earlier = self.db.fetch_aggregate(
             "SELECT COUNT(*) AS n FROM search_analytics WHERE user_id = %s AND created_at >= %s AND created_at < %s",
             (user_id, previous.start, previous.end),
@@ -310,11 +325,11 @@ class ReportService:
             " (SELECT COUNT(*) FROM api_keys WHERE user_id = %s AND is_active = 1) AS keys_",
             (user_id, user_id),
         )
-        performance = self.performance(user_id, r)
+        performance = self.performance(r.of(user_id))
         return {
-            "trends": {"period": "week", "series": self.search_trends(user_id, r)},
+            "trends": {"period": "week", "series": self.search_trends(r, r.of(user_id))},
             "performance": performance,
-            "popularQueries": self.popular_queries(user_id, r, 10),
+            "popularQueries": self.popular_queries(r.of(user_id), 10),
             "insights": self.insights(user_id),
             "summary": {
                 **performance["summary"],
