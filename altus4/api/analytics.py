@@ -18,7 +18,7 @@ def _range(params: RangeQuery) -> Range:
     return date_range(params.startDate, params.endDate, params.period)
 
 
-def _scope(params: ScopedRangeQuery, r: Range) -> Scope:
+def _scope(params: ScopedRangeQuery | AnalyticsHistoryQuery, r: Range) -> Scope:
     return r.of(g.user["id"], params.apiKeyId, params.databaseId)
 
 
@@ -58,8 +58,10 @@ def zero_result_queries():
 def search_history():
     params = query(AnalyticsHistoryQuery)
     # no dates: the whole history; dates as in the other views (only startDate: from it to today)
-    span = date_range(params.startDate, params.endDate, "year") if params.startDate or params.endDate else None
-    scope = Scope(g.user["id"], span and span.start, span and span.end, params.apiKeyId, params.databaseId)
+    if params.startDate or params.endDate:
+        scope = _scope(params, date_range(params.startDate, params.endDate, "year"))
+    else:
+        scope = Scope(g.user["id"], api_key_id=params.apiKeyId, database_id=params.databaseId)
     items, total = services().analytics.history(scope, params.limit, params.offset)
     return ok({"items": items, "total": total, "limit": params.limit, "offset": params.offset})
 

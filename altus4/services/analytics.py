@@ -55,7 +55,8 @@ class Scope:
 
     def where(self) -> tuple[str, tuple]:
         """The WHERE clause over `search_analytics` and its parameters (always the user's own rows)."""
-        clauses, params = ["user_id = %s"], [self.user_id]
+        clauses: list[str] = ["user_id = %s"]
+        params: list[object] = [self.user_id]
         for clause, value in (
             ("created_at >= %s", self.start),
             ("created_at < %s", self.end),
