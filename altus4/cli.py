@@ -175,7 +175,8 @@ def tenant_token(
 @click.option("--port", type=int, default=3306, show_default=True)
 @click.option("--admin-user", default="root", show_default=True, help="an account there that may create databases")
 @click.option("--admin-password-stdin", is_flag=True, help="read that account's password from stdin")
-def demo(host: str | None, port: int, admin_user: str, admin_password_stdin: bool) -> None:
+@click.option("--console", "console_url", help="also print a link to this console that fills in the demo key")
+def demo(host: str | None, port: int, admin_user: str, admin_password_stdin: bool, console_url: str | None) -> None:
     from altus4 import demo as demo_data
     from altus4.db.host_policy import HostNotAllowed, check_host_allowed
 
@@ -238,6 +239,8 @@ def demo(host: str | None, port: int, admin_user: str, admin_password_stdin: boo
         svc.close()
     click.echo(f"demo user: {demo_data.DEMO_EMAIL} / {user_password}")
     click.echo(f"demo API key: {secret}")
+    if console_url:  # in the fragment: a browser sends it nowhere, and the console takes it out of the address bar
+        click.echo(f"demo console: {console_url}#/search?key={secret}  (sign in as the demo user)")
 
 
 @main.command(

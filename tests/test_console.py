@@ -1,21 +1,31 @@
 """The web console in a real browser (Debian's Chromium through Selenium) against a real Altus 4 (gunicorn,
-MariaDB, Redis): a new user's whole first visit, an XSS row shown as text, and the page's security headers.
+MariaDB, Redis): a new user's whole first visit, an XSS row shown as text, search-as-you-type, analytics
+narrowed by dates, key and database, a tenant token minted in the page, the demo's console link, keyboard
+use, an axe-core audit of every page, and the page's security headers.
 
-Screenshots of every page go to `test-artifacts/console/` (or `$ALTUS4_ARTIFACTS/console/`).
+Screenshots of every page go to `test-artifacts/console/` (or `$ALTUS4_ARTIFACTS/console/`), with each
+page's axe-core report (`axe-<page>.json`).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 from conftest import READER, TARGET_A, env_for_tests, fresh_fulltext_table
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from servers import call, start_gunicorn
@@ -23,6 +33,7 @@ from servers import call, start_gunicorn
 pytestmark = pytest.mark.slow  # a browser: about 20 s
 
 ROOT = Path(__file__).resolve().parent.parent
+AXE_VERSION = "4.14.1"  # the axe-core npm package the audit loads (into the page by the test; the page never does)
 ARTIFACTS = Path(os.environ.get("ALTUS4_ARTIFACTS", ROOT / "test-artifacts")) / "console"
 XSS_DB = "altus4_test_console"
 XSS_ROWS = [
@@ -48,6 +59,20 @@ def server(migrated, targets, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def axe_source(tmp_path_factory) -> str:
+    """axe-core's browser build, from npm."""
+    where = tmp_path_factory.mktemp("axe")
+    done = subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(where), f"axe-core@{AXE_VERSION}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return (where / "node_modules" / "axe-core" / "axe.min.js").read_text()
+
+
+@pytest.fixture(scope="module")
 def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
@@ -56,6 +81,7 @@ def browser():
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     driver.set_page_load_timeout(30)
+    driver.set_script_timeout(60)
     yield driver
     driver.quit()
 
@@ -63,8 +89,8 @@ def browser():
 class Person:
     """What a person does and sees: fills forms, clicks, waits for the page, takes a screenshot."""
 
-    def __init__(self, driver, base: str):
-        self.driver, self.base = driver, base
+    def __init__(self, driver, base: str, axe: str = ""):
+        self.driver, self.base, self.axe_source = driver, base, axe
         # the page re-renders a view after each change: an element found just before can go stale
         self.wait = WebDriverWait(driver, 15, ignored_exceptions=[StaleElementReferenceException])
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -102,14 +128,50 @@ class Person:
     def notice(self) -> str:
         return self.driver.find_element(By.ID, "notice").text
 
+    def api(self, path: str):
+        """What the API says, with this tab's session (the JWT in sessionStorage)."""
+        token = self.driver.execute_script("return sessionStorage.getItem('altus4.jwt')")
+        status, body, _ = call(self.base + "/api/v1" + path, token=token)
+        assert status == 200, body
+        return body["data"]
 
-def test_a_new_users_first_visit(server, browser, migrated):
-    me = Person(browser, server.url)
+    def axe(self, page: str) -> dict:
+        """axe-core's WCAG 2.1 A/AA rules over the page as it is now; the report goes next to the screenshots."""
+        if not self.driver.execute_script("return typeof window.axe === 'object'"):
+            self.driver.execute_script(self.axe_source)  # through WebDriver: the page's CSP does not apply
+        report = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+            ".then(r => done({passed: r.passes.length, violations: r.violations.map(v => ({id: v.id,"
+            " impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}))}),"
+            " e => done({passed: 0, violations: [{id: 'axe failed', impact: 'critical', help: String(e)}]}))"
+        )
+        (ARTIFACTS / f"axe-{page}.json").write_text(json.dumps(report, indent=2))
+        return report
+
+    def audit(self, page: str) -> None:
+        """No serious or critical violation (the report lists every impact)."""
+        report = self.axe(page)
+        bad = [v for v in report["violations"] if v["impact"] in ("serious", "critical")]
+        assert report["passed"] >= 10 and not bad, f"{page}: {json.dumps(report, indent=2)}"
+
+
+def test_a_new_users_first_visit(server, browser, migrated, axe_source):
+    me = Person(browser, server.url, axe_source)
     email = f"console-{uuid.uuid4().hex[:8]}@example.com"
     me.go("account")
     me.find("#register")
     assert not browser.find_element(By.ID, "nav").is_displayed()  # signed out: no navigation
     me.snap("01-sign-in")
+    me.audit("sign-in")
+    # the audit sees a defect where there is one: a field without a label, faint text
+    browser.execute_script(
+        "const box = document.createElement('div'), faint = document.createElement('p');"
+        "box.id = 'defect'; faint.textContent = 'faint'; faint.style.color = '#ddd';"  # CSSOM: the CSP allows it
+        "box.append(document.createElement('input'), faint); document.querySelector('main').append(box)"
+    )
+    assert {"label", "color-contrast"} <= {v["id"] for v in me.axe("with-defects")["violations"]}
+    browser.execute_script("document.getElementById('defect').remove()")
     me.fill("#register", name="Console User", email=email, password="a console password")
     me.submit("#register")
 
@@ -118,6 +180,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
     secret = me.text("#secret-value")
     assert secret.startswith("altus4_sk_") and me.find("#new-secret [data-copy]")
     me.snap("02-first-key")
+    me.audit("account")
     # the password changed from the account page: this tab stays signed in
     me.fill("#change-password", currentPassword="a console password", newPassword="a new console password")
     me.submit("#change-password")
@@ -139,6 +202,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
     me.find("#schema tr[data-table=plain] pre.suggested")
     assert me.text("#schema tr[data-table=plain] pre.suggested").startswith("ALTER TABLE `plain` ADD FULLTEXT")
     me.snap("03-databases")
+    me.audit("databases")
     nowhere = browser.find_elements(By.CSS_SELECTOR, "tr[data-connection]")[-1]
     nowhere.find_element(By.CSS_SELECTOR, "button.danger").click()
     browser.switch_to.alert.accept()
@@ -147,8 +211,9 @@ def test_a_new_users_first_visit(server, browser, migrated):
     # natural search: highlighted results, per-database status, exact total, paging, the curl
     me.go("search")
     assert me.find("#search-form button[type=submit]").get_attribute("disabled") is None
-    me.fill("#search-form", query="gevent workers", limit=3)
-    me.submit("#search-form")
+    me.fill("#search-form", limit=3, query="gevent workers")
+    me.find("#query").send_keys(Keys.ENTER)  # Enter in the query box searches
+    me.until(lambda d: "gevent workers" in me.text("#curl") and not d.find_elements(By.ID, "preview"), "a search")
     total = me.text("#total")
     assert int(total.split()[0]) > 3 and me.text("#page").startswith("page 1 of")
     marks = [m.text.lower() for m in browser.find_elements(By.CSS_SELECTOR, "#results mark")]
@@ -161,6 +226,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#results .score-bar > span")) == 3
     assert not browser.find_elements(By.ID, "ai")  # no AI line outside semantic mode
     me.snap("04-search-natural")
+    me.audit("search-results")
     first_page = [r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, ".result")]
     browser.find_element(By.XPATH, "//button[contains(., 'Next')]").click()
     me.until(lambda d: me.text("#page").startswith("page 2"), "page 2")
@@ -177,6 +243,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
     value = me.find("#facets [data-facet=category] .facet-value")
     chosen, count = value.get_attribute("data-value"), int(value.find_element(By.CSS_SELECTOR, ".count").text)
     assert "products" in me.text("#summary") or int(me.text("#total").split()[0]) >= count
+    me.snap("05-search-facets")  # the README's screenshot (docs/console-playground.png)
     value.click()
     me.until(lambda d: int(me.text("#total").split()[0]) == count, "the results filtered to the facet value")
     assert me.find("#search-form [name=filter]").get_attribute("value") == f'category = "{chosen}"'
@@ -186,13 +253,51 @@ def test_a_new_users_first_visit(server, browser, migrated):
     prices = [float(p.text.split()[-1]) for p in browser.find_elements(By.CSS_SELECTOR, "#results .fields span")
               if p.text.startswith("price ")]  # fmt: skip
     assert prices and prices == sorted(prices), prices  # price ascending
-    me.snap("05-search-facets")
+    me.snap("05b-facet-value-chosen")
+    me.audit("search-facets")
     me.find(pressed).click()
     me.until(lambda d: me.find("#search-form [name=filter]").get_attribute("value") == "", "the facet unselected")
     me.fill("#search-form", filter="price >")
     me.submit("#search-form")
     assert "INVALID_FILTER" in me.text("#search-error") and me.text("#error-position").startswith("price >")
-    me.fill("#search-form", query="gevent workers", filter="", facets="", sort="", limit=3)
+
+    # search-as-you-type: one preview per pause in typing (a search and the suggestions), not recorded in the
+    # analytics; a suggestion picked with the keyboard is a recorded search
+    me.fill("#search-form", filter="", facets="", sort="", limit=3)
+    query = me.find("#query")
+    query.clear()
+    searches = me.api("/analytics/search-history?limit=1")["total"]
+    uses = me.api("/keys")["apiKeys"][0]["usageCount"]
+    query.send_keys("gevent work")
+    me.until(lambda d: '"gevent work"' in me.text("#curl") and d.find_elements(By.ID, "preview"), "a preview")
+    suggestion = me.find("#suggestions li[role=option]").text
+    assert suggestion.lower().startswith("gevent work") and suggestion.lower() != "gevent work"
+    assert me.find("#query").get_attribute("aria-expanded") == "true"
+    me.snap("06-search-as-you-type")
+    me.audit("search-as-you-type")
+    assert me.api("/analytics/search-history?limit=1")["total"] == searches  # previews are not searches
+    typed = me.api("/keys")["apiKeys"][0]["usageCount"] - uses
+    assert 2 <= typed <= 4, f"{typed} requests for 11 keystrokes"  # one search and one suggestions call a pause
+    query.send_keys(Keys.ARROW_DOWN)
+    assert query.get_attribute("aria-activedescendant") == "suggestion-0"
+    query.send_keys(Keys.ENTER)
+    me.until(lambda d: me.find("#query").get_attribute("value") == suggestion, "the suggestion picked")
+    me.until(lambda d: f'"{suggestion}"' in me.text("#curl") and not d.find_elements(By.ID, "preview"), "its search")
+    assert not browser.find_element(By.ID, "suggestions").is_displayed()
+    assert me.api("/analytics/search-history?limit=1")["total"] == searches + 1
+
+    # the keyboard: no element out of the document's order, Tab walks the form in its visual order with a
+    # visible focus ring
+    positive = "return [...document.querySelectorAll('[tabindex]')].filter(e => e.tabIndex > 0).length"
+    assert browser.execute_script(positive) == 0
+    order = []
+    for _ in range(4):
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        focused = browser.switch_to.active_element
+        order.append(focused.get_attribute("name"))
+        assert focused.value_of_css_property("outline-style") == "solid", focused.get_attribute("name")
+    assert order == ["searchMode", "tables", "limit", "filter"], order
+    me.fill("#search-form", query="gevent workers", limit=3)
 
     # semantic mode without an AI provider: the page says the AI was not used, and why
     me.fill("#search-form", searchMode="semantic")
@@ -209,9 +314,11 @@ def test_a_new_users_first_visit(server, browser, migrated):
     me.submit("#search-form")
     error = me.text("#search-error")
     assert "INVALID_QUERY" in error and "^" in me.text("#error-position")
-    me.snap("06-search-boolean-error")
+    me.snap("07-search-boolean-error")
 
     # a row with markup in it is shown as text, and runs nothing
+    shop = next(c["id"] for c in me.api("/databases") if c["name"] == "Shop")
+    me.find(f"#search-form input[name=databases][value='{shop}']").click()  # Notes only
     me.fill("#search-form", query="zebrafish", searchMode="natural", limit=10)
     me.submit("#search-form")
     me.until(lambda d: "Notes: ok" in me.text("#db-status"), "the notes database answered")
@@ -222,34 +329,84 @@ def test_a_new_users_first_visit(server, browser, migrated):
     assert "zebrafish & friends" in shown
     assert not browser.find_elements(By.CSS_SELECTOR, "#results script, #results img")
     assert browser.execute_script("return window.__xss === undefined")
-    me.snap("07-xss-shown-as-text")
+    me.snap("08-xss-shown-as-text")
+    me.fill("#search-form", query="qqqnothing")
+    me.submit("#search-form")
+    me.until(lambda d: me.text("#total") == "0 matches", "a search that finds nothing")
 
-    # analytics show what was just searched
+    # analytics show what was just searched: volume and latency (p50, p95) per day on charts with a y-axis,
+    # popular, zero-result and slowest queries, narrowed by a database, a key or dates
     me.go("analytics")
     me.until(lambda d: "gevent workers" in me.text("#recent"), "the search in recent searches")
     assert "gevent workers" in me.text("#popular") and "cache hits" in me.text("#cache-ratio")
-    assert browser.find_elements(By.CSS_SELECTOR, "svg.chart rect")
-    me.snap("08-analytics")
+    assert "qqqnothing" in me.text("#zero-results") and "gevent workers" not in me.text("#zero-results")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#volume svg text.tick")) >= 5 + 1  # y ticks + a date
+    assert browser.find_elements(By.CSS_SELECTOR, "#volume svg rect.series-0")
+    assert browser.find_elements(By.CSS_SELECTOR, "#latency svg rect.series-1")  # p95 beside p50
+    everything = int(me.text("#totals").split()[0])
+    me.snap("09-analytics")
+    me.audit("analytics")
+    me.fill("#analytics-range", databaseId=shop)
+    me.submit("#analytics-range")
+    me.until(lambda d: "zebrafish" not in me.text("#recent"), "only the searches that included Shop")
+    assert "gevent workers" in me.text("#recent")
+    in_shop = me.api(f"/analytics/search-history?databaseId={shop}")["total"]
+    assert 0 < in_shop < everything and me.text("#totals").startswith(f"{in_shop} searches")
+    key = me.api("/keys")["apiKeys"][0]["id"]
+    me.fill("#analytics-range", databaseId="", apiKeyId=key)
+    me.submit("#analytics-range")
+    me.until(lambda d: me.text("#totals").startswith(f"{everything} searches"), "the key's searches (all of them)")
+    long_ago = date.today() - timedelta(days=10)
+    browser.execute_script(
+        "const f = document.getElementById('analytics-range'); f.startDate.value = arguments[0];"
+        " f.endDate.value = arguments[1];", long_ago.isoformat(), (long_ago + timedelta(days=5)).isoformat()
+    )  # fmt: skip
+    me.submit("#analytics-range")
+    me.until(lambda d: me.text("#totals").startswith("0 searches"), "nothing in an earlier range")
+    assert "No searches in this range" in me.text("#recent") and "No data in this range" in me.text("#volume")
+    me.find("#analytics-range [data-days='7']").click()
+    me.until(lambda d: me.text("#totals").startswith(f"{everything} searches"), "the last 7 days")
 
     # keys: usage chart; a second key made and regenerated (each secret shown once); the first revoked, and
     # the playground's search is refused with it
     me.go("keys")
     me.find("tr[data-key] button.secondary").click()
     me.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#key-usage svg rect"), "a usage chart")
-    assert "10 requests in 14 days" in me.text("#key-usage") and me.text("tr[data-key] td:nth-child(6)") == "10"
-    me.snap("09-key-usage")
+    used = me.api("/keys")["apiKeys"][0]["usageCount"]
+    assert used >= 14 and f"{used} requests in 14 days" in me.text("#key-usage")
+    assert me.text("tr[data-key] td:nth-child(6)") == str(used) and "left this hour" in me.text("#key-usage")
+    me.snap("10-key-usage")
     me.fill("#create-key", name="second key", rateLimitTier="pro")
     me.submit("#create-key")
     made = me.text("#secret-value")
     assert made.startswith("altus4_sk_test_") and made != secret
-    second = browser.find_elements(By.CSS_SELECTOR, "tr[data-key]")[-1]
-    second.find_element(By.XPATH, ".//button[.='Regenerate']").click()
+    keys = me.api("/keys")["apiKeys"]  # newest first
+    first_key = next(k["id"] for k in keys if secret.startswith(k["keyPrefix"]))
+    second_key = next(k["id"] for k in keys if made.startswith(k["keyPrefix"]))
+    me.find(f'tr[data-key="{second_key}"]').find_element(By.XPATH, ".//button[.='Regenerate']").click()
     me.until(lambda d: me.text("#secret-value") not in (made, secret), "a regenerated secret")
-    first = browser.find_elements(By.CSS_SELECTOR, "tr[data-key]")[0]
-    first.find_element(By.CSS_SELECTOR, "[data-revoke]").click()
+    assert not me.find(f'tr[data-key="{second_key}"]').find_elements(By.CSS_SELECTOR, "[data-revoke]")  # replaced
+
+    # a tenant token minted in the page from the first key (its secret already in this tab) and a filter:
+    # it searches only the rows the filter keeps, and the key's secret never left the page
+    me.fill("#tenant-token", apiKeyId=first_key)
+    assert me.find("#tenant-token [name=secret]").get_attribute("value") == secret
+    me.fill("#tenant-token", filter=f'category = "{chosen}"', hours=2)
+    me.submit("#tenant-token")
+    token = me.text("#tenant-token-value")
+    claims = jwt.decode(token, secret, algorithms=["HS256"])
+    assert claims["apiKeyId"] == first_key and claims["searchRules"] == {"*": {"filter": f'category = "{chosen}"'}}
+    assert 7000 < claims["exp"] - time.time() <= 7200
+    browse = {"query": "", "sort": ["price:asc"], "limit": 100}
+    status, found, _ = call(server.url + "/api/v1/search", "POST", browse, token)
+    assert status == 200 and found["data"]["totalCount"] == count, found
+    assert {r["data"]["category"] for r in found["data"]["results"]} == {chosen}
+    me.snap("11-tenant-token")
+    me.audit("keys")
+    me.find(f'tr[data-key="{first_key}"] [data-revoke]').click()
     browser.switch_to.alert.accept()
-    me.until(lambda d: "revoked" in me.text("tr[data-key]"), "the key revoked")
-    me.snap("10-keys")
+    me.until(lambda d: "revoked" in me.text(f'tr[data-key="{first_key}"]'), "the key revoked")
+    me.snap("12-keys")
     me.go("search")
     me.fill("#search-form", query="gevent", apiKey=secret)
     me.submit("#search-form")
@@ -261,7 +418,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
     assert browser.execute_script("return sessionStorage.getItem('altus4.jwt')") is None
     assert not browser.find_element(By.ID, "nav").is_displayed()
     assert not browser.find_elements(By.CSS_SELECTOR, "#nav a.active")
-    me.snap("11-signed-out")
+    me.snap("13-signed-out")
     # the next person in this tab starts from an empty playground (nothing of the last search or key)
     me.fill("#sign-in", email=email, password="a new console password")
     me.submit("#sign-in")
@@ -288,7 +445,7 @@ def test_a_new_users_first_visit(server, browser, migrated):
 def test_the_console_is_served_with_a_strict_policy(server):
     status, body, headers = call(server.url + "/console")
     policy = headers["Content-Security-Policy"]
-    assert status == 200 and '<script src="/console/console.js" defer></script>' in body
+    assert status == 200 and '<script type="module" src="/console/console.js"></script>' in body
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
     assert headers["X-Content-Type-Options"] == "nosniff"
     status, _, headers = call(server.url + "/console/console.js")
@@ -297,3 +454,37 @@ def test_the_console_is_served_with_a_strict_policy(server):
     assert call(server.url + "/console/nothing.js")[0] == 404
     status, icon, headers = call(server.url + "/favicon.ico")
     assert status == 200 and headers["Content-Type"].startswith("image/svg+xml") and "<svg" in icon
+
+
+def test_the_demo_link_fills_in_the_key(server, browser):
+    """`make run` runs `altus4 demo --console URL`: its link signs nobody in, but once the demo user signs in,
+    the playground searches with the demo key; the key is gone from the address bar at once."""
+    env = {**os.environ, **env_for_tests()}
+    demo = subprocess.run(
+        [sys.executable, "-m", "altus4.cli", "demo", "--console", server.url + "/console"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    lines = dict(line.split(": ", 1) for line in demo.stdout.splitlines() if ": " in line)
+    key, link = lines["demo API key"], lines["demo console"].split()[0]
+    email, password = lines["demo user"].split(" / ")
+    assert link == f"{server.url}/console#/search?key={key}"
+    browser.get(server.url + "/console")
+    browser.execute_script("sessionStorage.clear()")
+    me = Person(browser, server.url)
+    browser.get(link)
+    me.find("#sign-in")
+    assert "key=" not in browser.current_url and key not in browser.current_url
+    me.fill("#sign-in", email=email, password=password)
+    me.submit("#sign-in")
+    me.until(lambda d: me.find("#search-form [name=apiKey]").get_attribute("value") == key, "the demo key filled in")
+    me.fill("#search-form", query="wireless")
+    me.submit("#search-form")
+    me.until(lambda d: d.find_elements(By.ID, "total"), "a search with the demo key")
+    assert int(me.text("#total").split()[0]) > 0
+    me.find("#sign-out").click()
+    me.find("#sign-in")

@@ -57,10 +57,10 @@ def _assert_console_served(base: str) -> None:
     """The web console comes through the TLS site with its own security headers, each sent once."""
     status, body, raw = call(base + "/console")
     headers = {name.lower(): value for name, value in raw.items()}  # HAProxy sends header names in lower case
-    assert status == 200 and '<script src="/console/console.js"' in body
+    assert status == 200 and '<script type="module" src="/console/console.js"' in body
     assert "script-src 'self'" in headers["content-security-policy"] and headers["x-content-type-options"] == "nosniff"
-    status, script, _ = call(base + "/console/console.js")
-    assert status == 200 and "async function api(" in script
+    status, script, _ = call(base + "/console/core.js")  # a module the page imports
+    assert status == 200 and "export async function api(" in script
 
 
 def test_nginx_kill_one_app_server_mid_stream(fleet, tmp_path):
