@@ -148,7 +148,8 @@ STATED_RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/search/suggestions"): {"filter", *QUERY_RULES},
     **{
         ("GET", f"/api/v1/analytics/{name}"): {"startDate"}
-        for name in ("search-trends", "trends", "usage", "performance", "popular-queries", "admin/user-activity")
+        for name in ("search-trends", "trends", "usage", "performance", "popular-queries", "zero-result-queries")
+        + ("search-history", "history", "admin/user-activity")
     },
 }
 
