@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import pymysql
 from infra import APP_PASSWORD, APP_USER, _Instances, _stop, ensure_free, root_connection, wait_for
 
 PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
+START_SCRIPT = Path(__file__).resolve().parent.parent / "config" / "mysql" / "galera-node.sh"
 
 
 def available() -> str | None:
@@ -104,38 +104,37 @@ wsrep_sst_receive_address=127.0.0.1:{4590 + n}
             **extra,
         }
 
-    def start_one(self, port: int, bootstrap: bool = False) -> None:
+    def start_one(self, port: int, wait: bool = True) -> None:
+        """Start a node with the shipped start script (config/mysql/galera-node.sh), which decides whether it
+        bootstraps, joins or waits, and recovers its position after a crash; `wait`: until it is Synced."""
         d = self._cnf(port)
-        if not (d / "data" / "mysql").exists():
-            with open(d / "install.log", "wb") as log:
-                subprocess.run(
-                    ["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={d / 'data'}"]
-                    + ["--auth-root-authentication-method=normal", "--skip-test-db"],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    check=True,
-                    timeout=120,
-                )
-        extra = ["--wsrep-new-cluster"] if bootstrap else []
-        state = d / "data" / "grastate.dat"
-        if state.exists() and re.search(r"^seqno:\s*-1", state.read_text(), re.M):  # after a crash: its position
-            recover = subprocess.run(
-                ["mariadbd", f"--defaults-file={d / 'my.cnf'}", "--wsrep-recover", f"--log-error={d / 'recover.log'}"],
-                capture_output=True,
-                timeout=120,
-            )
-            found = re.findall(r"Recovered position: *(\S+)", (d / "recover.log").read_text(errors="replace"))
-            if recover.returncode == 0 and found:
-                extra.append(f"--wsrep-start-position={found[-1]}")
+        env = {
+            **os.environ,
+            "GALERA_DATADIR": str(d / "data"),
+            "GALERA_PEERS": ",".join(f"127.0.0.1:{p}" for p in self.ports),
+            "GALERA_SELF": f"127.0.0.1:{port}",
+            "GALERA_BOOTSTRAP_CANDIDATE": "1" if port == self.ports[0] else "0",
+            "GALERA_INSTALL_ARGS": "--auth-root-authentication-method=normal",
+        }
         with open(d / "stdout.log", "ab") as log:
             self.procs[port] = subprocess.Popen(
-                ["mariadbd", f"--defaults-file={d / 'my.cnf'}", *extra],
+                [str(START_SCRIPT), f"--defaults-file={d / 'my.cnf'}"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=env,
             )
+        if wait:
+            self.wait_synced(port)
+
+    def wait_synced(self, port: int, timeout: float = 120) -> None:
         proc = self.procs[port]
-        wait_for(lambda: self.synced(port), 120, f"galera node {port}", alive=lambda: proc.poll() is None)
+        wait_for(lambda: self.synced(port), timeout, f"galera node {port}", alive=lambda: proc.poll() is None)
+
+    def said(self, port: int) -> str:
+        """What the start script said (its lines in the node's stdout.log)."""
+        log = self.base / f"node{self._n(port)}" / "stdout.log"
+        return "\n".join(line for line in log.read_text(errors="replace").splitlines() if "galera-node:" in line)
 
     def kill(self, port: int) -> None:
         """SIGKILL: a crash, its in-flight transactions lost, its grastate left at seqno -1."""
@@ -147,8 +146,7 @@ wsrep_sst_receive_address=127.0.0.1:{4590 + n}
         ensure_free(*self.ports)
         shutil.rmtree(self.base, ignore_errors=True)
         self.base.mkdir(parents=True)
-        self.start_one(self.ports[0], bootstrap=True)
-        for port in self.ports[1:]:
+        for port in self.ports:  # the first one bootstraps (the candidate); the others join it
             self.start_one(port)
         with self.root(self.ports[0]) as conn, conn.cursor() as cur:
             cur.execute("CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s", (APP_USER, APP_PASSWORD))

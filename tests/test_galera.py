@@ -2,6 +2,8 @@
 SIGKILLed under a load of searches, JWT reads, key creations and revocations and registrations. Nothing a
 client was told may fail or be lost, and the killed node comes back by IST with every row."""
 
+import os
+import subprocess
 import threading
 import time
 import uuid
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import TEST_REDIS_DB, env_for_tests, make_settings
-from galera import GaleraSet, available
+from galera import START_SCRIPT, GaleraSet, available
 from infra import TcpProxy, wait_for
 from servers import Traffic, account, call, metric_sum, start_gunicorn
 
@@ -211,3 +213,116 @@ def test_the_writing_node_killed_under_load_loses_nothing(cluster, settings, tar
         wait_for(lambda: recorded() == expected, 30, f"history and usage {expected}", interval=1)
     finally:
         server.stop()
+
+
+def _start_script(datadir: Path, **env: str) -> subprocess.CompletedProcess:
+    """The shipped start script on its own, with `true` for mariadbd: what it decides, before any server runs."""
+    return subprocess.run(
+        [str(START_SCRIPT), "--no-defaults"],
+        env={**os.environ, "GALERA_DATADIR": str(datadir), "MARIADBD": "true", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_start_script_refuses_an_unsafe_bootstrap_and_a_foreign_cluster(cluster, tmp_path):
+    datadir = tmp_path / "data"
+    (datadir / "mysql").mkdir(parents=True)
+    state = "# GALERA saved state\nversion: 2.1\nuuid: {uuid}\nseqno: {seqno}\nsafe_to_bootstrap: {safe}\n"
+    (datadir / "grastate.dat").write_text(state.format(uuid=uuid.uuid4(), seqno=1041, safe=0))
+    forced = _start_script(datadir, GALERA_FORCE_BOOTSTRAP="1")
+    assert forced.returncode == 1 and "refusing GALERA_FORCE_BOOTSTRAP" in forced.stderr, forced.stderr
+    assert "safe_to_bootstrap: 0 (seqno 1041)" in forced.stderr
+    # data of another cluster: joining the running one would replace it with a full copy
+    peers = {"GALERA_PEERS": ",".join(f"127.0.0.1:{p}" for p in cluster.ports)}
+    foreign = _start_script(datadir, **peers)
+    assert foreign.returncode == 1 and "refusing to join" in foreign.stderr, foreign.stderr
+    # the last node to leave cleanly may bootstrap when no cluster answers; any node joins one that does
+    (datadir / "grastate.dat").write_text(state.format(uuid=uuid.uuid4(), seqno=1041, safe=1))
+    alone = _start_script(datadir, GALERA_PEERS="127.0.0.1:1")
+    assert alone.returncode == 0 and "bootstrapping from its data" in alone.stderr, alone.stderr
+    own = cluster.status(cluster.ports[0])["wsrep_cluster_state_uuid"]
+    (datadir / "grastate.dat").write_text(state.format(uuid=own, seqno=1041, safe=0))
+    ours = _start_script(datadir, **peers)
+    assert ours.returncode == 0 and "joining the cluster through 127.0.0.1:" in ours.stderr, ours.stderr
+
+
+@pytest.mark.slow
+def test_two_nodes_lost_refuse_writes_clearly_and_the_cluster_reforms_by_itself(cluster, settings, targets, tmp_path):
+    """Two of three nodes SIGKILLed under load: the survivor leaves the Primary component, so writes are refused
+    (503 with Retry-After, within the failover wait) while searches go on; the two restarted with the shipped
+    start script form the cluster again with the survivor, with no manual step, and lose nothing acknowledged."""
+    env = env_for_tests(**cluster.app_env(DATABASE, DB_REPLICA_CHECK_INTERVAL="0.5", DB_FAILOVER_WAIT="3"))
+    Migrator(make_settings(**env)).fresh()
+    server = start_gunicorn(env, tmp_path, workers=2)
+    try:
+        token, key = account(server.url, settings, targets["a"], tier="enterprise")
+        lost = cluster.ports[:2]
+        with Writes(server.url, key, token) as traffic:
+            time.sleep(3)
+            lost_at = time.monotonic()
+            for port in lost:
+                cluster.kill(port)
+            time.sleep(10)  # past evs.suspect_timeout (5 s): the survivor is alone, out of the Primary component
+            asked = time.monotonic()
+            status, refused, headers = call(
+                server.url + "/api/v1/keys", "POST", {"name": "while two nodes are down"}, token, timeout=30
+            )
+            refused_in = time.monotonic() - asked
+            time.sleep(5)
+            back_at = time.monotonic()
+            for port in lost:
+                cluster.start_one(port, wait=False)
+            for port in cluster.ports:
+                cluster.wait_synced(port, 180)
+            reformed = time.monotonic() - back_at
+            time.sleep(5)
+        outage = [s for s in traffic.seen if lost_at + 10 <= s[3] < back_at]
+        after = [s for s in traffic.seen if s[3] >= back_at + reformed + 1]
+        kinds = {kind: Counter(s[1] for s in outage if s[0] == kind) for kind in {s[0] for s in outage}}
+        print(
+            f"two of three nodes down: {kinds}; a key creation refused in {refused_in:.1f} s; the cluster formed"
+            f" again {reformed:.1f} s after the restarts; {len(after)} requests after, statuses"
+            f" {Counter(s[1] for s in after)}"
+        )
+        assert status == 503 and refused["error"]["code"] == "DATABASE_UNAVAILABLE", refused
+        assert int(headers["Retry-After"]) > 0 and refused_in < 3 + 5
+        assert {s[1] for s in outage} <= {200, 201, 503}, kinds  # refused clearly, or answered: nothing else
+        assert kinds["search"][200] > 0  # searches go on
+        assert after and {s[1] for s in after} <= {200, 201}, Counter(s[1] for s in after)
+        for port in lost:
+            assert "pc.recovery" in cluster.said(port), cluster.said(port)
+        for port in cluster.ports:  # three nodes again, with every registration that was acknowledged
+            assert cluster.status(port)["wsrep_cluster_size"] == "3"
+            with cluster.root(port, DATABASE) as conn, conn.cursor() as cur:
+                marks = ", ".join(["%s"] * len(traffic.registered))
+                cur.execute(f"SELECT COUNT(*) AS n FROM users WHERE email IN ({marks})", traffic.registered)
+                assert cur.fetchone()["n"] == len(traffic.registered), port
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_whole_cluster_crash_comes_back_with_no_manual_step(cluster):
+    """Every node SIGKILLed (no node is safe to bootstrap): each restarts from its recovered position and waits,
+    and the last primary component forms again once all of its members are back (pc.recovery)."""
+    with cluster.root(cluster.ports[0]) as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS galera_crash")
+        cur.execute("CREATE TABLE IF NOT EXISTS galera_crash.marks (id INT PRIMARY KEY)")
+        cur.execute("DELETE FROM galera_crash.marks")
+        cur.executemany("INSERT INTO galera_crash.marks VALUES (%s)", [(i,) for i in range(100)])
+    for port in cluster.ports:
+        cluster.kill(port)
+    started = time.monotonic()
+    for port in cluster.ports:
+        cluster.start_one(port, wait=False)
+    for port in cluster.ports:
+        cluster.wait_synced(port, 180)
+    print(f"a whole-cluster crash: Synced again {time.monotonic() - started:.1f} s after the restarts")
+    for port in cluster.ports:
+        assert "pc.recovery" in cluster.said(port) and "recovered position" in cluster.said(port), cluster.said(port)
+        assert cluster.status(port)["wsrep_cluster_size"] == "3"
+        with cluster.root(port) as conn, conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) AS n FROM galera_crash.marks")
+            assert cur.fetchone()["n"] == 100
