@@ -4,6 +4,7 @@
 #   scripts/stack.sh secrets STACK          create the stack's secrets (strong random values; never replaced)
 #   scripts/stack.sh cert HOST [HOST...]    a self-signed certificate in certs/ (or put your own there)
 #   scripts/stack.sh deploy STACK           docker stack deploy, configs versioned by content, then wait
+#                                           (ALTUS4_METADATA=galera: with swarm-galera.yml's Galera cluster)
 #   scripts/stack.sh demo STACK             a demo tenant database beside the stack, and a demo account
 #   scripts/stack.sh monitoring STACK       Prometheus + Grafana (monitoring-stack.yml) scraping STACK
 #   scripts/stack.sh rm STACK               remove the stack (and its demo); volumes and secrets are kept
@@ -16,7 +17,8 @@ cd "$(dirname "$0")/.."
 
 SECRETS="jwt_secret encryption_key db_password db_root_password redis_password repl_password"
 CONFIGS="nginx_main:nginx/nginx.conf nginx_site:nginx/altus4.conf nginx_upstream:nginx/upstream.swarm.conf
-mysql_primary:config/mysql/primary.cnf mysql_replica:config/mysql/replica.cnf redis_sentinel:config/redis/sentinel.conf"
+mysql_primary:config/mysql/primary.cnf mysql_replica:config/mysql/replica.cnf redis_sentinel:config/redis/sentinel.conf
+mysql_galera:config/mysql/galera.cnf galera_node:config/mysql/galera-node.sh"
 MONITORING_CONFIGS="prometheus:config/prometheus/prometheus.swarm.yml prometheus_alerts:config/prometheus/alerts.yml
 grafana_datasource:config/grafana/datasource.yml grafana_dashboards:config/grafana/dashboards.yml
 grafana_dashboard:config/grafana/altus4-dashboard.json"
@@ -109,8 +111,14 @@ deploy() {
         || die "no certificate: scripts/stack.sh cert HOST, or set ALTUS4_TLS_CERT and ALTUS4_TLS_KEY"
     export_versions "$CONFIGS tls_crt:$ALTUS4_TLS_CERT tls_key:$ALTUS4_TLS_KEY"
     export ALTUS4_STACK=$stack
-    say "docker stack deploy -c swarm-stack.yml ${stack}"
-    docker stack deploy --prune -c swarm-stack.yml "$stack"
+    local files=(-c swarm-stack.yml)
+    case "${ALTUS4_METADATA:-replicas}" in  # the metadata tier: a primary and its replica, or Galera
+        replicas) ;;
+        galera) files+=(-c swarm-galera.yml) ;;
+        *) die "ALTUS4_METADATA is replicas (the default) or galera" ;;
+    esac
+    say "docker stack deploy ${files[*]} ${stack}"
+    docker stack deploy --prune "${files[@]}" "$stack"
     wait_converged "$stack"
     prune_configs "$stack"
     say "${stack} is up: https://<a node>:${ALTUS4_HTTPS_PORT:-443}/health"

@@ -169,14 +169,14 @@ def test_grafana_dashboard_queries_are_valid_promql(tmp_path):
     } <= names
 
 
-def _stack_config(tmp_path, **env) -> dict:
-    """`docker stack config` of swarm-stack.yml, with a certificate in place (scripts/stack.sh cert makes one)."""
+def _stack_config(tmp_path, files=("swarm-stack.yml",), **env) -> dict:
+    """`docker stack config` of swarm-stack.yml (and more files over it), with a certificate in place
+    (scripts/stack.sh cert makes one)."""
     crt, key, _ = make_certificate(tmp_path)
     docker = shutil.which("docker")
     assert docker, "the docker CLI is not installed (.ci/run installs it)"
-    config = run(
-        docker, "stack", "config", "-c", "swarm-stack.yml", env={"ALTUS4_TLS_CERT": crt, "ALTUS4_TLS_KEY": key, **env}
-    )
+    files_args = [arg for name in files for arg in ("-c", name)]
+    config = run(docker, "stack", "config", *files_args, env={"ALTUS4_TLS_CERT": crt, "ALTUS4_TLS_KEY": key, **env})
     assert config.returncode == 0, config.stderr
     return yaml.safe_load(config.stdout)
 
@@ -208,6 +208,31 @@ def test_swarm_stack_is_valid(tmp_path):
         v.get("target") == "/var/lib/altus4/vectors" for v in api.get("volumes", []) if isinstance(v, dict)
     )
     assert int(env["SHUTDOWN_DELAY"]) > 5  # longer than nginx caches tasks.api (resolver valid=5s)
+
+
+def test_the_galera_variant_replaces_the_metadata_tier(tmp_path):
+    """swarm-galera.yml over swarm-stack.yml: three Galera nodes, each its own service with its volume, host
+    label, health and start script; the primary and replica scaled to 0; every API process lists the nodes."""
+    schema = run(BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "swarm-galera.yml")
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    stack = _stack_config(tmp_path, ("swarm-stack.yml", "swarm-galera.yml"))
+    services = stack["services"]
+    assert services["mysql-primary"]["deploy"]["replicas"] == 0 == services["mysql-replica"]["deploy"]["replicas"]
+    for name in ("api", "migrate", "indexer"):
+        assert services[name]["environment"]["DB_HOST"] == "galera-1,galera-2,galera-3", name
+        assert services[name]["environment"]["DB_READ_HOSTS"].strip() == "", name
+    for n in (1, 2, 3):
+        node = services[f"galera-{n}"]
+        assert node["deploy"]["endpoint_mode"] == "dnsrr" and node["deploy"]["replicas"] == 1
+        assert node["deploy"]["placement"]["constraints"] == [f"node.labels.altus4.galera-{n} == true"]
+        assert node["deploy"]["update_config"]["order"] == "stop-first"
+        assert node["volumes"][0]["source"] == f"galera-{n}-data"
+        assert "wsrep_ready" in " ".join(node["healthcheck"]["test"]) and "Synced" in " ".join(
+            node["healthcheck"]["test"]
+        )
+        assert node["entrypoint"] == ["bash", "/etc/mysql/galera-node.sh"]
+        assert node["environment"]["GALERA_BOOTSTRAP_CANDIDATE"] == ("1" if n == 1 else "0")  # one only
+    assert "gcomm://galera-1,galera-2,galera-3" in Path("config/mysql/galera.cnf").read_text()
 
 
 def test_swarm_stack_passes_the_production_review(tmp_path):

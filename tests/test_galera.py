@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import TEST_REDIS_DB, env_for_tests, make_settings
+from conftest import TEST_REDIS_DB, connect_admin, env_for_tests, make_settings
 from galera import START_SCRIPT, GaleraSet, available
 from infra import TcpProxy, wait_for
 from servers import Traffic, account, call, metric_sum, start_gunicorn
 
 from altus4.db.migrate import Migrator
 from altus4.db.pool import Database
-from altus4.errors import WriteInterrupted
+from altus4.errors import DatabaseUnavailable, WriteInterrupted
 from altus4.metrics import Metrics
 
 DATABASE = "altus4_galera"
@@ -92,6 +92,33 @@ def test_reads_and_writes_fail_over_and_a_node_out_of_the_primary_component_is_n
     with pytest.raises(WriteInterrupted):  # not safe to repeat: the caller hears of it
         db.execute("SIGNAL SQLSTATE '08S01' SET MYSQL_ERRNO = 1047, MESSAGE_TEXT = 'WSREP has not yet prepared node'")
     assert not db.nodes.nodes[0].usable and not db.primary.name.endswith(str(first.port))
+
+
+def test_a_write_that_cannot_take_its_lock_is_answered_503_not_500(two_paths, migrated):
+    """Seen in the Swarm stack test: a Galera node losing its Primary component answered ERROR 1205 (lock wait
+    timeout) to the writes it was holding, and they became 500s. The transaction is rolled back, so the client
+    is told to retry (503, Retry-After), as for any lock held too long; nothing is applied."""
+    db, _ = two_paths
+    row_id = str(uuid.uuid4())
+    db.execute("INSERT INTO failover_probe (id, n) VALUES (%s, 1)", (row_id,))
+    holder = connect_admin(migrated, migrated.db_database)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT n FROM failover_probe WHERE id = %s FOR UPDATE", (row_id,))
+
+        def update(cur) -> None:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            cur.execute("UPDATE failover_probe SET n = 2 WHERE id = %s", (row_id,))
+
+        with pytest.raises(DatabaseUnavailable) as refused:
+            db.write_retrying(update, 2)
+        assert refused.value.status == 503 and refused.value.headers["Retry-After"]
+        assert not isinstance(refused.value, WriteInterrupted)  # nothing may have been applied: plain retry
+    finally:
+        holder.rollback()
+        holder.close()
+    assert _rows(db, "WHERE id = %s", (row_id,)) == {"n": 1, "total": 1}
 
 
 class Writes(Traffic):

@@ -56,7 +56,9 @@ log = logging.getLogger("altus4.db")
 # client errors that mean "the server went away", not "your SQL is wrong"
 # (and 1047: a Galera node outside the Primary component, which serves nothing until it rejoins)
 _CONNECTION_LOST = {1040, 1047, 1053, 2003, 2006, 2013, 2055}
-_RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock: the transaction was rolled back, run it again
+# lock wait timeout, deadlock (and a Galera certification conflict): the transaction was rolled back, run it
+# again; a Galera node losing its Primary component answers 1205 to the writes it was holding
+_RETRYABLE = {1205, 1213}
 RYW_TTL = 10  # seconds a writer's reads wait for replicas to catch up
 GTID_WAIT_SECONDS = 0.5
 
@@ -381,8 +383,15 @@ class Database:
                 log.warning("a write interrupted by its node's loss is retried on the next node")
             except pymysql.err.OperationalError as exc:
                 attempt += 1
-                if not exc.args or exc.args[0] not in _RETRYABLE or attempt >= attempts:
+                if not exc.args or exc.args[0] not in _RETRYABLE:
                     raise
+                if attempt >= attempts:  # rolled back, nothing applied: the client may send it again
+                    log.warning("a write gave up after MySQL error %s: %s", exc.args[0], exc.args[-1])
+                    raise DatabaseUnavailable(
+                        "The metadata database could not take this write now (lock wait timeout or conflict);"
+                        " nothing was applied, retry it",
+                        retry_after=1,
+                    ) from exc
                 log.info("write retried after MySQL error %s", exc.args[0])
                 time.sleep(0.02 * attempt)
 

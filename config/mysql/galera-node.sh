@@ -21,6 +21,9 @@
 #   GALERA_PROBE_USER, GALERA_PROBE_PASSWORD_FILE   an account that can read the peers' status (root)
 #   GALERA_JOIN_WAIT          seconds an empty non-candidate waits for a cluster before exiting 1 (300)
 #   GALERA_INSTALL_ARGS       extra mariadb-install-db options for an empty datadir
+#   GALERA_NODE_ADDRESS       auto: this container's address as --wsrep-node-address (Swarm)
+#   MARIADB_ROOT_PASSWORD_FILE, MARIADB_DATABASE, MARIADB_USER, MARIADB_PASSWORD_FILE   set up when this node
+#                             bootstraps a new cluster (the others receive them with its data)
 set -euo pipefail
 
 datadir=${GALERA_DATADIR:-/var/lib/mysql}
@@ -46,7 +49,9 @@ peer_addresses() {
       address=$(getent ahostsv4 "$host" | awk '{print $1}' | sort -u) || continue
     fi
     for a in $address; do
-      [ "$a:$port" = "${GALERA_SELF:-}" ] || echo "$a:$port"
+      if [ -n "${GALERA_SELF:-}" ]; then [ "$a:$port" = "$GALERA_SELF" ] && continue
+      elif [[ " $(hostname -i 2>/dev/null) " == *" $a "* ]]; then continue; fi
+      echo "$a:$port"
     done
   done
 }
@@ -109,7 +114,37 @@ if [ "$fresh" = 1 ]; then
     || { say "mariadb-install-db failed: $(tail -n 5 "$install_log")"; exit 1; }
 fi
 
+literal() { local text=${1//\\/\\\\}; printf "'%s'" "${text//\'/\\\'}"; }  # a SQL string literal
+
+# the accounts of a new cluster, made on a private start without replication before it is bootstrapped
+set_up_accounts() {
+  local socket=/run/mysqld/galera-init.sock pid sql
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+  "${MARIADBD:-mariadbd}" "$@" --wsrep-on=OFF --wsrep-provider=none --skip-networking --socket="$socket" &
+  pid=$!
+  for _ in $(seq 60); do
+    mariadb-admin --socket="$socket" ping > /dev/null 2>&1 && break
+    kill -0 "$pid" 2> /dev/null || { say "mariadbd exited while the accounts were set up"; exit 1; }
+    sleep 0.5
+  done
+  root=$(cat "$MARIADB_ROOT_PASSWORD_FILE")
+  sql="ALTER USER root@localhost IDENTIFIED BY $(literal "$root");
+    CREATE USER IF NOT EXISTS root@'%' IDENTIFIED BY $(literal "$root"); GRANT ALL ON *.* TO root@'%' WITH GRANT OPTION;"
+  if [ -n "${MARIADB_DATABASE:-}" ] && [ -n "${MARIADB_USER:-}" ]; then
+    sql+="CREATE DATABASE IF NOT EXISTS \`$MARIADB_DATABASE\`;
+      CREATE USER IF NOT EXISTS $(literal "$MARIADB_USER")@'%' IDENTIFIED BY $(literal "$(cat "$MARIADB_PASSWORD_FILE")");
+      GRANT ALL ON \`$MARIADB_DATABASE\`.* TO $(literal "$MARIADB_USER")@'%';"
+  fi
+  mariadb --socket="$socket" -uroot <<< "$sql"
+  mariadb-admin --socket="$socket" -uroot -p"$root" shutdown
+  wait "$pid" || true
+  say "accounts set up"
+}
+
+if [ "$fresh" = 1 ] && [ "$mode" = bootstrap ] && [ -n "${MARIADB_ROOT_PASSWORD_FILE:-}" ]; then set_up_accounts "$@"; fi
+
 start=()
+if [ "${GALERA_NODE_ADDRESS:-}" = auto ]; then start+=("--wsrep-node-address=$(hostname -i | awk '{print $1}')"); fi
 if [ "$(grastate seqno)" = -1 ]; then  # a crash: the position is in InnoDB, not in grastate.dat
   recover_log="$datadir/wsrep-recover.log"
   "${MARIADBD:-mariadbd}" "$@" --wsrep-recover --log-error="$recover_log" > /dev/null 2>&1 || true

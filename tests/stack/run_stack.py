@@ -13,6 +13,7 @@ fails the run. Prints one table line per scenario, then removes the stack.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -319,8 +320,29 @@ def sign_in(password: str, certificate: Path) -> Tenant:
 # --- load ------------------------------------------------------------------------------------------------
 
 
+class Background:
+    """Threads (`_targets`) that run while the `with` block does; `_stop` tells them to end."""
+
+    _stop: threading.Event
+    _threads: list[threading.Thread]
+
+    def _targets(self) -> list:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._threads = [threading.Thread(target=t, daemon=True) for t in self._targets()]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(40)
+
+
 @dataclass
-class Load:
+class Load(Background):
     """`clients` threads searching through the edge at about `rate` requests/s in all, half of them repeats
     (cache hits) and half new queries; every outcome counted."""
 
@@ -358,16 +380,8 @@ class Load:
                     self.failures.append(f"{time.strftime('%H:%M:%S')} {detail}")
             self._stop.wait(max(0.0, self.clients / self.rate - (time.monotonic() - started)))
 
-    def __enter__(self) -> Load:
-        self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(self.clients)]
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
+    def _targets(self) -> list:
+        return [functools.partial(self._run, n) for n in range(self.clients)]
 
     @property
     def sent(self) -> int:
@@ -550,6 +564,156 @@ def kill(service: str) -> str:
     return f"{service} back after {time.monotonic() - started:.1f} s"
 
 
+# --- the Galera variant -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Writes(Background):
+    """Writes through the edge beside a Load: keys created (half of them revoked at once) and registrations; every
+    answer counted, and what was acknowledged kept to look for on every node afterwards."""
+
+    tenant: Tenant
+    certificate: Path
+    outcomes: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    registered: list[str] = field(default_factory=list)
+    refused: int = 0  # 503 with Retry-After: the documented answer while the cluster has no Primary component
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def _session(self, token: str | None) -> requests.Session:
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = str(self.certificate)
+        if token:
+            s.headers["Authorization"] = token
+        return s
+
+    def _count(self, kind: str, r: requests.Response | None, error: str = "") -> bool:
+        if r is not None and r.status_code in (200, 201):
+            self.outcomes["ok"] += 1
+            return True
+        if r is not None and r.status_code == 503 and r.headers.get("Retry-After"):
+            self.outcomes["refused (503, Retry-After)"] += 1
+            self.refused += 1
+            return False
+        self.outcomes[kind + " " + (str(r.status_code) if r is not None else error)] += 1
+        self.failures.append(f"{time.strftime('%H:%M:%S')} {kind} {r.status_code if r is not None else error}")
+        return False
+
+    def _call(self, s: requests.Session, kind: str, method: str, path: str, body=None) -> requests.Response | None:
+        try:
+            r = s.request(method, f"{EDGE}{path}", json=body, timeout=30)
+        except requests.RequestException as exc:
+            self._count(kind, None, type(exc).__name__)
+            return None
+        return r if self._count(kind, r) else None
+
+    def _keys(self) -> None:
+        s = self._session(self.tenant.session.headers["Authorization"])
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            made = self._call(s, "key", "POST", "/api/v1/keys", {"name": f"galera {i}", "environment": "test"})
+            if made is not None and i % 2 == 0:
+                self._call(s, "revoke", "DELETE", f"/api/v1/keys/{made.json()['data']['apiKey']['id']}")
+            self._stop.wait(0.3)
+
+    def _register(self) -> None:
+        s = self._session(None)
+        while not self._stop.is_set():
+            email = f"galera-{time.monotonic_ns()}@example.com"
+            body = {"email": email, "password": "longenough1", "name": "Galera"}
+            if self._call(s, "register", "POST", "/api/v1/auth/register", body) is not None:
+                self.registered.append(email)
+            self._stop.wait(7)  # under AUTH_RATE_LIMIT's 10 a minute and 100 an hour for one address
+
+    def _targets(self) -> list:
+        return [self._keys, self._register]
+
+
+def galera_sql(node: str, sql: str) -> str:
+    return docker(
+        "exec", container_of(node), "sh", "-c",
+        f'MYSQL_PWD="$(cat /run/secrets/altus4_db_root_password)" mariadb -uroot -h127.0.0.1 -Nse "{sql}"',
+        timeout=60,
+    )  # fmt: skip
+
+
+def cluster_size(node: str) -> int:
+    try:
+        return int(
+            galera_sql(
+                node,
+                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS"
+                " WHERE VARIABLE_NAME = 'wsrep_cluster_size'",
+            )
+        )
+    except (StackError, ValueError):
+        return 0
+
+
+def deploy_galera() -> tuple[str, str]:
+    """The README's Galera commands: label the node for the three Galera services, deploy with
+    ALTUS4_METADATA=galera (the API rolls to DB_HOST=galera-1,galera-2,galera-3, migrate runs on the cluster),
+    then the demo account again (the cluster is a new metadata database)."""
+    started = time.monotonic()
+    output = bash(readme_commands("swarm-galera", {"STACK=altus4": f"STACK={STACK}"}), timeout=900)
+    until(
+        "three Galera nodes in one cluster",
+        lambda: all(cluster_size(f"galera-{n}") == 3 for n in (1, 2, 3)),
+        300,
+        every=3,
+    )
+    password = output.split("demo user: demo@example.com / ", 1)[1].split()[0]
+    return password, f"Galera cluster of 3 serving the stack {time.monotonic() - started:.1f} s after the deploy"
+
+
+def galera_scenario(name: str, tenant: Tenant, certificate: Path, action) -> Result:
+    """A Load of searches and Writes through the edge while `action` kills Galera nodes. A failed search or a
+    write answered anything but success or 503 with Retry-After fails the scenario; every acknowledged
+    registration must then be on every node."""
+    log(f"scenario: {name}")
+    with Load(tenant, certificate) as load, Writes(tenant, certificate) as writes:
+        time.sleep(5)
+        note = action(writes)
+        time.sleep(10)
+    emails = ", ".join(f"'{e}'" for e in writes.registered) or "NULL"
+    on_nodes = [
+        int(galera_sql(f"galera-{n}", f"SELECT COUNT(*) FROM altus4.users WHERE email IN ({emails})"))
+        for n in (1, 2, 3)
+    ]
+    lost = [len(writes.registered) - n for n in on_nodes]
+    sent = load.sent + sum(writes.outcomes.values())
+    failed = load.failed + len(writes.failures) + sum(lost)
+    note += (
+        f"; searches {dict(load.outcomes)}, writes {dict(writes.outcomes)}; {len(writes.registered)} registrations"
+        f" acknowledged, missing per node {lost}"
+    )
+    log(f"  {sent} sent, {failed} failed: {note}")
+    return Result(name, sent, failed, note, (load.failures + writes.failures)[:10])
+
+
+def kill_the_writing_galera_node(writes: Writes) -> str:
+    before = writes.refused
+    note = kill("galera-1")  # DB_HOST's first: the node taking the writes
+    until("galera-1 back in the cluster", lambda: cluster_size("galera-1") == 3, 180, every=2)
+    if writes.refused != before:
+        raise StackError(f"{writes.refused - before} writes refused while one node was gone")
+    return note
+
+
+def kill_two_galera_nodes(writes: Writes) -> str:
+    """Two of three at once: the survivor leaves the Primary component, writes are refused (503, Retry-After)
+    and searches go on; the swarm restarts both and the cluster forms again by itself."""
+    victims = [container_of("galera-1"), container_of("galera-2")]
+    started = time.monotonic()
+    docker("kill", "-s", "KILL", *victims)
+    until("three nodes again", lambda: all(cluster_size(f"galera-{n}") == 3 for n in (1, 2, 3)), 300, every=2)
+    took = time.monotonic() - started
+    return f"cluster of 3 again {took:.1f} s after two nodes were killed (no manual step); {writes.refused} refused"
+
+
 def main() -> int:
     started = time.monotonic()
     results: list[Result] = []
@@ -575,6 +739,13 @@ def main() -> int:
         run("kill the mariadb replica", lambda: kill("mysql-replica"), 10)
         run("redeploy after a config change", redeploy_after_a_change)
         run("monitoring stack scrapes every task", monitoring)
+        password, note = deploy_galera()
+        results.append(Result("Galera variant deployed (README)", 1, 0, note))
+        who = until("sign-in through the edge (Galera)", lambda: _try(sign_in, password, certificate), 120, every=3)
+        results.append(
+            galera_scenario("Galera: SIGKILL the writing node", who, certificate, kill_the_writing_galera_node)
+        )
+        results.append(galera_scenario("Galera: SIGKILL two of three nodes", who, certificate, kill_two_galera_nodes))
     finally:
         if os.environ.get("ALTUS4_STACK_KEEP") != "1":
             remove_stack()
