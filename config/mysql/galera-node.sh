@@ -49,8 +49,9 @@ peer_addresses() {
       address=$(getent ahostsv4 "$host" | awk '{print $1}' | sort -u) || continue
     fi
     for a in $address; do
+      # this node: GALERA_SELF, or (no port to tell nodes on one address apart) its own non-loopback address
       if [ -n "${GALERA_SELF:-}" ]; then [ "$a:$port" = "$GALERA_SELF" ] && continue
-      elif [[ " $(hostname -i 2>/dev/null) " == *" $a "* ]]; then continue; fi
+      elif [[ $a != 127.* && " $(hostname -i 2> /dev/null) " == *" $a "* ]]; then continue; fi
       echo "$a:$port"
     done
   done
