@@ -104,8 +104,12 @@ def test_a_black_holed_database_costs_one_search_then_fails_fast(outage_app, set
     else:
         pytest.fail("the black-holed database never failed fast")
     fast = [search() for _ in range(10)]
-    assert all(a[good]["status"] == "ok" and a[sick]["status"] == "failed" for _, a in fast)
-    assert max(t for t, _ in fast) < 0.5, [round(t, 3) for t, _ in fast]
+    assert all(a[good]["status"] == "ok" and a[sick]["status"] in ("failed", "timeout") for _, a in fast)
+    # every TARGET_RETRY_SECONDS one search tries the database again and may spend the budget on it (by design:
+    # that is how it is found back); when the circuit opened late in the loop above, that retry can fall among
+    # these (seen once in CI: one of ten took 2.3 s). Every search that did not retry answers at once.
+    skipped = [t for t, a in fast if "not retried" in (a[sick].get("error") or "")]
+    assert len(skipped) >= 9 and max(skipped) < 0.5, [(round(t, 3), a[sick]["error"]) for t, a in fast]
     took, statuses = status()  # a real attempt (the circuit is for searches), bounded by CONNECTION_TIMEOUT (1 s)
     assert statuses == {good: True, sick: False} and took < 2.5, (took, statuses)
     proxy.heal()
