@@ -567,6 +567,9 @@ def kill(service: str) -> str:
 # --- the Galera variant -----------------------------------------------------------------------------------
 
 
+REFUSED = "refused (503, Retry-After)"  # the documented answer while the cluster has no Primary component
+
+
 @dataclass
 class Writes(Background):
     """Writes through the edge beside a Load: keys created (half of them revoked at once) and registrations; every
@@ -577,7 +580,6 @@ class Writes(Background):
     outcomes: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     registered: list[str] = field(default_factory=list)
-    refused: int = 0  # 503 with Retry-After: the documented answer while the cluster has no Primary component
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -594,8 +596,7 @@ class Writes(Background):
             self.outcomes["ok"] += 1
             return True
         if r is not None and r.status_code == 503 and r.headers.get("Retry-After"):
-            self.outcomes["refused (503, Retry-After)"] += 1
-            self.refused += 1
+            self.outcomes[REFUSED] += 1
             return False
         self.outcomes[kind + " " + (str(r.status_code) if r is not None else error)] += 1
         self.failures.append(f"{time.strftime('%H:%M:%S')} {kind} {r.status_code if r is not None else error}")
@@ -695,23 +696,12 @@ def galera_scenario(name: str, tenant: Tenant, certificate: Path, action) -> Res
 
 
 def kill_the_writing_galera_node(writes: Writes) -> str:
-    before = writes.refused
+    before = writes.outcomes[REFUSED]
     note = kill("galera-1")  # DB_HOST's first: the node taking the writes
     until("galera-1 back in the cluster", lambda: cluster_size("galera-1") == 3, 180, every=2)
-    if writes.refused != before:
-        raise StackError(f"{writes.refused - before} writes refused while one node was gone")
+    if writes.outcomes[REFUSED] != before:
+        raise StackError(f"{writes.outcomes[REFUSED] - before} writes refused while one node was gone")
     return note
-
-
-def kill_two_galera_nodes(writes: Writes) -> str:
-    """(Not run yet: see main.) Two of three at once: the survivor leaves the Primary component, writes are
-    refused (503, Retry-After) and searches go on; the swarm restarts both and the cluster forms again."""
-    victims = [container_of("galera-1"), container_of("galera-2")]
-    started = time.monotonic()
-    docker("kill", "-s", "KILL", *victims)
-    until("three nodes again", lambda: all(cluster_size(f"galera-{n}") == 3 for n in (1, 2, 3)), 300, every=2)
-    took = time.monotonic() - started
-    return f"cluster of 3 again {took:.1f} s after two nodes were killed (no manual step); {writes.refused} refused"
 
 
 def main() -> int:
@@ -745,8 +735,9 @@ def main() -> int:
         results.append(
             galera_scenario("Galera: SIGKILL the writing node", who, certificate, kill_the_writing_galera_node)
         )
-        # kill_two_galera_nodes is left out of the run until its last 500 is understood: in the run of
-        # 2026-12-07 01:27 one key creation of 687 requests answered 500 while two of three nodes were down
+        # two of three Galera nodes killed at once (a scenario in commit 7d35417) is left out of the run until
+        # its last 500 is understood: in the run of 2026-12-07 01:27 one key creation of 687 requests answered
+        # 500 while two of three nodes were down
     finally:
         if os.environ.get("ALTUS4_STACK_KEEP") != "1":
             remove_stack()
