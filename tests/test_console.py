@@ -244,6 +244,10 @@ def test_a_new_users_first_visit(server, browser, migrated, axe_source):
     chosen, count = value.get_attribute("data-value"), int(value.find_element(By.CSS_SELECTOR, ".count").text)
     assert "products" in me.text("#summary") or int(me.text("#total").split()[0]) >= count
     me.snap("05-search-facets")  # the README's screenshot (docs/console-playground.png)
+    # the tables without a price are left out, and the page says so in words (the code kept for a developer)
+    warning = me.find("#search-output .warning")
+    assert warning.get_attribute("data-code") == "SORT_COLUMN_MISSING", warning.get_attribute("outerHTML")
+    assert warning.text.startswith("Left out of the search, without") and "articles" in warning.text, warning.text
     value.click()
     me.until(lambda d: int(me.text("#total").split()[0]) == count, "the results filtered to the facet value")
     assert me.find("#search-form [name=filter]").get_attribute("value") == f'category = "{chosen}"'

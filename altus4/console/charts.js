@@ -35,7 +35,7 @@ export function barChart(series, { label, unit }) {
   if (unit) svg.append(svgNode('text', { class: 'tick', x: LEFT - 8, y: 14, 'text-anchor': 'end' }, unit));
   const slot = plotWidth / Math.max(days.length, 1);
   const bar = Math.max(1, (slot * 0.8) / series.length);
-  const every = Math.ceil(days.length / 10); // at most ten date labels
+  const every = Math.ceil(days.length / 10); // at most ten date labels, counted back from the last day (today)
   days.forEach((day, i) => {
     series.forEach((s, j) => {
       const value = s.points[i].value;
@@ -43,7 +43,7 @@ export function barChart(series, { label, unit }) {
       rect.append(svgNode('title', {}, `${day}${series.length > 1 ? ' ' + s.name : ''}: ${tickLabel(value)}${unit ? ' ' + unit : ''}`));
       svg.append(rect);
     });
-    if (i % every === 0) svg.append(svgNode('text', { class: 'tick', x: LEFT + i * slot + slot / 2, y: HEIGHT - 8, 'text-anchor': 'middle' }, day.slice(5)));
+    if ((days.length - 1 - i) % every === 0) svg.append(svgNode('text', { class: 'tick', x: LEFT + i * slot + slot / 2, y: HEIGHT - 8, 'text-anchor': 'middle' }, day.slice(5)));
   });
   svg.append(svgNode('line', { class: 'axis', x1: LEFT, x2: WIDTH - RIGHT, y1: y(0), y2: y(0) }));
   if (series.length > 1) {

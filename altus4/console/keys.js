@@ -92,7 +92,7 @@ function tenantTokenCard(keys) {
   prefill();
   const out = el('div', { id: 'tenant-token-output' });
   const form = el('form', { class: 'grid' },
-    el('label', null, 'API key', choose),
+    el('label', { class: 'wide' }, 'API key', choose), // wide: a key's name and prefix are read whole
     el('label', null, 'Its secret (stays in this page)', secret),
     el('label', { class: 'wide' }, 'Filter', el('input', { type: 'text', name: 'filter', placeholder: 'tenant_id = 42' })),
     el('label', null, 'Expires after (hours)', el('input', { type: 'number', name: 'hours', min: 0.1, step: 'any', value: 24 })),

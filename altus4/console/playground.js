@@ -236,10 +236,18 @@ async function runSearch(form, out, { preview = false, signal } = {}) {
         pager),
       el('div', { class: 'row', id: 'db-status' }, data.databases.map(d => el('span', { class: 'pill ' + (d.status === 'ok' ? 'good' : 'bad') },
         `${d.name}: ${d.status}${d.status === 'ok' ? ` (${d.resultCount})` : ` — ${d.error}`}`))),
-      (data.warnings || []).map(w => el('p', { class: 'muted' }, w)),
+      (data.warnings || []).map(warningNode),
       el('div', { class: 'with-facets' }, facetPanels(data, form, out),
         el('div', { id: 'results' }, data.results.length ? data.results.map(r => resultNode(r, top)) : el('p', { class: 'muted' }, 'No results.')))),
     curl);
+}
+
+// "FILTER_COLUMN_MISSING: left out of the search, …" read as its message; the code stays on hand for a
+// developer (hover, or the data attribute a script can read)
+function warningNode(warning) {
+  const [, code, message] = warning.match(/^([A-Z_]+): (.*)$/s) || [null, '', warning];
+  return el('p', { class: 'warning', role: 'note', title: code, 'data-code': code },
+    message.charAt(0).toUpperCase() + message.slice(1));
 }
 
 const TITLE_COLUMNS = ['name', 'title', 'subject', 'headline', 'label'];
