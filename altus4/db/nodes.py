@@ -7,7 +7,8 @@ over apply what the cluster certified before it answers). A node is used only wh
 it may be: `wsrep_ready` ON, `wsrep_local_state_comment` Synced, `wsrep_cluster_status` Primary (a node
 without wsrep, i.e. a plain server, always may). When the writing node refuses connections, drops one,
 answers ERROR 1047 (not in the Primary component) or fails its check, the next usable node takes over; the
-preferred one takes back once its check finds it synced again.
+preferred one takes back once its check finds it synced again. ERROR 1205 from a node is checked at once:
+from a node that has left the Primary component it means the node, not a lock, and is handled like 1047.
 
 A caller waits for a usable node up to `DB_FAILOVER_WAIT`: when a node dies, the others stall until the
 cluster has declared it dead (Galera's `evs.suspect_timeout`, 5 s, plus the view change: about 6 s
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
     from altus4.db.pool import Pool
 
 log = logging.getLogger("altus4.db")
+
+# what a node that loses its Primary component answers to everything waiting on the cluster, the causal
+# reads of `wsrep_sync_wait` included (measured: a SELECT on the survivor of two SIGKILLed nodes, 6.3 s after
+# the kill, and every one after it); on a node still in the cluster it is an ordinary lock wait timeout
+LOCK_WAIT_TIMEOUT = 1205
 
 _WSREP_STATUS = (
     "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_local_state_comment', 'wsrep_cluster_status')"
@@ -137,7 +143,14 @@ class Nodes:
         try:
             with ExitStack() as stack:
                 node, conn = self._connect(stack, deadline)
-                yield conn
+                try:
+                    yield conn
+                except pymysql.err.OperationalError as exc:
+                    if exc.args and exc.args[0] == LOCK_WAIT_TIMEOUT:
+                        node.check()  # a lock held too long, or a node that has just lost its Primary component?
+                        if not node.usable:
+                            raise DatabaseUnavailable(retry_after=2) from exc
+                    raise
         except DatabaseUnavailable as exc:  # lost in use, or ERROR 1047: out until a check finds it synced
             if node is not None and exc.code != "POOL_EXHAUSTED":
                 node.mark_down(str(exc.__cause__ or exc))

@@ -47,7 +47,7 @@ from pymysql.cursors import DictCursor
 from altus4 import context
 from altus4.config import Settings
 from altus4.db import sql
-from altus4.db.nodes import Nodes
+from altus4.db.nodes import LOCK_WAIT_TIMEOUT, Nodes
 from altus4.errors import DatabaseUnavailable, WriteInterrupted
 from altus4.metrics import Metrics
 
@@ -57,8 +57,8 @@ log = logging.getLogger("altus4.db")
 # (and 1047: a Galera node outside the Primary component, which serves nothing until it rejoins)
 _CONNECTION_LOST = {1040, 1047, 1053, 2003, 2006, 2013, 2055}
 # lock wait timeout, deadlock (and a Galera certification conflict): the transaction was rolled back, run it
-# again; a Galera node losing its Primary component answers 1205 to the writes it was holding
-_RETRYABLE = {1205, 1213}
+# again (a 1205 from a Galera node that has lost its Primary component is the node's loss: see nodes.py)
+_RETRYABLE = {LOCK_WAIT_TIMEOUT, 1213}
 RYW_TTL = 10  # seconds a writer's reads wait for replicas to catch up
 GTID_WAIT_SECONDS = 0.5
 
