@@ -407,6 +407,22 @@ def test_a_new_users_first_visit(server, browser, migrated, axe_source):
     assert {r["data"]["category"] for r in found["data"]["results"]} == {chosen}
     me.snap("11-tenant-token")
     me.audit("keys")
+
+    # on a phone's width (420 px) every page fits: nothing makes the page itself scroll sideways (a wide table
+    # scrolls in its own box)
+    browser.set_window_size(420, 900)
+    try:
+        for view, ready in (("keys", "tr[data-key]"), ("analytics", "#volume svg"), ("search", "#search-form")):
+            me.go(view)
+            me.find(ready)
+            overflow = browser.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            me.snap(f"14-narrow-{view}")
+            assert overflow <= 0, f"{view} is {overflow} px wider than a 420 px window"
+    finally:
+        browser.set_window_size(1280, 1000)
+    me.go("keys")
     me.find(f'tr[data-key="{first_key}"] [data-revoke]').click()
     browser.switch_to.alert.accept()
     me.until(lambda d: "revoked" in me.text(f'tr[data-key="{first_key}"]'), "the key revoked")

@@ -143,7 +143,8 @@ export function secretBox(secret, warning) {
 
 export const when = iso => (iso ? new Date(iso).toLocaleString() : '—');
 
+// in a box of its own that scrolls sideways when the table is wider than the screen (a phone), not the page
 export function table(headers, rows, empty = 'Nothing yet') {
-  return el('table', null, el('thead', null, el('tr', null, headers.map(h => el('th', { scope: 'col' }, h)))),
-    el('tbody', null, rows.length ? rows : el('tr', null, el('td', { colspan: headers.length, class: 'muted' }, empty))));
+  return el('div', { class: 'table-scroll' }, el('table', null, el('thead', null, el('tr', null, headers.map(h => el('th', { scope: 'col' }, h)))),
+    el('tbody', null, rows.length ? rows : el('tr', null, el('td', { colspan: headers.length, class: 'muted' }, empty)))));
 }
