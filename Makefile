@@ -40,7 +40,7 @@ tools: ## Install the tools the tests run (nginx, HAProxy, promtool, docker CLI,
 test: install services tools ## Run the test suite (real MariaDB, Redis, nginx, HAProxy...); T=path narrows it
 	$(PY) -m pytest $(T)
 
-test-stack: install ## Deploy swarm-stack.yml on a local one-node swarm and kill/scale/update it under load (~9 min with images cached)
+test-stack: install ## Deploy swarm-stack.yml on a local one-node swarm and kill/scale/update it under load, then its Galera variant (~12 min with images cached)
 	$(PY) tests/stack/run_stack.py
 
 test-fast: install services ## The quick loop: every test not marked slow (no replicas, proxies, fleets or fuzzing)
