@@ -259,6 +259,28 @@ def test_facets_count_every_match_of_every_table(shopper, settings):
     top = _search(shopper, query="wireless", facets=["price"], maxValuesPerFacet=3)["facetDistribution"]["price"]
     assert len(top) == 3
 
+    # one table: the database returns the top values itself, and the bounds in the same statement's rollup row,
+    # which takes none of the top values' places
+    one = _search(
+        shopper, query="wireless", facets=["price", "created_at"], maxValuesPerFacet=3, tables=["products"],
+        databases=[shopper.dbs[SHOP_A]],
+    )  # fmt: skip
+    conn = connect_admin(settings, SHOP_A)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT price, COUNT(*) AS n FROM products WHERE MATCH (name, description) AGAINST ('wireless')"
+            " GROUP BY price ORDER BY n DESC, price LIMIT 3"
+        )
+        most = {float(price): n for price, n in cur.fetchall()}
+        cur.execute(
+            "SELECT MIN(created_at), MAX(created_at) FROM products WHERE MATCH (name, description) AGAINST ('wireless')"
+        )
+        first, last = cur.fetchone()
+    conn.close()
+    assert {float(v): n for v, n in one["facetDistribution"]["price"].items()} == most
+    assert one["facetStats"]["price"] == {"min": float(prices[0][0]), "max": float(prices[0][1])}
+    assert one["facetStats"]["created_at"] == {"min": first.isoformat(), "max": last.isoformat()}
+
 
 def test_facets_follow_the_filter_and_a_bad_facet_is_a_400(shopper):
     data = _search(shopper, query="", filter="in_stock = false", facets=["in_stock"], tables=["products"])

@@ -1,7 +1,8 @@
 """`facets`: how many matching rows hold each value of a column, over every match of every searched table.
 
 A facet is a GROUP BY over the same match set as the page (the query's MATCH and the filter), one statement
-per (table, facet), run beside the search's own statements. `facetDistribution` holds each facet's top
+per (table, facet), run beside the search's own statements (a numeric or date facet's bounds ride in its
+statement's WITH ROLLUP row). `facetDistribution` holds each facet's top
 `maxValuesPerFacet` values by count (ties: by value), summed across the tables that have the column;
 `facetStats` the minimum and maximum of numeric and date facets. With one table the database returns just
 the top values; with several, each returns up to GROUP_CAP values (most frequent first) for the sums: a
@@ -81,19 +82,21 @@ def for_table(facets: tuple[Facet, ...], table: TableSchema) -> list[tuple[Facet
     return out
 
 
-def counting(table: str, column: str, condition: str, params: tuple, limit: int) -> Statement:
-    """The column's values among the matches, most frequent first."""
-    c = ident(column)
+def counting(table: str, column: str, condition: str, params: tuple, limit: int, bounds: bool = False) -> Statement:
+    """The column's values among the matches, most frequent first. With `bounds` (facetStats), one more row
+    before them: WITH ROLLUP's total (its value NULL, which no counted value is) carrying MIN and MAX over
+    every match, from the same pass: a separate MIN/MAX statement evaluated the MATCH once more (3.5 ms of a
+    4 ms count on anchor-shop; the rollup adds 1.4 ms)."""
+    c, t = ident(column), ident(table)
+    where = f"WHERE ({condition}) AND {c} IS NOT NULL GROUP BY {c}"
+    if not bounds:
+        sql = f"SELECT {c} AS v, COUNT(*) AS n FROM {t} {where} ORDER BY n DESC, {c} LIMIT %s"
+        return Statement(sql, (*params, limit))
     return Statement(
-        f"SELECT {c} AS v, COUNT(*) AS n FROM {ident(table)} WHERE ({condition}) AND {c} IS NOT NULL"
-        f" GROUP BY {c} ORDER BY n DESC, {c} LIMIT %s",
-        (*params, limit),
+        f"SELECT v, n, lo, hi FROM (SELECT {c} AS v, COUNT(*) AS n, MIN({c}) AS lo, MAX({c}) AS hi FROM {t} {where}"
+        " WITH ROLLUP) AS g ORDER BY v IS NULL DESC, n DESC, v LIMIT %s",
+        (*params, limit + 1),
     )
-
-
-def bounds(table: str, column: str, condition: str, params: tuple) -> Statement:
-    c = ident(column)
-    return Statement(f"SELECT MIN({c}) AS lo, MAX({c}) AS hi FROM {ident(table)} WHERE {condition}", params)
 
 
 def value_text(value: Any) -> str:
@@ -132,17 +135,21 @@ class Tally:
     missing: set[str] = field(default_factory=set)  # facets some table could not count in time
 
     def add_counts(self, label: str, rows: list[dict[str, Any]]) -> None:
+        """A `counting` statement's rows: values and their counts, and its rollup row's bounds if it has one."""
         into = self.counts.setdefault(label, {})
-        for row in rows:
+        values = [row for row in rows if row["v"] is not None]
+        for row in values:
             key = value_text(row["v"])
             into[key] = into.get(key, 0) + int(row["n"])
-        if len(rows) >= GROUP_CAP:
+        if len(values) >= GROUP_CAP:
             self.capped.add(label)
+        for row in rows:
+            if row["v"] is None:
+                self._add_bounds(label, row["lo"], row["hi"])
 
-    def add_bounds(self, label: str, row: dict[str, Any] | None) -> None:
-        if not row or row["lo"] is None:
+    def _add_bounds(self, label: str, lo: Any, hi: Any) -> None:
+        if lo is None:
             return
-        lo, hi = row["lo"], row["hi"]
         if label not in self.lows or _less(lo, self.lows[label]):
             self.lows[label] = lo
         if label not in self.highs or _less(self.highs[label], hi):

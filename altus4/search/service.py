@@ -370,7 +370,7 @@ class SearchService:
         counting = self._facet_tasks(jobs, compiled, params.max_values_per_facet)
         outcomes = run_parallel(
             [lambda j=j: self._run_table(j, compiled, fetch, ranking, skip, rescore) for j in jobs]
-            + [t for *_, t in counting],
+            + [t for _, t in counting],
             self.settings.search_timeout_ms / 1000,
         )
         merged = self._merge(rows, jobs, outcomes[: len(jobs)], failed, compiled, ranking, structure.sort)
@@ -398,9 +398,9 @@ class SearchService:
             **({} if reason is None else {"aiReasonCode": reason, "aiReason": AI_REASONS.get(reason, reason)}),
         }
 
-    def _facet_tasks(self, jobs: list[Job], compiled: CompiledQuery, max_values: int) -> list[tuple[str, str, Any]]:
-        """(facet label, "counts" or "bounds", the statement's task) for every facet of every table that has it."""
-        tasks: list[tuple[str, str, Any]] = []
+    def _facet_tasks(self, jobs: list[Job], compiled: CompiledQuery, max_values: int) -> list[tuple[str, Any]]:
+        """(facet label, the counting statement's task) for every facet of every table that has it."""
+        tasks: list[tuple[str, Any]] = []
         single = len({(row["id"], q.table) for row, q, plan in jobs if plan.facets}) == 1
         for row, q, plan in jobs:
             if not plan.facets or plan.where.never:
@@ -410,29 +410,21 @@ class SearchService:
             )
             for facet, column, data_type in plan.facets:
                 limit = max_values if single else faceting.GROUP_CAP
-                counts = faceting.counting(q.table, column, condition, condition_params, limit)
-                tasks.append(
-                    (facet.label, "counts", functools.partial(self._statement, row, counts.sql, counts.params))
-                )
-                if data_type in faceting.WITH_STATS:
-                    edge = faceting.bounds(q.table, column, condition, condition_params)
-                    tasks.append(
-                        (facet.label, "bounds", functools.partial(self._statement, row, edge.sql, edge.params))
-                    )
+                bounds = data_type in faceting.WITH_STATS
+                counts = faceting.counting(q.table, column, condition, condition_params, limit, bounds)
+                tasks.append((facet.label, functools.partial(self._statement, row, counts.sql, counts.params)))
         return tasks
 
     def _tally(self, counting, outcomes, max_values: int, merged: Merged) -> faceting.Tally:
         """The facets' counts as answered; a facet some table could not count in time is left out, and said."""
         tally = faceting.Tally(max_values)
-        for (label, kind, _), (status, value) in zip(counting, outcomes, strict=True):
+        for (label, _), (status, value) in zip(counting, outcomes, strict=True):
             if status != "ok":
                 tally.missing.add(label)
                 why = "within the search's time budget" if status == "timeout" else f"({_reason(value)})"
                 merged.notes.add(f"FACET_UNAVAILABLE: facet {label!r} could not be counted {why}")
-            elif kind == "counts":
-                tally.add_counts(label, value)
             else:
-                tally.add_bounds(label, value[0] if value else None)
+                tally.add_counts(label, value)
         for label in tally.capped - tally.missing:
             merged.notes.add(
                 f"FACET_CAPPED: facet {label!r} has more than {faceting.GROUP_CAP} values in a table; its counts come"
