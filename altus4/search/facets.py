@@ -1,13 +1,13 @@
 """`facets`: how many matching rows hold each value of a column, over every match of every searched table.
 
 A facet is a GROUP BY over the same match set as the page (the query's MATCH and the filter), one statement
-per (table, facet), run beside the search's own statements (a numeric or date facet's bounds ride in its
-statement's WITH ROLLUP row). `facetDistribution` holds each facet's top
-`maxValuesPerFacet` values by count (ties: by value), summed across the tables that have the column;
-`facetStats` the minimum and maximum of numeric and date facets. With one table the database returns just
-the top values; with several, each returns up to GROUP_CAP values (most frequent first) for the sums: a
-column with more distinct values than that in one table is counted from its GROUP_CAP most frequent ones,
-and the answer says so. NULL is not a value (Meilisearch does not count missing fields either).
+per (table, facet), run beside the search's own statements; a numeric or date facet's bounds come in the same
+statement's WITH ROLLUP row. `facetDistribution` holds each facet's top `maxValuesPerFacet` values by count
+(ties: by value), summed across the tables that have the column; `facetStats` the minimum and maximum of
+numeric and date facets. With one table the database returns just the top values; with several, each
+returns up to GROUP_CAP values (most frequent first) for the sums: a column with more distinct values than
+that in one table is counted from its GROUP_CAP most frequent ones, and the answer says so. NULL is not a
+value (Meilisearch does not count missing fields either).
 """
 
 from __future__ import annotations
