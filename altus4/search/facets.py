@@ -137,15 +137,14 @@ class Tally:
     def add_counts(self, label: str, rows: list[dict[str, Any]]) -> None:
         """A `counting` statement's rows: values and their counts, and its rollup row's bounds if it has one."""
         into = self.counts.setdefault(label, {})
-        values = [row for row in rows if row["v"] is not None]
-        for row in values:
+        for row in rows:
+            if row["v"] is None:  # the rollup row
+                self._add_bounds(label, row["lo"], row["hi"])
+                continue
             key = value_text(row["v"])
             into[key] = into.get(key, 0) + int(row["n"])
-        if len(values) >= GROUP_CAP:
+        if sum(row["v"] is not None for row in rows) >= GROUP_CAP:
             self.capped.add(label)
-        for row in rows:
-            if row["v"] is None:
-                self._add_bounds(label, row["lo"], row["hi"])
 
     def _add_bounds(self, label: str, lo: Any, hi: Any) -> None:
         if lo is None:
